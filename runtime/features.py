@@ -1,0 +1,93 @@
+"""Feature encoders: text -> token ids -> the model's input array (numpy only).
+
+Encoders memoize ``chunk -> token ids`` (see ``runtime.text``): a chunk's ids depend on
+that chunk alone, so the memo is exact, and a review costs little more than
+``lower().split()`` plus one dictionary look-up per distinct chunk. The memo is bounded:
+once full it stops growing, which changes speed, never results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from itertools import chain
+
+import numpy as np
+
+from runtime import text as _text
+from runtime.vocab import Vocabulary
+
+MULTI_HOT = "multi_hot"
+
+
+class _ChunkMemo(dict):
+    """chunk -> ids, computed on a miss and kept while fewer than ``limit`` are kept."""
+
+    def __init__(self, compute, limit: int):
+        super().__init__()
+        self._compute = compute
+        self._limit = limit
+
+    def __missing__(self, chunk: str) -> tuple[int, ...]:
+        ids = self._compute(chunk)
+        if len(self) < self._limit:
+            self[chunk] = ids
+        return ids
+
+
+class MultiHotEncoder:
+    """Multi-hot bag of words: column i is 1.0 when token id i occurs in the review.
+
+    The tokenizer never produces a reserved token (``<`` and ``>`` are tokens of their
+    own), so reserved columns stay 0 and a review with no known word is all zeros.
+    """
+
+    kind = MULTI_HOT
+
+    def __init__(self, vocab: Vocabulary, memo_size: int = 400_000):
+        self.vocab = vocab
+        self.size = len(vocab)
+        self._memo = _ChunkMemo(self._chunk_ids, memo_size)
+        self._lookup = self._memo.__getitem__
+
+    def spec(self) -> dict:
+        """What a manifest records about the features."""
+        return {"kind": self.kind, "size": self.size}
+
+    def _chunk_ids(self, chunk: str) -> tuple[int, ...]:
+        get = self.vocab.index.get
+        return tuple(i for i in map(get, _text.chunk_tokens(chunk)) if i is not None)
+
+    def word_ids(self, text: str) -> list[int]:
+        """Ids of the known words of ``text`` (each distinct chunk looked up once)."""
+        return list(chain.from_iterable(map(self._lookup, set(_text.chunks(text)))))
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """A ``(len(texts), size)`` float32 batch."""
+        batch = np.zeros((len(texts), self.size), dtype=np.float32)
+        for row, text in zip(batch, texts):
+            row[self.word_ids(text)] = 1.0
+        return batch
+
+    def encode_stream(self, pieces: Iterable[str]) -> np.ndarray:
+        """A ``(1, size)`` batch for one text given in pieces (bounded memory)."""
+        batch = np.zeros((1, self.size), dtype=np.float32)
+        for segment in _text.whole_chunks(pieces):
+            batch[0, self.word_ids(segment)] = 1.0
+        return batch
+
+
+def known_word_count(features: np.ndarray) -> np.ndarray:
+    """Per row, how many vocabulary words a multi-hot batch holds."""
+    return np.count_nonzero(features, axis=1)
+
+
+def make_encoder(spec: dict, vocab: Vocabulary) -> MultiHotEncoder:
+    """The encoder a manifest's feature spec names, checked against the vocabulary."""
+    kind = spec.get("kind")
+    if kind != MULTI_HOT:
+        raise ValueError(f"unsupported feature kind {kind!r}")
+    if spec.get("size") != len(vocab):
+        raise ValueError(
+            f"features expect {spec.get('size')} columns but the vocabulary has {len(vocab)} tokens"
+        )
+    return MultiHotEncoder(vocab)

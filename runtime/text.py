@@ -1,0 +1,125 @@
+"""Text normalization and word tokenization: the one tokenizer used by training and serving.
+
+A review becomes tokens in two steps:
+
+1. ``chunks(text)``: lowercase, turn HTML line breaks into spaces, split on whitespace.
+2. ``chunk_tokens(chunk)``: fold unicode (cp1252 leftovers, curly quotes, accents), then
+   cut the chunk into words (letters and digits, apostrophes inside words kept, as in
+   ``don't``) and single-character punctuation tokens.
+
+``tokenize(text)`` is the concatenation of ``chunk_tokens`` over ``chunks``. Because a
+token never spans whitespace, ``chunk_tokens`` is a pure function of one chunk, so the
+encoders can memoize it per chunk and stay exactly equal to this definition while doing
+almost no per-review work beyond ``lower().split()``.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator
+
+TOKENIZER_NAME = "imdb-words"
+TOKENIZER_VERSION = 1
+
+_BREAKS = ("<br />", "<br/>", "<br>")
+MAX_CHUNK = 1 << 20
+
+# Reviews scraped as cp1252 carry C1 control characters where punctuation was meant;
+# quote-like characters become apostrophes so that "don’t" and "don't" are one word.
+_FOLD = str.maketrans(
+    {
+        "\x91": "'",
+        "\x92": "'",
+        "\x93": '"',
+        "\x94": '"',
+        "\x96": "-",
+        "\x97": "-",
+        "\x85": "...",
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201b": "'",
+        "\u2032": "'",
+        "\u00b4": "'",
+        "`": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u201e": '"',
+        "\u2013": "-",
+        "\u2014": "-",
+        "\u2026": "...",
+    }
+)
+
+# A word: letters/digits (unicode), optionally joined by single inner apostrophes.
+# Anything else that is not whitespace is a one-character token.
+_TOKEN_RE = re.compile(r"[^\W_]+(?:'[^\W_]+)*|\S")
+
+
+def settings() -> dict:
+    """The tokenizer's identity, recorded in configs and bundle manifests."""
+    return {"name": TOKENIZER_NAME, "version": TOKENIZER_VERSION}
+
+
+def chunks(text: str) -> list[str]:
+    """Lowercase ``text``, drop HTML line breaks and split it on whitespace."""
+    text = text.lower()
+    if "<br" in text:
+        for br in _BREAKS:
+            text = text.replace(br, " ")
+    return text.split()
+
+
+def _fold_unicode(chunk: str) -> str:
+    chunk = chunk.translate(_FOLD)
+    decomposed = unicodedata.normalize("NFKD", chunk)
+    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return unicodedata.normalize("NFC", stripped)
+
+
+def chunk_tokens(chunk: str) -> tuple[str, ...]:
+    """Tokens of one whitespace-free, lowercased chunk (pure: safe to memoize)."""
+    if not chunk.isascii():
+        chunk = _fold_unicode(chunk).lower()
+    return tuple(_TOKEN_RE.findall(chunk))
+
+
+def tokenize(text: str) -> list[str]:
+    """All tokens of ``text`` in order; the reference definition of the tokenizer."""
+    return [token for chunk in chunks(text) for token in chunk_tokens(chunk)]
+
+
+def whole_chunks(pieces: Iterable[str]) -> Iterator[str]:
+    """Re-cut a text given in arbitrary pieces into segments that end between chunks.
+
+    The segments concatenate to the same text, and tokenizing each one gives the same
+    tokens as tokenizing the whole: cuts fall on whitespace, never inside ``<br />``.
+    Memory stays bounded by the piece size, which is what lets a 200 MB file be encoded.
+    """
+    carry = ""
+    for piece in pieces:
+        buf = carry + piece
+        cut = _safe_cut(buf)
+        carry = buf[cut:]
+        if cut:
+            yield buf[:cut]
+    if carry:
+        yield carry
+
+
+def _safe_cut(buf: str) -> int:
+    """The end of the last whole chunk of ``buf`` (0 when there is none).
+
+    A space that belongs to a ``<br />`` is not a safe place to cut. A run of more than
+    ``MAX_CHUNK`` characters without whitespace is cut anyway, to bound memory.
+    """
+    end = len(buf)
+    while end > 0:
+        if buf[end - 1].isspace():
+            if not (buf[end - 1] == " " and buf[max(0, end - 4) : end - 1].lower() == "<br"):
+                return end
+            end -= 4
+            continue
+        last = buf[:end].rsplit(None, 1)[-1]
+        end -= len(last)
+    return len(buf) if len(buf) > MAX_CHUNK else 0

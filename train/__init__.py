@@ -1,0 +1,1 @@
+"""Training: raw IMDB review text to an evaluated Keras model directory."""

@@ -1,0 +1,62 @@
+"""Where the IMDB corpus comes from: ``--data``, ``IMDB_DATA``, or a one-time download."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from tqdm import tqdm
+
+from runtime.corpus import Corpus, CorpusError, read_corpus
+
+OFFICIAL_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+ARCHIVE_NAME = "aclImdb_v1.tar.gz"
+
+
+def cache_dir() -> Path:
+    """``$IMDB_CACHE``, else ``$XDG_CACHE_HOME/imdb-edge``, else ``~/.cache/imdb-edge``."""
+    if os.environ.get("IMDB_CACHE"):
+        return Path(os.environ["IMDB_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "imdb-edge"
+
+
+def download(url: str = OFFICIAL_URL, dest_dir: Path | None = None) -> Path:
+    """Download the archive once into the cache, with a progress bar; reuse it after."""
+    dest_dir = dest_dir or cache_dir()
+    dest = dest_dir / ARCHIVE_NAME
+    if dest.exists():
+        return dest
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=ARCHIVE_NAME, suffix=".part")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, os.fdopen(fd, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc="download IMDB") as bar:
+                while block := response.read(1 << 20):
+                    out.write(block)
+                    bar.update(len(block))
+        os.replace(tmp, dest)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise CorpusError(f"{url}: download failed ({e}); pass --data or set IMDB_DATA") from e
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def resolve(data: str | None) -> Path:
+    """The corpus to use: the argument, else ``IMDB_DATA``, else the downloaded archive."""
+    chosen = data or os.environ.get("IMDB_DATA")
+    return Path(chosen) if chosen else download()
+
+
+def load(data: str | None, splits: tuple[str, ...] = ("train", "test")) -> Corpus:
+    """Read the labelled reviews, showing progress (archive bytes or nothing for folders)."""
+    path = resolve(data)
+    size = path.stat().st_size if path.is_file() else None
+    with tqdm(total=size, unit="B", unit_scale=True, desc=f"read {path.name}", disable=size is None) as bar:
+        return read_corpus(path, splits, on_bytes=bar.update)

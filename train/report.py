@@ -1,0 +1,142 @@
+"""Evaluation figures and the human-readable training report (metrics, plots, mistakes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, roc_auc_score
+
+from runtime.corpus import Split
+
+THRESHOLD = 0.5
+
+
+def classification_metrics(y_true: np.ndarray, probs: np.ndarray, threshold: float = THRESHOLD) -> dict:
+    """Accuracy, precision, recall, F1, ROC AUC and the confusion matrix (rows: truth)."""
+    pred = (probs >= threshold).astype(np.int64)
+    precision, recall, f1, _ = precision_recall_fscore_support(y_true, pred, average="binary", zero_division=0)
+    cm = confusion_matrix(y_true, pred, labels=[0, 1])
+    return {
+        "test_accuracy": float(np.mean(pred == y_true)),
+        "precision": float(precision),
+        "recall": float(recall),
+        "f1": float(f1),
+        "roc_auc": float(roc_auc_score(y_true, probs)),
+        "confusion_matrix": {"labels": ["negative", "positive"], "rows_true_cols_predicted": cm.tolist()},
+        "threshold": threshold,
+    }
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_history(history: dict, best_epoch: int, path: Path) -> None:
+    plt = _plt()
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, key, title in ((axes[0], "loss", "Binary cross-entropy"), (axes[1], "accuracy", "Accuracy")):
+        ax.plot(epochs, history[key], "o-", label="training")
+        ax.plot(epochs, history[f"val_{key}"], "s-", label="validation")
+        ax.axvline(best_epoch, color="grey", linestyle="--", label=f"kept: epoch {best_epoch}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.set_title(title)
+        ax.set_xticks(epochs)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("Training vs validation (early stopping on validation loss)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_confusion(metrics: dict, path: Path) -> None:
+    plt = _plt()
+    cm = np.asarray(metrics["confusion_matrix"]["rows_true_cols_predicted"])
+    labels = metrics["confusion_matrix"]["labels"]
+    fig, ax = plt.subplots(figsize=(5, 4.4))
+    im = ax.imshow(cm, cmap="Blues")
+    for (i, j), v in np.ndenumerate(cm):
+        share = v / cm[i].sum()
+        ax.text(j, i, f"{v:,}\n{share:.1%} of row", ha="center", va="center",
+                color="white" if v > cm.max() / 2 else "black", fontsize=11)
+    ax.set_xticks([0, 1], labels)
+    ax.set_yticks([0, 1], labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"Test confusion matrix (accuracy {metrics['test_accuracy']:.2%})")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_probabilities(y_true: np.ndarray, probs: np.ndarray, path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    bins = np.linspace(0, 1, 41)
+    ax.hist(probs[y_true == 0], bins=bins, alpha=0.6, label="negative reviews", color="tab:red")
+    ax.hist(probs[y_true == 1], bins=bins, alpha=0.6, label="positive reviews", color="tab:blue")
+    ax.axvline(THRESHOLD, color="black", linestyle="--", label="threshold 0.5")
+    ax.set_xlabel("predicted probability of positive")
+    ax.set_ylabel("test reviews")
+    ax.set_yscale("log")
+    ax.set_title("Predicted probabilities on the test split")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def confident_mistakes(y_true: np.ndarray, probs: np.ndarray, split: Split, k: int = 25) -> str:
+    """The ``k`` wrong predictions the model was surest of, with the start of each review."""
+    pred = probs >= THRESHOLD
+    wrong = np.flatnonzero(pred != (y_true == 1))
+    confidence = np.abs(probs[wrong] - 0.5)
+    lines = ["Most confident mistakes on the test split (probability = P(positive))", ""]
+    for i in wrong[np.argsort(-confidence, kind="stable")][:k]:
+        truth = "positive" if y_true[i] else "negative"
+        start = " ".join(split.texts[i].replace("<br />", " ").split())[:240]
+        lines.append(f"{split.ids[i]}  true={truth}  p={probs[i]:.4f}")
+        lines.append(f"    {start}")
+    return "\n".join(lines) + "\n"
+
+
+def write_all(out: Path, history: dict, metrics: dict, y_true: np.ndarray, probs: np.ndarray, test: Split) -> None:
+    """Plots, the mistakes file and report.md into ``out``."""
+    plot_history(history, metrics["best_epoch"], out / "history.png")
+    plot_confusion(metrics, out / "confusion_matrix.png")
+    plot_probabilities(y_true, probs, out / "probabilities.png")
+    (out / "mistakes.txt").write_text(confident_mistakes(y_true, probs, test), encoding="utf-8")
+    cm = metrics["confusion_matrix"]["rows_true_cols_predicted"]
+    (out / "report.md").write_text(
+        f"""# Training report
+
+| metric | value |
+|---|---|
+| test accuracy | {metrics['test_accuracy']:.4f} |
+| test loss | {metrics['test_loss']:.4f} |
+| precision | {metrics['precision']:.4f} |
+| recall | {metrics['recall']:.4f} |
+| F1 | {metrics['f1']:.4f} |
+| ROC AUC | {metrics['roc_auc']:.4f} |
+| epochs trained / kept | {metrics['epochs_trained']} / {metrics['best_epoch']} |
+| best validation loss / accuracy | {metrics['best_val_loss']:.4f} / {metrics['best_val_accuracy']:.4f} |
+
+Confusion matrix (rows: true negative, positive; columns: predicted): {cm}
+
+![history](history.png)
+![confusion matrix](confusion_matrix.png)
+![probabilities](probabilities.png)
+
+The most confident mistakes are listed in `mistakes.txt`.
+""",
+        encoding="utf-8",
+    )

@@ -1,0 +1,131 @@
+"""Training a recipe on the corpus: vocabulary, features, validation split, early stopping."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from runtime import text as tokenizer
+from runtime.corpus import Corpus, Split
+from runtime.features import MultiHotEncoder
+from runtime.vocab import Vocabulary
+from train import report
+from train.artifacts import staging_dir, write_json
+from train.recipes import Recipe, build_model
+
+MODEL_FILE = "model.keras"
+VOCAB_FILE = "vocab.txt"
+CONFIG_FILE = "config.json"
+
+
+@dataclass
+class Trained:
+    model: object
+    vocab: Vocabulary
+    encoder: MultiHotEncoder
+    history: dict
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+
+
+def subset(split: Split, n: int, seed: int) -> Split:
+    """A seeded sample of ``n`` reviews of ``split``, kept in corpus order."""
+    if n >= len(split):
+        return split
+    keep = np.sort(np.random.default_rng(seed).choice(len(split), n, replace=False))
+    return Split([split.texts[i] for i in keep], [split.labels[i] for i in keep], [split.ids[i] for i in keep])
+
+
+def validation_split(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (train, validation) index arrays over ``n`` training reviews."""
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[size:]), np.sort(order[:size])
+
+
+def encode_with_progress(encoder: MultiHotEncoder, texts: list[str], desc: str) -> np.ndarray:
+    out = np.zeros((len(texts), encoder.size), dtype=np.float32)
+    for row, text in zip(out, tqdm(texts, desc=desc, unit="review", mininterval=1.0)):
+        row[encoder.word_ids(text)] = 1.0
+    return out
+
+
+def fit(train: Split, recipe: Recipe, seed: int, verbose: int = 2) -> Trained:
+    """Build the vocabulary on the training split and fit with early stopping."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+    texts = tqdm(train.texts, desc="vocabulary", unit="review", mininterval=1.0)
+    vocab = Vocabulary.build(texts, recipe.vocab_size)
+    encoder = MultiHotEncoder(vocab)
+    x = encode_with_progress(encoder, train.texts, "encode train")
+    y = np.asarray(train.labels, dtype=np.float32)
+    train_idx, val_idx = validation_split(len(y), recipe.validation_size, seed)
+
+    model = build_model(recipe, encoder.size)
+    stop = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=recipe.patience, restore_best_weights=True
+    )
+    history = model.fit(
+        x[train_idx],
+        y[train_idx],
+        validation_data=(x[val_idx], y[val_idx]),
+        epochs=recipe.max_epochs,
+        batch_size=recipe.batch_size,
+        callbacks=[stop],
+        shuffle=True,
+        verbose=verbose,
+    )
+    hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    return Trained(model, vocab, encoder, hist, train_idx, val_idx)
+
+
+def run(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose: int = 2) -> dict:
+    """Train, evaluate on the test split, and publish the model directory at ``out``."""
+    import keras
+    import tensorflow as tf
+
+    train, test = corpus.splits["train"], corpus.splits["test"]
+    trained = fit(train, recipe, seed, verbose)
+    x_test = encode_with_progress(trained.encoder, test.texts, "encode test")
+    y_test = np.asarray(test.labels, dtype=np.int64)
+    test_loss = float(trained.model.evaluate(x_test, y_test.astype(np.float32), batch_size=recipe.batch_size, verbose=0)[0])
+    probs = trained.model.predict(x_test, batch_size=recipe.batch_size, verbose=0).reshape(-1)
+
+    val_loss = trained.history["val_loss"]
+    best_epoch = int(np.argmin(val_loss)) + 1
+    metrics = report.classification_metrics(y_test, probs)
+    metrics.update(test_loss=test_loss, epochs_trained=len(val_loss), best_epoch=best_epoch,
+                   best_val_loss=float(min(val_loss)),
+                   best_val_accuracy=float(trained.history["val_accuracy"][best_epoch - 1]))
+    config = {
+        "recipe": recipe.to_dict(),
+        "seed": seed,
+        "tokenizer": tokenizer.settings(),
+        "features": trained.encoder.spec(),
+        "vocabulary": {"file": VOCAB_FILE, "size": len(trained.vocab), "sha256": trained.vocab.sha256()},
+        "data": {
+            "source": corpus.source,
+            "archive_sha256": corpus.archive_sha256,
+            "content_sha256": corpus.content_sha256,
+            "counts": corpus.counts(),
+            "train_reviews": int(len(trained.train_idx)),
+            "validation_reviews": int(len(trained.val_idx)),
+            "test_reviews": len(test),
+        },
+        "versions": {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__},
+    }
+    with staging_dir(out) as stage:
+        trained.model.save(stage / MODEL_FILE)
+        trained.vocab.save(stage / VOCAB_FILE)
+        write_json(stage / CONFIG_FILE, config)
+        write_json(stage / "history.json", trained.history)
+        write_json(stage / "metrics.json", metrics)
+        report.write_all(stage, trained.history, metrics, y_test, probs, test)
+    return metrics
