@@ -20,6 +20,7 @@ from train.recipes import Recipe, build_model
 MODEL_FILE = "model.keras"
 VOCAB_FILE = "vocab.txt"
 CONFIG_FILE = "config.json"
+SPLITS_FILE = "splits.json"
 
 
 @dataclass
@@ -125,6 +126,10 @@ def run(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose: int = 2) 
         trained.model.save(stage / MODEL_FILE)
         trained.vocab.save(stage / VOCAB_FILE)
         write_json(stage / CONFIG_FILE, config)
+        write_json(stage / SPLITS_FILE, {
+            "train_ids": [train.ids[i] for i in trained.train_idx],
+            "validation_ids": [train.ids[i] for i in trained.val_idx],
+        })
         write_json(stage / "history.json", trained.history)
         write_json(stage / "metrics.json", metrics)
         report.write_all(stage, trained.history, metrics, y_test, probs, test)

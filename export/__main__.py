@@ -1,0 +1,66 @@
+"""``python -m export MODEL_DIR --out BUNDLE_DIR``: convert, quantize, validate, publish.
+
+Exit codes: 0 published; 2 bad input (model directory, data, arguments); 3 an artifact
+failed validation (nothing published); 1 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from export.convert import ARTIFACTS
+
+    p = argparse.ArgumentParser(prog="python -m export", description=__doc__.split("\n")[0])
+    p.add_argument("model_dir", type=Path, help="directory written by python -m train")
+    p.add_argument("--out", required=True, type=Path, help="bundle directory to publish")
+    p.add_argument("--data", help="aclImdb .tar.gz or directory (default: $IMDB_DATA, else download)")
+    p.add_argument("--artifacts", help=f"comma-separated subset of: {', '.join(ARTIFACTS)} (default: all)")
+    p.add_argument("--default", help="the bundle's default artifact (default: tflite-int8)")
+    p.add_argument("--validation-size", type=int, default=2500, help="held-out training reviews compared (>= 2000)")
+    p.add_argument("--calibration-size", type=int, default=500, help="training reviews for int8 calibration")
+    p.add_argument("--test-limit", type=int, help="use a seeded sample of the test split (quick checks only)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from export.exporter import ModelDirError, export_bundle
+    from export.validate import ValidationError
+    from runtime.corpus import CorpusError
+    from train import data
+
+    try:
+        corpus = data.load(args.data)
+        manifest = export_bundle(
+            args.model_dir,
+            args.out,
+            corpus,
+            artifacts=args.artifacts.split(",") if args.artifacts else None,
+            default=args.default,
+            validation_size=args.validation_size,
+            calibration_size=args.calibration_size,
+            test_limit=args.test_limit,
+        )
+    except (CorpusError, ModelDirError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ValidationError as e:
+        print(f"error: {e}; nothing was published to {args.out}", file=sys.stderr)
+        return 3
+    print(f"bundle {args.out}: {len(manifest['artifacts'])} artifacts validated "
+          f"(float test accuracy {manifest['model']['float_test_accuracy']:.4f}), default {manifest['default_artifact']}")
+    for name, a in manifest["artifacts"].items():
+        v = a["validation"]
+        print(f"  {name:20s} {a['size_bytes'] / 1024:8.1f} KiB  max|dp| {v['max_abs_diff']:.2e}  "
+              f"agreement {v['label_agreement']:.4f}  test accuracy {v['test_accuracy']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""The validation gate: every artifact against the Keras float model before publishing.
+
+Figures: on held-out validation reviews (training split, never fitted) the maximum and
+mean absolute probability difference and label agreement; on the test split, accuracy
+and its difference from the float model's. A failed criterion raises ``ValidationError``
+naming the artifact and the figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from runtime.backends import Backend
+
+FLOAT32_MAX_DIFF = 1e-5
+MIN_AGREEMENT = 0.99
+MAX_ACCURACY_DROP = 0.005
+BATCH = 1000
+
+
+class ValidationError(Exception):
+    """An artifact that does not match the float model closely enough."""
+
+
+@dataclass
+class Reference:
+    """The float model's answers that artifacts are compared with."""
+
+    val_features: np.ndarray
+    val_probs: np.ndarray
+    test_features: np.ndarray  # uint8 multi-hot, converted batch by batch
+    test_labels: np.ndarray
+    test_probs: np.ndarray
+
+    @property
+    def test_accuracy(self) -> float:
+        return float(np.mean((self.test_probs >= 0.5) == (self.test_labels == 1)))
+
+
+def predict_batched(run, features: np.ndarray, batch: int = BATCH) -> np.ndarray:
+    """``run`` over ``features`` in float32 batches (bounded memory)."""
+    return np.concatenate([
+        np.asarray(run(features[i : i + batch].astype(np.float32))).reshape(-1)
+        for i in range(0, len(features), batch)
+    ])
+
+
+def measure(backend: Backend, ref: Reference) -> dict:
+    """Every figure of the gate for one loaded artifact."""
+    val = predict_batched(backend.run, ref.val_features)
+    test = predict_batched(backend.run, ref.test_features)
+    diff = np.abs(val - ref.val_probs)
+    test_acc = float(np.mean((test >= 0.5) == (ref.test_labels == 1)))
+    return {
+        "validation_reviews": int(len(val)),
+        "max_abs_diff": float(diff.max()),
+        "mean_abs_diff": float(diff.mean()),
+        "label_agreement": float(np.mean((val >= 0.5) == (ref.val_probs >= 0.5))),
+        "test_reviews": int(len(test)),
+        "test_max_abs_diff": float(np.abs(test - ref.test_probs).max()),
+        "test_label_agreement": float(np.mean((test >= 0.5) == (ref.test_probs >= 0.5))),
+        "test_accuracy": test_acc,
+        "float_test_accuracy": ref.test_accuracy,
+        "test_accuracy_delta": test_acc - ref.test_accuracy,
+    }
+
+
+def check(name: str, is_float32: bool, figures: dict) -> None:
+    """Raise ``ValidationError`` if the figures miss the gate for this kind of artifact."""
+    failures = []
+    if is_float32:
+        if figures["max_abs_diff"] > FLOAT32_MAX_DIFF or figures["test_max_abs_diff"] > FLOAT32_MAX_DIFF:
+            failures.append(
+                f"max |p - p_float| {max(figures['max_abs_diff'], figures['test_max_abs_diff']):.3g} > {FLOAT32_MAX_DIFF:g}"
+            )
+    else:
+        if figures["label_agreement"] < MIN_AGREEMENT:
+            failures.append(f"label agreement {figures['label_agreement']:.4f} < {MIN_AGREEMENT}")
+        if figures["test_accuracy_delta"] < -MAX_ACCURACY_DROP:
+            failures.append(
+                f"test accuracy {figures['test_accuracy']:.4f} is {-figures['test_accuracy_delta'] * 100:.2f} points "
+                f"below float {figures['float_test_accuracy']:.4f} (limit {MAX_ACCURACY_DROP * 100:.1f})"
+            )
+    if failures:
+        raise ValidationError(f"artifact {name} failed validation: {'; '.join(failures)}")
+
+
+def criteria() -> dict:
+    return {
+        "float32_max_abs_diff": FLOAT32_MAX_DIFF,
+        "min_label_agreement": MIN_AGREEMENT,
+        "max_test_accuracy_drop": MAX_ACCURACY_DROP,
+    }

@@ -1,0 +1,174 @@
+"""Inference engines behind one small interface: features in, probabilities out.
+
+Engines: ``litert`` (ai-edge-litert), ``tflite-runtime`` and ``onnxruntime``. Each is
+imported only when chosen, so the runtime needs numpy plus whichever one is installed.
+
+A TFLite interpreter must not be used from two threads at once, so the TFLite backend
+keeps one interpreter per thread (created on a thread's first call); the ONNX Runtime
+session is thread-safe and shared.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import threading
+from pathlib import Path
+
+import numpy as np
+
+TFLITE, ONNX = "tflite", "onnx"
+
+# engine name -> (artifact format, module to import, distribution for `pip install`)
+ENGINES = {
+    "litert": (TFLITE, "ai_edge_litert.interpreter", "ai-edge-litert"),
+    "tflite-runtime": (TFLITE, "tflite_runtime.interpreter", "tflite-runtime"),
+    "onnxruntime": (ONNX, "onnxruntime", "onnxruntime"),
+}
+
+
+class EngineError(RuntimeError):
+    """No usable engine for an artifact, or the engine refused to load it."""
+
+
+def engine_version(engine: str) -> str | None:
+    """The installed version of an engine's distribution, or None if it is missing."""
+    try:
+        return importlib.metadata.version(ENGINES[engine][2])
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def installed_engines(fmt: str | None = None) -> list[str]:
+    """Engines that can be imported, in order of preference, optionally for one format."""
+    found = []
+    for name, (engine_fmt, module, _) in ENGINES.items():
+        if fmt is not None and engine_fmt != fmt:
+            continue
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            continue
+        found.append(name)
+    return found
+
+
+def choose_engine(fmt: str, requested: str = "auto") -> str:
+    """The engine to run an artifact of format ``fmt``, with an install hint if none."""
+    candidates = [n for n, (f, _, _) in ENGINES.items() if f == fmt]
+    if requested != "auto":
+        if requested not in ENGINES:
+            raise EngineError(f"unknown backend {requested!r}; choose from auto, {', '.join(ENGINES)}")
+        if ENGINES[requested][0] != fmt:
+            raise EngineError(f"backend {requested} cannot run {fmt} artifacts; use {' or '.join(candidates)}")
+        if requested not in installed_engines(fmt):
+            raise EngineError(f"backend {requested} is not installed: pip install {ENGINES[requested][2]}")
+        return requested
+    found = installed_engines(fmt)
+    if not found:
+        hint = " or ".join(f"pip install {ENGINES[c][2]}" for c in candidates)
+        raise EngineError(f"no engine for {fmt} artifacts is installed: {hint}")
+    return found[0]
+
+
+class Backend:
+    """One loaded artifact. ``run`` takes a float32 ``(n, size)`` batch, returns ``(n,)``."""
+
+    engine: str
+    version: str | None
+    input_dtype: np.dtype
+
+    def quantize(self, features: np.ndarray) -> np.ndarray:
+        """Features in the dtype the model's input takes (identity for float inputs)."""
+        return features
+
+    def run_raw(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities for a batch already in ``input_dtype``."""
+        raise NotImplementedError
+
+    def run(self, features: np.ndarray) -> np.ndarray:
+        return self.run_raw(self.quantize(features))
+
+
+class TFLiteBackend(Backend):
+    def __init__(self, path: Path, engine: str, num_threads: int | None = None):
+        self.engine = engine
+        self.version = engine_version(engine)
+        self._path = str(path)
+        self._num_threads = num_threads
+        self._module = importlib.import_module(ENGINES[engine][1])
+        self._local = threading.local()
+        interp = self._thread_state().interp
+        inp = interp.get_input_details()[0]
+        out = interp.get_output_details()[0]
+        self.input_dtype = np.dtype(inp["dtype"])
+        self._in_scale, self._in_zero = inp["quantization"]
+        self._out_scale, self._out_zero = out["quantization"]
+        self._out_quantized = np.dtype(out["dtype"]) != np.float32
+
+    def _thread_state(self):
+        """This thread's interpreter and its tensor indices, created on first use."""
+        state = self._local
+        if getattr(state, "interp", None) is None:
+            try:
+                interp = self._module.Interpreter(model_path=self._path, num_threads=self._num_threads)
+                interp.allocate_tensors()
+            except (ValueError, RuntimeError) as e:
+                raise EngineError(f"{self.engine} {self.version} cannot load {self._path}: {e}") from e
+            state.interp = interp
+            state.batch = interp.get_input_details()[0]["shape"][0]
+            state.inp = interp.get_input_details()[0]["index"]
+            state.out = interp.get_output_details()[0]["index"]
+        return state
+
+    def quantize(self, features: np.ndarray) -> np.ndarray:
+        if self.input_dtype == np.float32:
+            return features
+        info = np.iinfo(self.input_dtype)
+        q = np.round(features / self._in_scale) + self._in_zero
+        return np.clip(q, info.min, info.max).astype(self.input_dtype)
+
+    def run_raw(self, batch: np.ndarray) -> np.ndarray:
+        state = self._thread_state()
+        interp = state.interp
+        if batch.shape[0] != state.batch:
+            interp.resize_tensor_input(state.inp, batch.shape, strict=False)
+            interp.allocate_tensors()
+            state.batch = batch.shape[0]
+        interp.set_tensor(state.inp, batch)
+        interp.invoke()
+        out = interp.get_tensor(state.out).reshape(-1)
+        if self._out_quantized:
+            return (out.astype(np.float32) - self._out_zero) * np.float32(self._out_scale)
+        return out
+
+
+class OnnxBackend(Backend):
+    engine = "onnxruntime"
+
+    def __init__(self, path: Path, num_threads: int | None = None):
+        import onnxruntime as ort
+
+        self.version = ort.__version__
+        opts = ort.SessionOptions()
+        if num_threads:
+            opts.intra_op_num_threads = num_threads
+            opts.inter_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise EngineError(f"onnxruntime {self.version} cannot load {path}: {e}") from e
+        inp = self._session.get_inputs()[0]
+        self._input = inp.name
+        self.input_dtype = np.dtype(np.float32)
+
+    def run_raw(self, batch: np.ndarray) -> np.ndarray:
+        return self._session.run(None, {self._input: batch})[0].reshape(-1)
+
+
+def load_backend(path: Path, fmt: str, backend: str = "auto", num_threads: int | None = None) -> Backend:
+    """Load the artifact at ``path`` (format ``fmt``) on the chosen or best engine."""
+    engine = choose_engine(fmt, backend)
+    if fmt == ONNX:
+        return OnnxBackend(path, num_threads)
+    return TFLiteBackend(path, engine, num_threads)
