@@ -164,7 +164,7 @@ def export_bundle(
                     onnx_float = stage / ".float32-for-quantization.onnx"
                     convert.to_onnx(model, encoder.size, onnx_float)
                 convert.quantize_onnx(onnx_float, path, spec.precision, calibration)
-            backend = load_backend(path, spec.format)
+            backend = load_backend(path, spec.format, batch_invariant=spec.batch_invariant)
             figures = validate.measure(backend, ref)
             tqdm.write(f"  {name}: max|dp| {figures['max_abs_diff']:.2e}, agreement {figures['label_agreement']:.4f}, "
                        f"test accuracy {figures['test_accuracy']:.4f} ({figures['test_accuracy_delta'] * 100:+.2f} pts)")
@@ -180,6 +180,7 @@ def export_bundle(
                 "size_bytes": path.stat().st_size,
                 "sha256": sha256_file(path),
                 "golden_tolerance": GOLDEN_TOLERANCE[spec.precision],
+                "batch_invariant": spec.batch_invariant,
                 "engines": {backend.engine: {"version": backend.version, "loads": True, "matches_golden": True}},
                 "validation": figures,
             }

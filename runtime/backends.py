@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import os
+import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -72,11 +76,19 @@ def choose_engine(fmt: str, requested: str = "auto") -> str:
 
 
 class Backend:
-    """One loaded artifact. ``run`` takes a float32 ``(n, size)`` batch, returns ``(n,)``."""
+    """One loaded artifact. ``run`` takes a float32 ``(n, size)`` batch, returns ``(n,)``.
+
+    An artifact whose quantization depends on the whole batch (ONNX Runtime's dynamic
+    quantization picks one activation scale per input tensor) is run one row at a time,
+    so a review's probability never depends on the reviews batched with it.
+    """
+
+    batch_invariant = True
 
     engine: str
     version: str | None
     input_dtype: np.dtype
+    input_size: int
 
     def quantize(self, features: np.ndarray) -> np.ndarray:
         """Features in the dtype the model's input takes (identity for float inputs)."""
@@ -87,7 +99,32 @@ class Backend:
         raise NotImplementedError
 
     def run(self, features: np.ndarray) -> np.ndarray:
-        return self.run_raw(self.quantize(features))
+        batch = self.quantize(features)
+        if self.batch_invariant or len(batch) <= 1:
+            return self.run_raw(batch)
+        return np.concatenate([self.run_raw(batch[i : i + 1]) for i in range(len(batch))])
+
+
+@contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence the engine's C++ INFO lines (e.g. "Created TensorFlow Lite XNNPACK delegate").
+
+    Failures still surface as exceptions with their messages.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 class TFLiteBackend(Backend):
@@ -102,6 +139,7 @@ class TFLiteBackend(Backend):
         inp = interp.get_input_details()[0]
         out = interp.get_output_details()[0]
         self.input_dtype = np.dtype(inp["dtype"])
+        self.input_size = int(inp["shape"][-1])
         self._in_scale, self._in_zero = inp["quantization"]
         self._out_scale, self._out_zero = out["quantization"]
         self._out_quantized = np.dtype(out["dtype"]) != np.float32
@@ -111,8 +149,9 @@ class TFLiteBackend(Backend):
         state = self._local
         if getattr(state, "interp", None) is None:
             try:
-                interp = self._module.Interpreter(model_path=self._path, num_threads=self._num_threads)
-                interp.allocate_tensors()
+                with _quiet_native_stderr():
+                    interp = self._module.Interpreter(model_path=self._path, num_threads=self._num_threads)
+                    interp.allocate_tensors()
             except (ValueError, RuntimeError) as e:
                 raise EngineError(f"{self.engine} {self.version} cannot load {self._path}: {e}") from e
             state.interp = interp
@@ -146,9 +185,10 @@ class TFLiteBackend(Backend):
 class OnnxBackend(Backend):
     engine = "onnxruntime"
 
-    def __init__(self, path: Path, num_threads: int | None = None):
+    def __init__(self, path: Path, num_threads: int | None = None, batch_invariant: bool = True):
         import onnxruntime as ort
 
+        self.batch_invariant = batch_invariant
         self.version = ort.__version__
         opts = ort.SessionOptions()
         if num_threads:
@@ -161,14 +201,16 @@ class OnnxBackend(Backend):
         inp = self._session.get_inputs()[0]
         self._input = inp.name
         self.input_dtype = np.dtype(np.float32)
+        self.input_size = int(inp.shape[-1])
 
     def run_raw(self, batch: np.ndarray) -> np.ndarray:
         return self._session.run(None, {self._input: batch})[0].reshape(-1)
 
 
-def load_backend(path: Path, fmt: str, backend: str = "auto", num_threads: int | None = None) -> Backend:
+def load_backend(path: Path, fmt: str, backend: str = "auto", num_threads: int | None = None,
+                 batch_invariant: bool = True) -> Backend:
     """Load the artifact at ``path`` (format ``fmt``) on the chosen or best engine."""
     engine = choose_engine(fmt, backend)
     if fmt == ONNX:
-        return OnnxBackend(path, num_threads)
+        return OnnxBackend(path, num_threads, batch_invariant)
     return TFLiteBackend(path, engine, num_threads)

@@ -76,11 +76,6 @@ class MultiHotEncoder:
         return batch
 
 
-def known_word_count(features: np.ndarray) -> np.ndarray:
-    """Per row, how many vocabulary words a multi-hot batch holds."""
-    return np.count_nonzero(features, axis=1)
-
-
 def make_encoder(spec: dict, vocab: Vocabulary) -> MultiHotEncoder:
     """The encoder a manifest's feature spec names, checked against the vocabulary."""
     kind = spec.get("kind")

@@ -123,3 +123,10 @@ def _safe_cut(buf: str) -> int:
         last = buf[:end].rsplit(None, 1)[-1]
         end -= len(last)
     return len(buf) if len(buf) > MAX_CHUNK else 0
+
+
+def preview(text: str, width: int = 240) -> str:
+    """A one-line start of a review for reports: breaks and runs of whitespace become one space."""
+    for br in _BREAKS:
+        text = text.replace(br, " ")
+    return " ".join(text.split())[:width]

@@ -8,6 +8,7 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, roc_auc_score
 
 from runtime.corpus import Split
+from runtime.text import preview
 
 THRESHOLD = 0.5
 
@@ -103,7 +104,7 @@ def confident_mistakes(y_true: np.ndarray, probs: np.ndarray, split: Split, k: i
     lines = ["Most confident mistakes on the test split (probability = P(positive))", ""]
     for i in wrong[np.argsort(-confidence, kind="stable")][:k]:
         truth = "positive" if y_true[i] else "negative"
-        start = " ".join(split.texts[i].replace("<br />", " ").split())[:240]
+        start = preview(split.texts[i])
         lines.append(f"{split.ids[i]}  true={truth}  p={probs[i]:.4f}")
         lines.append(f"    {start}")
     return "\n".join(lines) + "\n"

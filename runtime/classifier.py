@@ -1,0 +1,114 @@
+"""The classifier: a verified bundle, its encoder and one engine, behind a small API.
+
+``predict(text)`` gives (label, probability) for one review; ``predict_proba(texts)``
+probabilities for a batch. Everything that can be prepared once is prepared at load:
+the vocabulary dictionary, the engine, and per-thread input buffers already in the
+model's input dtype, so one review costs tokenization, a few writes and an invoke.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from runtime.backends import ENGINES, installed_engines, load_backend
+from runtime.bundle import Bundle, BundleError, open_bundle
+from runtime.features import make_encoder
+
+DEFAULT_BUNDLE = Path(__file__).parent / "default_bundle"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    probability: float
+
+
+class Classifier:
+    """Sentiment of raw review text with one artifact of a bundle. Thread-safe."""
+
+    def __init__(self, bundle: Bundle, artifact: str | None = None, backend: str = "auto",
+                 threshold: float | None = None, num_threads: int | None = None):
+        self.bundle = bundle
+        self.artifact = artifact or _runnable_default(bundle)
+        _, info, path = bundle.artifact_path(self.artifact)
+        try:
+            self.encoder = make_encoder(bundle.manifest["input"]["features"], bundle.vocabulary())
+        except ValueError as e:
+            raise BundleError(f"{bundle.root}: {e}") from e
+        self.backend = load_backend(path, info["format"], backend, num_threads,
+                                    info.get("batch_invariant", True))
+        if self.backend.input_size != self.encoder.size:
+            raise BundleError(f"{path}: the model takes {self.backend.input_size} features but the "
+                              f"vocabulary has {self.encoder.size} tokens")
+        self.engine = self.backend.engine
+        self.labels: list[str] = list(bundle.manifest["labels"])
+        self.threshold = float(bundle.manifest["threshold"] if threshold is None else threshold)
+        off, on = self.backend.quantize(np.array([[0.0, 1.0]], dtype=np.float32))[0]
+        self._off, self._on = off, on
+        self._local = threading.local()
+
+    def _buffer(self) -> np.ndarray:
+        buf = getattr(self._local, "buf", None)
+        if buf is None:
+            buf = np.full((1, self.encoder.size), self._off, dtype=self.backend.input_dtype)
+            self._local.buf = buf
+        return buf
+
+    def probability(self, text: str) -> float:
+        """P(positive) for one review: the hot path."""
+        buf = self._buffer()
+        row = buf[0]
+        ids = self.encoder.word_ids(text)
+        row[ids] = self._on
+        try:
+            return float(self.backend.run_raw(buf)[0])
+        finally:
+            row[ids] = self._off
+
+    def label(self, probability: float, threshold: float | None = None) -> str:
+        t = self.threshold if threshold is None else threshold
+        return self.labels[1] if probability >= t else self.labels[0]
+
+    def predict(self, text: str, threshold: float | None = None) -> Prediction:
+        """Label and P(positive) for one review."""
+        p = self.probability(text)
+        return Prediction(self.label(p, threshold), p)
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """P(positive) for each review of a batch, as a float32 ``(n,)`` array."""
+        if not texts:
+            return np.zeros(0, dtype=np.float32)
+        return self.predict_features(self.encoder.encode(texts))
+
+    def predict_features(self, features: np.ndarray) -> np.ndarray:
+        """P(positive) for already encoded float32 features."""
+        return self.backend.run(features)
+
+    def predict_stream(self, pieces: Iterable[str]) -> tuple[float, int]:
+        """P(positive) and the known-word count of one text given in pieces (bounded memory)."""
+        features = self.encoder.encode_stream(pieces)
+        return float(self.predict_features(features)[0]), int(np.count_nonzero(features))
+
+
+def _runnable_default(bundle: Bundle) -> str:
+    """The manifest's default artifact, or the first one an installed engine can run."""
+    default = bundle.manifest["default_artifact"]
+    names = [default] + [n for n in bundle.artifacts if n != default]
+    for name in names:
+        if installed_engines(bundle.artifacts[name]["format"]):
+            return name
+    return default  # loading it raises the error that says what to install
+
+
+def load(bundle: str | Path | None = None, artifact: str | None = None, backend: str = "auto",
+         threshold: float | None = None, num_threads: int | None = None) -> Classifier:
+    """A classifier for ``bundle`` (default: the bundle shipped inside this package)."""
+    return Classifier(open_bundle(bundle or DEFAULT_BUNDLE), artifact, backend, threshold, num_threads)
+
+
+__all__ = ["Classifier", "Prediction", "load", "DEFAULT_BUNDLE", "ENGINES"]

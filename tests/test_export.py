@@ -1,0 +1,134 @@
+"""Export: every artifact, its manifest entry, the golden set and the validation gate."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from export.convert import ARTIFACTS
+from runtime.backends import load_backend
+from runtime.bundle import BundleError, open_bundle, sha256_file
+from runtime.features import MultiHotEncoder
+
+
+def test_bundle_has_every_artifact_matching_its_manifest(small_bundle):
+    b = open_bundle(small_bundle)
+    assert set(b.artifacts) == set(ARTIFACTS)
+    assert b.verify_all() == []
+    m = b.manifest
+    assert m["input"]["features"] == {"kind": "multi_hot", "size": 2000}
+    assert m["labels"] == ["negative", "positive"] and m["threshold"] == 0.5
+    for dist in ("tensorflow-cpu", "tf2onnx", "onnx", "onnxruntime"):
+        assert dist in m["producer"]
+    for name, a in b.artifacts.items():
+        assert a["size_bytes"] == (small_bundle / a["file"]).stat().st_size
+        assert a["sha256"] == sha256_file(small_bundle / a["file"])
+        v = a["validation"]
+        assert v["validation_reviews"] == 2000 and v["test_reviews"] == 2000
+        if a["precision"] == "float32":
+            assert v["max_abs_diff"] <= 1e-5
+        else:
+            assert v["label_agreement"] >= 0.99 and v["test_accuracy_delta"] >= -0.005
+    sizes = {n: a["size_bytes"] for n, a in b.artifacts.items()}
+    assert sizes["tflite-int8"] < sizes["tflite-float16"] < sizes["tflite-float32"]
+
+
+def test_every_artifact_reproduces_its_golden_probabilities(small_bundle):
+    b = open_bundle(small_bundle)
+    golden = b.golden()
+    assert 25 <= len(golden) <= 40
+    kinds = {g["kind"] for g in golden}
+    assert {"short", "long", "clear", "borderline"} <= kinds
+    enc = MultiHotEncoder(b.vocabulary())
+    x = enc.encode([g["text"] for g in golden])
+    for name, a in b.artifacts.items():
+        backend = load_backend(small_bundle / a["file"], a["format"], batch_invariant=a["batch_invariant"])
+        got = backend.run(x)
+        want = np.array([g["probabilities"][name] for g in golden])
+        assert np.abs(got - want).max() <= a["golden_tolerance"] / 10, name
+        floats = np.array([g["float_probability"] for g in golden])
+        if a["precision"] == "float32":
+            assert np.abs(got - floats).max() <= 1e-5, name
+
+
+def test_tampered_artifact_and_edited_vocabulary_are_detected(small_bundle, tmp_path):
+    bad = tmp_path / "bundle"
+    shutil.copytree(small_bundle, bad)
+    art = open_bundle(bad).artifacts["tflite-int8"]["file"]
+    data = bytearray((bad / art).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (bad / art).write_bytes(bytes(data))
+    vocab = (bad / "vocab.txt").read_text(encoding="utf-8").replace("\ngood\n", "\ngreat-ish\n", 1)
+    (bad / "vocab.txt").write_text(vocab, encoding="utf-8")
+    problems = open_bundle(bad).verify_all()
+    assert any(art in p and "sha256" in p for p in problems)
+    assert any("vocab.txt" in p and "sha256" in p for p in problems)
+    with pytest.raises(BundleError, match="vocab.txt"):
+        open_bundle(bad).vocabulary()
+
+
+def test_gate_rejects_a_disagreeing_artifact_and_publishes_nothing(small_model, corpus, tmp_path, monkeypatch):
+    """Inject a float16 artifact converted from a perturbed model: validation must fail."""
+    import keras
+
+    from export import convert, exporter
+    from export.validate import ValidationError
+
+    real_to_tflite = convert.to_tflite
+
+    def corrupted(frozen, precision, calibration):
+        if precision != "float16":
+            return real_to_tflite(frozen, precision, calibration)
+        model = keras.models.load_model(small_model / "model.keras")
+        w = model.layers[-1].get_weights()
+        model.layers[-1].set_weights([-w[0], w[1]])
+        return real_to_tflite(convert.frozen_function(model, 2000), precision, calibration)
+
+    monkeypatch.setattr(convert, "to_tflite", corrupted)
+    out = tmp_path / "bundle"
+    out.mkdir()
+    (out / "previous.txt").write_text("the last good bundle")
+    with pytest.raises(ValidationError, match=r"tflite-float16 failed validation: label agreement 0\.\d+ < 0\.99"):
+        exporter.export_bundle(small_model, out, corpus, artifacts=["tflite-float32", "tflite-float16"],
+                               validation_size=2000, test_limit=500)
+    assert [p.name for p in out.iterdir()] == ["previous.txt"]
+    assert not [p for p in tmp_path.iterdir() if ".staging-" in p.name]
+
+
+def test_vocabulary_that_does_not_fit_the_model_is_refused(small_model, tmp_path, corpus):
+    from export.exporter import ModelDirError, export_bundle
+    from runtime.vocab import Vocabulary
+
+    bad = tmp_path / "model"
+    shutil.copytree(small_model, bad)
+    v = Vocabulary.load(bad / "vocab.txt")
+    Vocabulary(v.tokens[:-10]).save(bad / "vocab.txt")
+    with pytest.raises(ModelDirError, match="1990 tokens but the model takes 2000 features"):
+        export_bundle(bad, tmp_path / "out", corpus, artifacts=["tflite-float32"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_cli_errors_are_one_line(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "export", str(tmp_path / "nomodel"), "--out", str(tmp_path / "b"),
+                          "--data", str(tmp_path / "x.tar.gz")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_missing_model_directory(tmp_path, corpus):
+    from export.exporter import ModelDirError, export_bundle
+
+    with pytest.raises(ModelDirError, match="not a model directory"):
+        export_bundle(tmp_path / "none", tmp_path / "out", corpus)
+    (tmp_path / "m").mkdir()
+    with pytest.raises(ModelDirError, match="model.keras: missing"):
+        export_bundle(tmp_path / "m", tmp_path / "out", corpus)
+
+
+def test_golden_file_is_in_the_manifest(small_bundle):
+    m = json.loads((small_bundle / "manifest.json").read_text())
+    assert m["golden"]["sha256"] == sha256_file(small_bundle / "golden.json")

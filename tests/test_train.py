@@ -1,0 +1,71 @@
+"""Training end to end on a subset, and the single-tokenizer rule."""
+
+import json
+import re
+
+import numpy as np
+
+from conftest import ROOT
+
+
+def test_small_training_writes_every_artifact(small_model):
+    names = {p.name for p in small_model.iterdir()}
+    assert {"model.keras", "vocab.txt", "config.json", "splits.json", "history.json", "metrics.json",
+            "history.png", "confusion_matrix.png", "probabilities.png", "mistakes.txt", "report.md"} <= names
+    metrics = json.loads((small_model / "metrics.json").read_text())
+    for key in ("test_accuracy", "test_loss", "precision", "recall", "f1", "roc_auc", "confusion_matrix",
+                "epochs_trained", "best_epoch"):
+        assert key in metrics
+    assert metrics["test_accuracy"] > 0.75  # chance is 0.5
+    assert sum(map(sum, metrics["confusion_matrix"]["rows_true_cols_predicted"])) == 2000
+    config = json.loads((small_model / "config.json").read_text())
+    assert config["tokenizer"] == {"name": "imdb-words", "version": 1}
+    assert config["vocabulary"]["size"] == 2000 and len(config["data"]["content_sha256"]) == 64
+    history = json.loads((small_model / "history.json").read_text())
+    assert len(history["val_loss"]) == metrics["epochs_trained"]
+    for png in ("history.png", "confusion_matrix.png", "probabilities.png"):
+        assert (small_model / png).read_bytes()[:4] == b"\x89PNG"
+    mistakes = (small_model / "mistakes.txt").read_text()
+    assert re.search(r"test/(pos|neg)/\d+_\d+  true=", mistakes)
+
+
+def test_validation_split_is_disjoint_and_seeded(small_model):
+    splits = json.loads((small_model / "splits.json").read_text())
+    assert len(splits["validation_ids"]) == 2000 and len(splits["train_ids"]) == 3000
+    assert not set(splits["validation_ids"]) & set(splits["train_ids"])
+    assert all(i.startswith("train/") for i in splits["validation_ids"] + splits["train_ids"])
+
+
+def test_same_seed_same_vocabulary(corpus):
+    from runtime.vocab import Vocabulary
+    from train.trainer import subset
+
+    a = subset(corpus.splits["train"], 1000, 3)
+    b = subset(corpus.splits["train"], 1000, 3)
+    assert a.ids == b.ids
+    assert Vocabulary.build(a.texts, 500).tokens == Vocabulary.build(b.texts, 500).tokens
+
+
+def test_no_second_tokenizer_outside_runtime():
+    """train/, export/ and benchmarks/ may not tokenize or normalize text themselves."""
+    forbidden = re.compile(r"\.split\(\)|\.lower\(\)|re\.compile|unicodedata|str\.maketrans|Counter\(")
+    offenders = []
+    for folder in ("train", "export", "benchmarks"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                if forbidden.search(line):
+                    offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_training_features_are_the_runtime_features(small_model, corpus):
+    """The features train/ fed the model are byte-identical to what the runtime computes."""
+    from runtime.features import MultiHotEncoder
+    from runtime.vocab import Vocabulary
+    from train.trainer import encode_with_progress
+
+    vocab = Vocabulary.load(small_model / "vocab.txt")
+    texts = corpus.splits["test"].texts[:500]
+    trained = encode_with_progress(MultiHotEncoder(vocab), texts, "test")
+    runtime_side = MultiHotEncoder(Vocabulary.load(small_model / "vocab.txt")).encode(texts)
+    np.testing.assert_array_equal(trained, runtime_side)
