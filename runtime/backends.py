@@ -98,6 +98,27 @@ class Backend:
         """Probabilities for a batch already in ``input_dtype``."""
         raise NotImplementedError
 
+    def _prepare_sparse(self) -> None:
+        """Quantized input values for 0 and 1, computed once at load."""
+        self._off, self._on = self.quantize(np.array([[0.0, 1.0]], dtype=np.float32))[0]
+        self._sparse = threading.local()
+
+    def run_sparse(self, ids: np.ndarray) -> float:
+        """P(positive) for one multi-hot row given by the ids of its ones (the hot path).
+
+        Writes the ones into a per-thread input buffer that is otherwise all zeros, runs,
+        and resets the same ids: no per-review allocation or full-row copy.
+        """
+        buf = getattr(self._sparse, "buf", None)
+        if buf is None:
+            buf = self._sparse.buf = np.full((1, self.input_size), self._off, dtype=self.input_dtype)
+        row = buf[0]
+        row[ids] = self._on
+        try:
+            return float(self.run_raw(buf)[0])
+        finally:
+            row[ids] = self._off
+
     def run(self, features: np.ndarray) -> np.ndarray:
         batch = self.quantize(features)
         if self.batch_invariant or len(batch) <= 1:
@@ -143,6 +164,7 @@ class TFLiteBackend(Backend):
         self._in_scale, self._in_zero = inp["quantization"]
         self._out_scale, self._out_zero = out["quantization"]
         self._out_quantized = np.dtype(out["dtype"]) != np.float32
+        self._prepare_sparse()
 
     def _thread_state(self):
         """This thread's interpreter and its tensor indices, created on first use."""
@@ -158,7 +180,38 @@ class TFLiteBackend(Backend):
             state.batch = interp.get_input_details()[0]["shape"][0]
             state.inp = interp.get_input_details()[0]["index"]
             state.out = interp.get_output_details()[0]["index"]
+            state.in_view = interp.tensor(state.inp)
+            state.out_view = interp.tensor(state.out)
+            state.clean = False
         return state
+
+    def _resize(self, state, shape: tuple[int, ...]) -> None:
+        state.interp.resize_tensor_input(state.inp, shape, strict=False)
+        state.interp.allocate_tensors()
+        state.batch = shape[0]
+        state.clean = False
+
+    def run_sparse(self, ids: np.ndarray) -> float:
+        """The hot path, writing straight into the interpreter's own input tensor.
+
+        Views from ``tensor()`` are taken and dropped within one statement, as the
+        interpreter refuses to run while a view of its memory is alive.
+        """
+        state = self._thread_state()
+        if state.batch != 1:
+            self._resize(state, (1, self.input_size))
+        if not state.clean:
+            state.in_view()[...] = self._off
+            state.clean = True
+        state.in_view()[0, ids] = self._on
+        try:
+            state.interp.invoke()
+            out = state.out_view()[0, 0].item()
+        finally:
+            state.in_view()[0, ids] = self._off
+        if self._out_quantized:
+            return (out - self._out_zero) * self._out_scale
+        return out
 
     def quantize(self, features: np.ndarray) -> np.ndarray:
         if self.input_dtype == np.float32:
@@ -171,10 +224,9 @@ class TFLiteBackend(Backend):
         state = self._thread_state()
         interp = state.interp
         if batch.shape[0] != state.batch:
-            interp.resize_tensor_input(state.inp, batch.shape, strict=False)
-            interp.allocate_tensors()
-            state.batch = batch.shape[0]
+            self._resize(state, batch.shape)
         interp.set_tensor(state.inp, batch)
+        state.clean = False
         interp.invoke()
         out = interp.get_tensor(state.out).reshape(-1)
         if self._out_quantized:
@@ -202,6 +254,7 @@ class OnnxBackend(Backend):
         self._input = inp.name
         self.input_dtype = np.dtype(np.float32)
         self.input_size = int(inp.shape[-1])
+        self._prepare_sparse()
 
     def run_raw(self, batch: np.ndarray) -> np.ndarray:
         return self._session.run(None, {self._input: batch})[0].reshape(-1)

@@ -57,9 +57,13 @@ class MultiHotEncoder:
         get = self.vocab.index.get
         return tuple(i for i in map(get, _text.chunk_tokens(chunk)) if i is not None)
 
-    def word_ids(self, text: str) -> list[int]:
-        """Ids of the known words of ``text`` (each distinct chunk looked up once)."""
-        return list(chain.from_iterable(map(self._lookup, set(_text.chunks(text)))))
+    def word_ids(self, text: str) -> np.ndarray:
+        """Ids of the known words of ``text`` as an intp array (each distinct chunk looked up once).
+
+        An array, not a list: numpy indexes with it directly, where a list would be
+        converted again at every assignment.
+        """
+        return np.fromiter(chain.from_iterable(map(self._lookup, set(_text.chunks(text)))), dtype=np.intp)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """A ``(len(texts), size)`` float32 batch."""

@@ -47,11 +47,17 @@ def test_same_seed_same_vocabulary(corpus):
 
 
 def test_no_second_tokenizer_outside_runtime():
-    """train/, export/ and benchmarks/ may not tokenize or normalize text themselves."""
+    """train/, export/ and benchmarks/ may not tokenize or normalize text themselves.
+
+    benchmarks/peers.py is the one exception: it holds the naive pipelines that are measured
+    against the runtime, and nothing imports it to make features.
+    """
     forbidden = re.compile(r"\.split\(\)|\.lower\(\)|re\.compile|unicodedata|str\.maketrans|Counter\(")
     offenders = []
     for folder in ("train", "export", "benchmarks"):
         for path in (ROOT / folder).rglob("*.py"):
+            if path == ROOT / "benchmarks" / "peers.py":
+                continue
             for n, line in enumerate(path.read_text().splitlines(), 1):
                 if forbidden.search(line):
                     offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")

@@ -1,0 +1,1 @@
+"""Benchmarks: latency, throughput, cold start, memory, size and accuracy, side by side."""

@@ -1,0 +1,161 @@
+"""The measurements: every artifact on every installed engine beside the Keras float model."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+from tqdm import tqdm
+
+import runtime
+from benchmarks import peers
+from benchmarks.stats import interleaved, summarize, throughput
+from runtime import text as tokenizer
+from runtime.backends import EngineError, installed_engines
+from runtime.bundle import Bundle
+from runtime.classifier import Classifier
+
+ROOT = Path(__file__).resolve().parent.parent
+KERAS = "keras float32"
+KERAS_PREDICT = "keras float32 (predict)"
+BATCH_SIZES = (1, 32, 256)
+
+
+@dataclass(frozen=True)
+class Settings:
+    accuracy_reviews: int | None  # None: the whole test split
+    latency_reviews: int
+    repeats: int
+    predict_reviews: int
+    throughput_seconds: float
+    cold_runs: int
+
+
+QUICK = Settings(accuracy_reviews=2000, latency_reviews=150, repeats=3, predict_reviews=30,
+                 throughput_seconds=0.3, cold_runs=3)
+FULL = Settings(accuracy_reviews=None, latency_reviews=1000, repeats=5, predict_reviews=200,
+                throughput_seconds=2.0, cold_runs=7)
+
+
+def classifiers(bundle: Bundle) -> tuple[dict[str, Classifier], dict[str, str]]:
+    """One classifier per (artifact, installed engine); and why any could not load."""
+    loaded, skipped = {}, {}
+    for name, info in bundle.artifacts.items():
+        for engine in installed_engines(info["format"]):
+            key = f"{name} @ {engine}"
+            try:
+                loaded[key] = runtime.load(bundle.root, artifact=name, backend=engine)
+            except EngineError as e:
+                skipped[key] = str(e)
+    return loaded, skipped
+
+
+class KerasReference:
+    """The float Keras model with the project's encoder: the reference and the slow peer."""
+
+    def __init__(self, model_dir: Path, clf: Classifier):
+        import keras
+
+        self.model = keras.models.load_model(model_dir / "model.keras")
+        self.encoder = clf.encoder
+        self.size_bytes = (model_dir / "model.keras").stat().st_size
+
+    def probability(self, text: str) -> float:
+        return float(self.model(self.encoder.encode([text]), training=False).numpy()[0, 0])
+
+    def probability_predict(self, text: str) -> float:
+        return float(self.model.predict(self.encoder.encode([text]), verbose=0)[0, 0])
+
+    def predict_proba(self, texts) -> np.ndarray:
+        return self.model(self.encoder.encode(texts), training=False).numpy().reshape(-1)
+
+
+def _batched(run, texts: list[str], batch: int = 1000) -> np.ndarray:
+    return np.concatenate([np.asarray(run(texts[i : i + batch])).reshape(-1) for i in range(0, len(texts), batch)])
+
+
+def accuracy(clfs: dict[str, Classifier], keras_ref: KerasReference, tutorial: peers.TutorialPipeline | None,
+             texts: list[str], labels: np.ndarray) -> dict:
+    """Accuracy, ROC AUC and label agreement with the float model, for every candidate."""
+    ref = _batched(keras_ref.predict_proba, texts)
+    out = {}
+
+    def row(probs: np.ndarray, size: int | None) -> dict:
+        pred = probs >= 0.5
+        return {"accuracy": float(np.mean(pred == (labels == 1))), "roc_auc": float(roc_auc_score(labels, probs)),
+                "agreement_with_float": float(np.mean(pred == (ref >= 0.5))),
+                "max_abs_diff_vs_float": float(np.abs(probs - ref).max()), "size_bytes": size, "reviews": len(texts)}
+
+    out[KERAS] = row(ref, keras_ref.size_bytes)
+    for key, clf in tqdm(clfs.items(), desc="accuracy", unit="candidate"):
+        out[key] = row(_batched(clf.predict_proba, texts), clf.bundle.artifacts[clf.artifact]["size_bytes"])
+    if tutorial is not None:
+        out["tutorial pipeline (lower().split())"] = row(np.array([tutorial(t) for t in texts]), None)
+    return out
+
+
+def latency(clfs: dict[str, Classifier], keras_ref: KerasReference, tutorial: peers.TutorialPipeline | None,
+            texts: list[str], s: Settings) -> tuple[dict, dict, dict]:
+    """End-to-end latency (text -> probability), floors and peers, and model-only latency."""
+    encoder = next(iter(clfs.values())).encoder
+    e2e = {f"runtime {k}": c.probability for k, c in clfs.items()}
+    e2e[KERAS] = keras_ref.probability
+    floors = {"lower().split()": peers.split_floor, "tokenize (runtime)": tokenizer.tokenize,
+              "tokenize + encode (runtime)": encoder.word_ids}
+    if tutorial is not None:
+        floors["tutorial pipeline"] = tutorial
+    bar = tqdm(total=s.repeats * 2, desc="latency", unit="round")
+    samples = interleaved({**floors, **e2e}, texts, s.repeats, on_round=lambda: bar.update(1))
+    predict = interleaved({KERAS_PREDICT: keras_ref.probability_predict}, texts[: s.predict_reviews], 1)
+    features = [encoder.encode([t]) for t in texts]
+    model_only = {f"runtime {k}": c.predict_features for k, c in clfs.items()}
+    model_only[KERAS] = lambda x: keras_ref.model(x, training=False)
+    model_samples = interleaved(model_only, features, s.repeats, on_round=lambda: bar.update(1))
+    bar.close()
+    e2e_stats = {k: summarize(samples[k]) for k in e2e}
+    e2e_stats[KERAS_PREDICT] = summarize(predict[KERAS_PREDICT])
+    return e2e_stats, {k: summarize(samples[k]) for k in floors}, {k: summarize(v) for k, v in model_samples.items()}
+
+
+def batch_throughput(clfs: dict[str, Classifier], keras_ref: KerasReference, texts: list[str], s: Settings) -> dict:
+    """Reviews per second (text -> probability) at each batch size."""
+    runs = {f"runtime {k}": c.predict_proba for k, c in clfs.items()}
+    runs[KERAS] = keras_ref.predict_proba
+    out = {}
+    for name, run in tqdm(runs.items(), desc="throughput", unit="candidate"):
+        out[name] = {str(b): throughput(run, texts, b, s.throughput_seconds) for b in BATCH_SIZES}
+    return out
+
+
+def _timed_process(args: list[str]) -> tuple[float, int, str]:
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "probe.py"), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed: {proc.stderr.strip().splitlines()[-3:]}")
+    peak = int(proc.stderr.strip().splitlines()[-1].split()[1])
+    return elapsed, peak, proc.stdout.strip()
+
+
+def cold_start(bundle: Bundle, model_dir: Path, review: Path, runs: int) -> dict:
+    """Whole-process time and peak memory: runtime.classify against a TensorFlow classify."""
+    commands = {
+        "runtime.classify": ["runtime.classify", "--model", str(bundle.root), str(review)],
+        "tensorflow classify": ["benchmarks.tf_classify", str(model_dir), str(review)],
+    }
+    results: dict[str, list[tuple[float, int, str]]] = {k: [] for k in commands}
+    for _ in tqdm(range(runs), desc="cold start", unit="run"):
+        for name, args in commands.items():
+            results[name].append(_timed_process(args))
+    return {
+        name: {"runs": len(r), "median_s": statistics.median(x[0] for x in r), "min_s": min(x[0] for x in r),
+               "median_peak_rss_kb": statistics.median(x[1] for x in r), "output": r[0][2]}
+        for name, r in results.items()
+    }

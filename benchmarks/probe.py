@@ -1,0 +1,32 @@
+"""Run a module as ``python -m`` does, then report the process's own peak memory.
+
+``python benchmarks/probe.py MODULE ARGS...`` behaves like ``python -m MODULE ARGS...`` and
+prints ``PEAK_RSS_KB <n>`` as the last line on stderr. VmHWM is read from /proc because
+``ru_maxrss`` carries the parent's high-water mark across exec.
+"""
+
+import os
+import runpy
+import sys
+
+
+def _peak_kb() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return -1
+
+
+if __name__ == "__main__":
+    module = sys.argv[1]
+    sys.argv = [module] + sys.argv[2:]
+    sys.path[0] = os.getcwd()  # as `python -m` does, instead of this script's folder
+    code = 0
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    sys.stdout.flush()
+    print(f"PEAK_RSS_KB {_peak_kb()}", file=sys.stderr)
+    sys.exit(code)

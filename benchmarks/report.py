@@ -1,0 +1,195 @@
+"""The benchmark's ratios, its Markdown report and its plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.measure import KERAS, KERAS_PREDICT
+from benchmarks.stats import ratio
+
+GOALS = {
+    "runtime_e2e_over_split": ("runtime end-to-end p50 / lower().split() p50", "<=", 3.0),
+    "keras_over_runtime_e2e": ("Keras float model(x) end-to-end p50 / runtime p50", ">=", 100.0),
+    "cold_start_runtime_over_tf": ("cold start: runtime.classify / TensorFlow classify", "<=", 0.1),
+    "peak_memory_runtime_over_tf": ("peak memory: runtime.classify / TensorFlow classify", "<=", 0.2),
+}
+
+
+def recommend(result: dict, max_drop: float = 0.005, min_agreement: float = 0.99) -> str | None:
+    """The fastest runtime candidate (end-to-end p50) that keeps the float model's accuracy."""
+    acc = result["accuracy"]
+    float_acc = acc[KERAS]["accuracy"]
+    best = None
+    for name, a in acc.items():
+        key = f"runtime {name}"
+        if key not in result["latency_e2e"]:
+            continue
+        if a["accuracy"] >= float_acc - max_drop and a["agreement_with_float"] >= min_agreement:
+            p50 = result["latency_e2e"][key]["p50_us"]
+            if best is None or p50 < best[1]:
+                best = (name, p50)
+    return best[0] if best else None
+
+
+def ratios(result: dict, default: str) -> dict:
+    """The ratios the goals are stated in, for the bundle's default artifact."""
+    e2e, floors, acc = result["latency_e2e"], result["floors"], result["accuracy"]
+    rt = e2e[f"runtime {default}"]["p50_us"]
+    cold = result["cold_start"]
+    sizes = {n.split(" @ ")[0]: a["size_bytes"] for n, a in acc.items() if a["size_bytes"]}
+    values = {
+        "runtime_e2e_over_split": ratio(rt, floors["lower().split()"]["p50_us"]),
+        "keras_over_runtime_e2e": ratio(e2e[KERAS]["p50_us"], rt),
+        "keras_predict_over_runtime_e2e": ratio(e2e[KERAS_PREDICT]["p50_us"], rt),
+        "cold_start_runtime_over_tf": ratio(cold["runtime.classify"]["median_s"], cold["tensorflow classify"]["median_s"]),
+        "peak_memory_runtime_over_tf": ratio(cold["runtime.classify"]["median_peak_rss_kb"],
+                                             cold["tensorflow classify"]["median_peak_rss_kb"]),
+        "tokenize_encode_over_split": ratio(floors["tokenize + encode (runtime)"]["p50_us"],
+                                            floors["lower().split()"]["p50_us"]),
+    }
+    for fmt in ("tflite", "onnx"):
+        if f"{fmt}-int8" in sizes and f"{fmt}-float32" in sizes:
+            values[f"{fmt}_int8_size_over_float32"] = ratio(sizes[f"{fmt}-int8"], sizes[f"{fmt}-float32"])
+    out = {"artifact": default}
+    for key, v in values.items():
+        entry = {"value": v}
+        if key in GOALS:
+            text, op, goal = GOALS[key]
+            entry.update(goal=f"{op} {goal:g}", met=bool(v <= goal if op == "<=" else v >= goal), meaning=text)
+        out[key] = entry
+    return out
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_latency(result: dict, path: Path) -> None:
+    plt = _plt()
+    rows = [(k, v, "tab:grey") for k, v in result["floors"].items()]
+    rows += [(k, v, "tab:orange" if k.startswith("keras") else "tab:blue") for k, v in result["latency_e2e"].items()]
+    rows.sort(key=lambda r: r[1]["p50_us"])
+    fig, ax = plt.subplots(figsize=(10, 0.42 * len(rows) + 1.6))
+    y = np.arange(len(rows))
+    p50 = [r[1]["p50_us"] for r in rows]
+    p99 = [r[1]["p99_us"] for r in rows]
+    ax.barh(y, p50, color=[r[2] for r in rows], alpha=0.85)
+    ax.scatter(p99, y, marker="|", s=200, color="black", zorder=3, label="p99")
+    for yi, v in zip(y, p50):
+        ax.text(v * 1.08, yi, f"{v:,.0f} µs" if v >= 10 else f"{v:.1f} µs", va="center", fontsize=8)
+    ax.set_yticks(y, [r[0] for r in rows], fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("single review, raw text to probability: p50 (bar) and p99 (|), microseconds, log scale")
+    ax.set_title("End-to-end latency: runtime (blue), Keras float (orange), floors and peers (grey)")
+    ax.grid(axis="x", alpha=0.3, which="both")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_accuracy_size(result: dict, path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    seen = set()
+    for name, a in result["accuracy"].items():
+        if not a["size_bytes"]:
+            continue
+        artifact = name.split(" @ ")[0]
+        if artifact in seen:
+            continue
+        seen.add(artifact)
+        kib = a["size_bytes"] / 1024
+        colour = "tab:orange" if name == KERAS else ("tab:green" if "onnx" in name else "tab:blue")
+        ax.scatter(kib, a["accuracy"] * 100, s=60, color=colour, zorder=3)
+        ax.annotate(artifact, (kib, a["accuracy"] * 100), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    float_acc = result["accuracy"][KERAS]["accuracy"] * 100
+    ax.axhline(float_acc, color="tab:orange", linestyle="--", linewidth=1, label=f"Keras float {float_acc:.2f}%")
+    ax.axhspan(float_acc - 0.5, float_acc, color="tab:orange", alpha=0.08, label="within 0.5 points of float")
+    ax.set_xscale("log")
+    ax.set_xlabel("model file size, KiB (log scale)")
+    ax.set_ylabel("test accuracy, %")
+    n = result["accuracy"][KERAS]["reviews"]
+    ax.set_title(f"Accuracy against size ({n:,} test reviews); TFLite blue, ONNX green")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_throughput(result: dict, path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    for name, by_batch in result["throughput"].items():
+        sizes = [int(b) for b in by_batch]
+        style = "--" if name.startswith("keras") else "-"
+        ax.plot(sizes, list(by_batch.values()), style, marker="o", label=name.replace("runtime ", ""))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks([1, 32, 256], ["1", "32", "256"])
+    ax.set_xlabel("batch size (reviews per call)")
+    ax.set_ylabel("reviews per second, raw text to probability (log scale)")
+    ax.set_title("Batch throughput on one process")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _fmt_us(v: float) -> str:
+    return f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
+
+
+def markdown(result: dict) -> str:
+    meta, r = result["meta"], result["ratios"]
+    lines = [
+        "# Benchmark report", "",
+        f"{meta['date']} · {meta['machine']['cpu']} · {meta['machine']['cores']} cores · Python {meta['python']} · "
+        f"mode `{meta['mode']}` · bundle `{meta['bundle']}` (manifest sha256 `{meta['manifest_sha256'][:12]}`)", "",
+        "## Goals (default artifact `" + r["artifact"] + "`)", "",
+        "| ratio | measured | goal | met |", "|---|---|---|---|",
+    ]
+    for key, e in r.items():
+        if isinstance(e, dict) and "goal" in e:
+            lines.append(f"| {e['meaning']} | {e['value']:.3g} | {e['goal']} | {'yes' if e['met'] else '**no**'} |")
+    for key in ("keras_predict_over_runtime_e2e", "tokenize_encode_over_split", "tflite_int8_size_over_float32",
+                "onnx_int8_size_over_float32"):
+        if key in r:
+            lines.append(f"| {key.replace('_', ' ')} | {r[key]['value']:.3g} | | |")
+    lines += ["", f"Recommended default artifact (fastest that keeps accuracy): `{result['recommended_default']}`", "",
+              "## Accuracy and size", "",
+              "| candidate | accuracy | ROC AUC | agreement with float | max abs diff | size KiB |",
+              "|---|---|---|---|---|---|"]
+    for name, a in result["accuracy"].items():
+        size = f"{a['size_bytes'] / 1024:,.1f}" if a["size_bytes"] else ""
+        lines.append(f"| {name} | {a['accuracy']:.4f} | {a['roc_auc']:.4f} | {a['agreement_with_float']:.4f} | "
+                     f"{a['max_abs_diff_vs_float']:.2e} | {size} |")
+    lines += ["", "## Single-review latency, raw text to probability (µs)", "",
+              "| candidate | p50 | p90 | p99 | model only p50 |", "|---|---|---|---|---|"]
+    for name, s in sorted({**result["floors"], **result["latency_e2e"]}.items(), key=lambda kv: kv[1]["p50_us"]):
+        m = result["latency_model"].get(name)
+        lines.append(f"| {name} | {_fmt_us(s['p50_us'])} | {_fmt_us(s['p90_us'])} | {_fmt_us(s['p99_us'])} | "
+                     f"{_fmt_us(m['p50_us']) if m else ''} |")
+    lines += ["", "## Throughput (reviews per second, raw text to probability)", "",
+              "| candidate | batch 1 | batch 32 | batch 256 |", "|---|---|---|---|"]
+    for name, t in result["throughput"].items():
+        lines.append(f"| {name} | {t['1']:,.0f} | {t['32']:,.0f} | {t['256']:,.0f} |")
+    lines += ["", "## Cold start of one classification, whole process", "",
+              "| command | median s | min s | median peak RSS MiB |", "|---|---|---|---|"]
+    for name, c in result["cold_start"].items():
+        lines.append(f"| {name} | {c['median_s']:.3f} | {c['min_s']:.3f} | {c['median_peak_rss_kb'] / 1024:.1f} |")
+    if result["skipped"]:
+        lines += ["", "## Not run", ""] + [f"- {k}: {v}" for k, v in result["skipped"].items()]
+    lines += ["", "![latency](latency.png)", "", "![accuracy against size](accuracy_size.png)", "",
+              "![throughput](throughput.png)", "",
+              "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()), ""]
+    return "\n".join(lines)

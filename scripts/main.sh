@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The main job on a fresh machine: set up a virtual environment, train the textbook model
+# (seed-mlp), export and validate every artifact, benchmark them (quick mode) and classify
+# the sample reviews. Outputs go to $OUT (default: out/).
+#
+# The corpus comes from $IMDB_DATA (an aclImdb .tar.gz or extracted folder); if it is not
+# set, ../shared/data/aclImdb_v1.tar.gz is used when present, else the official archive is
+# downloaded once into ~/.cache/imdb-edge.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-out}
+if [ -z "${IMDB_DATA:-}" ] && [ -f ../shared/data/aclImdb_v1.tar.gz ]; then
+  export IMDB_DATA=../shared/data/aclImdb_v1.tar.gz
+fi
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[train]"
+export TF_CPP_MIN_LOG_LEVEL=2
+.venv/bin/python -m train --recipe seed-mlp --out "$OUT/model"
+.venv/bin/python -m export "$OUT/model" --out "$OUT/bundle"
+.venv/bin/python -m benchmarks --bundle "$OUT/bundle" --model-dir "$OUT/model" --out "$OUT/benchmark" --quick
+.venv/bin/python -m runtime.classify --model "$OUT/bundle" samples/*.txt

@@ -1,0 +1,75 @@
+"""The benchmark: statistics helpers, and quick mode producing every section with sane values."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from benchmarks.stats import interleaved, ratio, summarize, throughput
+from conftest import ROOT, corpus_path
+
+
+def test_summarize_percentiles_in_microseconds():
+    s = summarize([i / 1e6 for i in range(1, 101)])  # 1..100 µs
+    assert s["n"] == 100 and s["min_us"] == pytest.approx(1.0)
+    assert s["p50_us"] == pytest.approx(50.5) and s["p90_us"] == pytest.approx(90.1)
+    assert s["p99_us"] == pytest.approx(99.01) and s["mean_us"] == pytest.approx(50.5)
+    with pytest.raises(ValueError):
+        summarize([])
+
+
+def test_ratio():
+    assert ratio(6.0, 2.0) == 3.0 and ratio(1.0, 0.0) == float("inf")
+
+
+def test_interleaved_rotates_order_and_counts_every_call():
+    calls = []
+    cands = {name: (lambda x, n=name: calls.append((n, x))) for name in "abc"}
+    samples = interleaved(cands, [0, 1, 2, 3], repeats=2, warmup=0)
+    assert {k: len(v) for k, v in samples.items()} == {"a": 8, "b": 8, "c": 8}
+    firsts = [calls[i][0] for i in range(0, len(calls), 3)]
+    assert firsts[:4] == ["a", "b", "c", "a"]  # each input starts with the next candidate
+
+
+def test_throughput_counts_items_per_second():
+    import time
+
+    rate = throughput(lambda b: time.sleep(0.001 * len(b)), list(range(64)), 8, 0.05)
+    assert 300 < rate < 1000  # 1 ms per item, minus overheads
+
+
+@pytest.mark.corpus
+def test_quick_mode_writes_every_section(small_bundle, small_model, tmp_path):
+    out = tmp_path / "bench"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--bundle", str(small_bundle), "--model-dir",
+                           str(small_model), "--data", str(corpus_path()), "--out", str(out), "--quick"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads((out / "benchmark.json").read_text())
+    for section in ("meta", "accuracy", "latency_e2e", "floors", "latency_model", "throughput", "cold_start",
+                    "ratios", "recommended_default"):
+        assert section in r, section
+    artifacts = json.loads((small_bundle / "manifest.json").read_text())["artifacts"]
+    for name in artifacts:
+        assert any(k.startswith(name + " @") for k in r["accuracy"]), name
+        assert any(k.startswith(f"runtime {name} @") for k in r["latency_e2e"]), name
+    for a in r["accuracy"].values():
+        assert 0.5 < a["accuracy"] <= 1 and 0.5 < a["roc_auc"] <= 1 and 0 <= a["agreement_with_float"] <= 1
+    for stats in [*r["latency_e2e"].values(), *r["floors"].values(), *r["latency_model"].values()]:
+        assert 0 < stats["min_us"] <= stats["p50_us"] <= stats["p90_us"] <= stats["p99_us"]
+    for by_batch in r["throughput"].values():
+        assert set(by_batch) == {"1", "32", "256"} and all(v > 0 for v in by_batch.values())
+    for c in r["cold_start"].values():
+        assert c["median_s"] > 0 and c["median_peak_rss_kb"] > 10_000
+        assert c["output"].split("\t")[0] in ("positive", "negative")
+    assert r["cold_start"]["runtime.classify"]["output"].split("\t")[0] in ("positive", "negative")
+    for key in ("runtime_e2e_over_split", "keras_over_runtime_e2e", "cold_start_runtime_over_tf",
+                "peak_memory_runtime_over_tf"):
+        assert np.isfinite(r["ratios"][key]["value"]) and r["ratios"][key]["value"] > 0
+    assert r["meta"]["machine"]["cores"] >= 1 and r["meta"]["manifest_sha256"]
+    md = (out / "benchmark.md").read_text()
+    assert "## Goals" in md and "## Cold start" in md
+    for png in ("latency.png", "accuracy_size.png", "throughput.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
