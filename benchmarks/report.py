@@ -96,30 +96,29 @@ def plot_latency(result: dict, path: Path) -> None:
 
 
 def plot_accuracy_size(result: dict, path: Path) -> None:
+    """One marker per artifact (legend, not labels: equal artifacts would overprint)."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(9, 5.5))
-    seen = set()
+    fig, ax = plt.subplots(figsize=(9.5, 5.5))
+    markers = "osD^vP*Xh"
+    seen = []
     for name, a in result["accuracy"].items():
-        if not a["size_bytes"]:
-            continue
         artifact = name.split(" @ ")[0]
-        if artifact in seen:
+        if not a["size_bytes"] or artifact in seen:
             continue
-        seen.add(artifact)
-        kib = a["size_bytes"] / 1024
-        colour = "tab:orange" if name == KERAS else ("tab:green" if "onnx" in name else "tab:blue")
-        ax.scatter(kib, a["accuracy"] * 100, s=60, color=colour, zorder=3)
-        ax.annotate(artifact, (kib, a["accuracy"] * 100), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        seen.append(artifact)
+        ax.scatter(a["size_bytes"] / 1024, a["accuracy"] * 100, s=90, marker=markers[(len(seen) - 1) % len(markers)],
+                   alpha=0.8, zorder=3, label=f"{artifact}: {a['accuracy'] * 100:.2f}%, {a['size_bytes'] / 1024:,.0f} KiB")
     float_acc = result["accuracy"][KERAS]["accuracy"] * 100
-    ax.axhline(float_acc, color="tab:orange", linestyle="--", linewidth=1, label=f"Keras float {float_acc:.2f}%")
+    ax.axhline(float_acc, color="tab:orange", linestyle="--", linewidth=1)
     ax.axhspan(float_acc - 0.5, float_acc, color="tab:orange", alpha=0.08, label="within 0.5 points of float")
     ax.set_xscale("log")
     ax.set_xlabel("model file size, KiB (log scale)")
     ax.set_ylabel("test accuracy, %")
+    ax.set_ylim(float_acc - 0.9, float_acc + 0.5)
     n = result["accuracy"][KERAS]["reviews"]
-    ax.set_title(f"Accuracy against size ({n:,} test reviews); TFLite blue, ONNX green")
+    ax.set_title(f"Accuracy against size ({n:,} test reviews)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(loc="lower right")
+    ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -156,7 +156,7 @@ def export_bundle(
             path = stage / spec.file
             tqdm.write(f"converting {name}: {spec.description}")
             if spec.format == "tflite":
-                path.write_bytes(convert.to_tflite(frozen, spec.precision, calibration))
+                path.write_bytes(convert.to_tflite(frozen, spec.precision, calibration, spec.per_tensor))
             elif spec.is_float32:
                 convert.to_onnx(model, encoder.size, path)
             else:
@@ -181,7 +181,8 @@ def export_bundle(
                 "sha256": sha256_file(path),
                 "golden_tolerance": GOLDEN_TOLERANCE[spec.precision],
                 "batch_invariant": spec.batch_invariant,
-                "engines": {backend.engine: {"version": backend.version, "loads": True, "matches_golden": True}},
+                "engines": [{"engine": backend.engine, "version": backend.version, "loads": True,
+                             "matches_golden": True, "checked_by": "export"}],
                 "validation": figures,
             }
         if onnx_float is not None:

@@ -126,6 +126,17 @@ class Backend:
         return np.concatenate([self.run_raw(batch[i : i + 1]) for i in range(len(batch))])
 
 
+def _load_error(engine: str, version: str | None, path: str, error: Exception) -> str:
+    """One line: what failed, and what to install when the engine is too old for the model."""
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    message = f"{engine} {version} cannot load {path}: {first}"
+    if "Didn't find op for builtin opcode" in first:
+        message += (f"; the model uses an op version newer than {engine} {version} has: "
+                    f"pip install ai-edge-litert, or pick an artifact this engine loads "
+                    f"(tflite-runtime 2.14 loads the -compat, float and full int8 artifacts)")
+    return message
+
+
 @contextmanager
 def _quiet_native_stderr() -> Iterator[None]:
     """Silence the engine's C++ INFO lines (e.g. "Created TensorFlow Lite XNNPACK delegate").
@@ -175,7 +186,7 @@ class TFLiteBackend(Backend):
                     interp = self._module.Interpreter(model_path=self._path, num_threads=self._num_threads)
                     interp.allocate_tensors()
             except (ValueError, RuntimeError) as e:
-                raise EngineError(f"{self.engine} {self.version} cannot load {self._path}: {e}") from e
+                raise EngineError(_load_error(self.engine, self.version, self._path, e)) from e
             state.interp = interp
             state.batch = interp.get_input_details()[0]["shape"][0]
             state.inp = interp.get_input_details()[0]["index"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.backends import ENGINES, installed_engines, load_backend
+from runtime.backends import ENGINES, engine_version, installed_engines, load_backend
 from runtime.bundle import Bundle, BundleError, open_bundle
 from runtime.features import make_encoder
 
@@ -78,12 +78,20 @@ class Classifier:
 
 
 def _runnable_default(bundle: Bundle) -> str:
-    """The manifest's default artifact, or the first one an installed engine can run."""
+    """The manifest's default artifact, or else the first one an installed engine can run.
+
+    An engine the manifest records as unable to load an artifact (tflite-runtime 2.14 and
+    per-channel dynamic int8, say) does not count.
+    """
     default = bundle.manifest["default_artifact"]
     names = [default] + [n for n in bundle.artifacts if n != default]
     for name in names:
-        if installed_engines(bundle.artifacts[name]["format"]):
-            return name
+        info = bundle.artifacts[name]
+        for engine in installed_engines(info["format"]):
+            version = engine_version(engine)
+            if not any(r["engine"] == engine and r["version"] == version and r["loads"] is False
+                       for r in info.get("engines", [])):
+                return name
     return default  # loading it raises the error that says what to install
 
 

@@ -76,11 +76,11 @@ class _HashingReader:
             pass
 
 
-def _archive_members(path: Path, reader: _HashingReader) -> Iterator[tuple[str, bytes]]:
+def _archive_members(path: Path, reader: _HashingReader, pattern: re.Pattern = _MEMBER) -> Iterator[tuple[str, bytes]]:
     try:
         with tarfile.open(fileobj=reader, mode="r|gz") as tar:
             for member in tar:
-                if member.isfile() and _MEMBER.search(member.name):
+                if member.isfile() and pattern.search(member.name):
                     f = tar.extractfile(member)
                     yield member.name, f.read() if f else b""
         reader.drain()
@@ -97,6 +97,49 @@ def _directory_members(root: Path) -> Iterator[tuple[str, bytes]]:
             if folder.is_dir():
                 for p in folder.iterdir():
                     yield f"{split}/{label}/{p.name}", p.read_bytes()
+
+
+_TEXT_FILE = re.compile(r"\.txt$")
+
+
+@dataclass
+class Reviews:
+    """Review texts from any folder or archive of .txt files; labels when every file has one."""
+
+    ids: list[str]
+    texts: list[str]
+    labels: "np.ndarray | None"
+
+
+def read_reviews(path: str | Path, limit: int | None = None, seed: int = 0) -> Reviews:
+    """Every .txt review under ``path`` (the test split only, for an aclImdb layout).
+
+    A file's label comes from a ``pos`` or ``neg`` folder above it; labels are returned only
+    when every file has one. ``limit`` keeps a seeded sample.
+    """
+    import numpy as np
+
+    path = Path(path)
+    if not path.exists():
+        raise CorpusError(f"{path}: no such file or directory")
+    if path.is_dir():
+        items = [(str(p.relative_to(path)), p.read_bytes()) for p in sorted(path.rglob("*.txt")) if p.is_file()]
+    else:
+        with open(path, "rb") as f:
+            items = sorted(_archive_members(path, _HashingReader(f, None), _TEXT_FILE))
+    if not items:
+        raise CorpusError(f"{path}: no .txt reviews found")
+    test = [(n, b) for n, b in items if (m := _MEMBER.search(n)) and m.group(1) == "test"]
+    items = test or items
+    if limit is not None and limit < len(items):
+        keep = sorted(np.random.default_rng(seed).choice(len(items), limit, replace=False))
+        items = [items[i] for i in keep]
+    labels = [next((LABELS[part] for part in reversed(Path(n).parts[:-1]) if part in LABELS), None) for n, _ in items]
+    return Reviews(
+        ids=[n for n, _ in items],
+        texts=[b.decode("utf-8", "replace") for _, b in items],
+        labels=np.asarray(labels) if all(label is not None for label in labels) else None,
+    )
 
 
 def _directory_root(path: Path) -> Path:

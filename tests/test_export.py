@@ -80,9 +80,9 @@ def test_gate_rejects_a_disagreeing_artifact_and_publishes_nothing(small_model, 
 
     real_to_tflite = convert.to_tflite
 
-    def corrupted(frozen, precision, calibration):
+    def corrupted(frozen, precision, calibration, per_tensor=False):
         if precision != "float16":
-            return real_to_tflite(frozen, precision, calibration)
+            return real_to_tflite(frozen, precision, calibration, per_tensor)
         model = keras.models.load_model(small_model / "model.keras")
         w = model.layers[-1].get_weights()
         model.layers[-1].set_weights([-w[0], w[1]])

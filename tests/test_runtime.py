@@ -31,8 +31,9 @@ def test_importing_and_classifying_never_imports_tensorflow():
     assert out.stdout.strip() == "positive"
 
 
-@pytest.mark.parametrize("artifact", ["tflite-float32", "tflite-float16", "tflite-dynamic-int8", "tflite-int8",
-                                      "onnx-float32", "onnx-dynamic-int8", "onnx-int8"])
+@pytest.mark.parametrize("artifact", ["tflite-float32", "tflite-float16", "tflite-dynamic-int8",
+                                      "tflite-dynamic-int8-compat", "tflite-int8", "onnx-float32",
+                                      "onnx-dynamic-int8", "onnx-int8"])
 def test_single_batch_and_stream_agree_with_golden(small_bundle, artifact):
     clf = runtime.load(small_bundle, artifact=artifact)
     golden = clf.bundle.golden()

@@ -1,0 +1,140 @@
+"""Parity for release engineers: passes on a good bundle, names the culprit otherwise,
+and the compatibility matrix across engine versions (own virtual environments)."""
+
+import json
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from conftest import ROOT, corpus_path
+from runtime import parity
+from runtime.bundle import sha256_file
+
+
+def failures(checks):
+    return [c for c in checks if c.passed is False]
+
+
+def copy(bundle, tmp_path):
+    out = tmp_path / "bundle"
+    shutil.copytree(bundle, out)
+    return out
+
+
+def edit_manifest(bundle, change):
+    m = json.loads((bundle / "manifest.json").read_text())
+    change(m)
+    (bundle / "manifest.json").write_text(json.dumps(m))
+
+
+def test_good_bundle_passes_on_every_installed_engine(small_bundle):
+    checks = parity.run(small_bundle)
+    assert not failures(checks), [c.message for c in failures(checks)]
+    golden = {(c.artifact, c.engine) for c in checks if c.kind == "golden" and c.passed}
+    assert ("tflite-int8", "litert") in golden and ("onnx-int8", "onnxruntime") in golden
+    assert len(golden) == 8
+
+
+def test_corpus_agreement_and_accuracy(small_bundle, tmp_path, corpus):
+    folder = tmp_path / "reviews"
+    for label in ("pos", "neg"):
+        (folder / label).mkdir(parents=True)
+    test = corpus.splits["test"]
+    for i in range(0, 600, 1):
+        label = "pos" if test.labels[i * 40] else "neg"
+        (folder / label / f"{i}.txt").write_text(test.texts[i * 40], encoding="utf-8")
+    checks = parity.run(small_bundle, data=folder)
+    corpus_checks = [c for c in checks if c.kind == "corpus"]
+    assert len(corpus_checks) == 7  # every artifact but the float reference
+    assert not failures(checks)
+    assert all(c.figures["reviews"] == 600 and "accuracy" in c.figures for c in corpus_checks)
+    assert all(c.figures["reference"] == "tflite-float32" for c in corpus_checks)
+
+
+def test_tampered_artifact_fails_naming_the_file(small_bundle, tmp_path):
+    bad = copy(small_bundle, tmp_path)
+    (bad / "model_int8.onnx").write_bytes((bad / "model_int8.onnx").read_bytes()[:-10])
+    failed = failures(parity.run(bad))
+    assert [c.artifact for c in failed] == ["onnx-int8"]
+    assert "model_int8.onnx" in failed[0].message and "sha256" in failed[0].message
+
+
+def test_changed_golden_value_fails_naming_artifact_engine_and_review(small_bundle, tmp_path):
+    bad = copy(small_bundle, tmp_path)
+    g = json.loads((bad / "golden.json").read_text())
+    g["reviews"][3]["probabilities"]["tflite-float16"] += 0.05
+    (bad / "golden.json").write_text(json.dumps(g))
+    edit_manifest(bad, lambda m: m["golden"].update(sha256=sha256_file(bad / "golden.json")))
+    failed = failures(parity.run(bad))
+    assert [(c.artifact, c.engine, c.kind) for c in failed] == [("tflite-float16", "litert", "golden")]
+    assert g["reviews"][3]["id"] in failed[0].message and "> tolerance" in failed[0].message
+
+
+def test_artifact_swapped_for_another_models_fails(small_bundle, small_model, tmp_path):
+    """A float32 TFLite of a different model of the same shape, with its sha256 recorded."""
+    import keras
+
+    from export import convert
+
+    bad = copy(small_bundle, tmp_path)
+    model = keras.models.load_model(small_model / "model.keras")
+    w = model.layers[1].get_weights()
+    model.layers[1].set_weights([w[0][::-1].copy(), w[1]])
+    (bad / "model_float32.tflite").write_bytes(convert.to_tflite(convert.frozen_function(model, 2000), "float32", None))
+    edit_manifest(bad, lambda m: m["artifacts"]["tflite-float32"].update(sha256=sha256_file(bad / "model_float32.tflite")))
+    failed = failures(parity.run(bad))
+    assert [(c.artifact, c.kind) for c in failed] == [("tflite-float32", "golden")]
+
+
+def test_cli_table_json_junit_and_exit_codes(small_bundle, tmp_path):
+    bad = copy(small_bundle, tmp_path)
+    (bad / "vocab.txt").write_text("<pad>\n<start>\n<unk>\nx\n")
+    run = lambda *a: subprocess.run([sys.executable, "-m", "runtime.parity", *map(str, a)], cwd=ROOT,  # noqa: E731
+                                    capture_output=True, text=True, timeout=300)
+    good = run(small_bundle, "--json", tmp_path / "p.json", "--junit", tmp_path / "p.xml")
+    assert good.returncode == 0, good.stderr
+    assert "tflite-int8" in good.stdout and "pass" in good.stdout
+    assert len(json.loads((tmp_path / "p.json").read_text())) >= 9
+    suite = ET.parse(tmp_path / "p.xml").getroot()
+    assert suite.get("failures") == "0" and len(suite.findall("testcase")) >= 9
+    failed = run(bad, "--junit", tmp_path / "bad.xml")
+    assert failed.returncode == 1 and "FAIL: " in failed.stderr and "vocab.txt" in failed.stderr
+    assert ET.parse(tmp_path / "bad.xml").getroot().get("failures") != "0"
+    assert run(tmp_path / "nothing").returncode == 2
+
+
+@pytest.mark.skipif(corpus_path() is None, reason="no corpus")
+def test_compatibility_matrix_across_engine_versions(small_bundle, tmp_path):
+    """tflite-runtime 2.14 and onnxruntime 1.17 (numpy<2), each in its own virtual environment."""
+    from export import compat
+
+    bundle = copy(small_bundle, tmp_path)
+    manifest = compat.run(bundle, ["tflite-runtime==2.14.0", "onnxruntime==1.17.0"])
+    table = {name: {(e["engine"], e["version"]): e for e in a["engines"]} for name, a in manifest["artifacts"].items()}
+    tfl = ("tflite-runtime", "2.14.0")
+    for name in ("tflite-float32", "tflite-float16", "tflite-dynamic-int8-compat", "tflite-int8"):
+        assert table[name][tfl]["loads"] and table[name][tfl]["matches_golden"], name
+        assert manifest["artifacts"][name]["min_versions"]["tflite-runtime"] == "2.14.0"
+    dyn = table["tflite-dynamic-int8"][tfl]
+    assert dyn["loads"] is False
+    assert "FULLY_CONNECTED" in dyn["error"] and "pip install ai-edge-litert" in dyn["error"]
+    for name in ("onnx-float32", "onnx-dynamic-int8", "onnx-int8"):
+        rec = table[name][("onnxruntime", "1.17.0")]
+        assert rec["loads"] and rec["matches_golden"], name
+    # The recorded matrix makes a tflite-runtime-only machine fall back from the default.
+    py = compat.env_dir("tflite-runtime==2.14.0") / "bin" / "python"
+    edit = json.loads((bundle / "manifest.json").read_text())
+    edit["default_artifact"] = "tflite-dynamic-int8"
+    (bundle / "manifest.json").write_text(json.dumps(edit))
+    out = subprocess.run([str(py), "-m", "runtime.classify", "--json", "--model", str(bundle), "-"], cwd=tmp_path,
+                         input="a wonderful film", capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    row = json.loads(out.stdout)
+    assert row["engine"] == "tflite-runtime" and row["artifact"] != "tflite-dynamic-int8"
+    explicit = subprocess.run([str(py), "-m", "runtime.classify", "--model", str(bundle), "--artifact",
+                               "tflite-dynamic-int8", "-"], cwd=tmp_path, input="a film", capture_output=True,
+                              text=True, timeout=120)
+    assert explicit.returncode == 1 and "pip install ai-edge-litert" in explicit.stderr
