@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
           f"(float test accuracy {manifest['model']['float_test_accuracy']:.4f}), default {manifest['default_artifact']}")
     for name, a in manifest["artifacts"].items():
         v = a["validation"]
-        print(f"  {name:27s} {a["size_bytes"] / 1024:8.1f} KiB  max|dp| {v['max_abs_diff']:.2e}  "
+        print(f"  {name:27s} {a['size_bytes'] / 1024:8.1f} KiB  max|dp| {v['max_abs_diff']:.2e}  "
               f"agreement {v['label_agreement']:.4f}  test accuracy {v['test_accuracy']:.4f}")
     return 0
 
