@@ -228,8 +228,11 @@ class TFLiteBackend(Backend):
         if self.input_dtype == np.float32:
             return features
         info = np.iinfo(self.input_dtype)
-        q = np.round(features / self._in_scale) + self._in_zero
-        return np.clip(q, info.min, info.max).astype(self.input_dtype)
+        q = features * np.float32(1.0 / self._in_scale)
+        np.rint(q, out=q)
+        q += np.float32(self._in_zero)
+        np.clip(q, info.min, info.max, out=q)
+        return q.astype(self.input_dtype)
 
     def run_raw(self, batch: np.ndarray) -> np.ndarray:
         state = self._thread_state()

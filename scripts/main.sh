@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: set up a virtual environment, train the textbook model
-# (seed-mlp), export and validate every artifact, benchmark them (quick mode) and classify
+# (seed-mlp), export and validate every artifact, record which engine versions load them,
+# benchmark them (quick mode) and classify
 # the sample reviews. Outputs go to $OUT (default: out/).
 #
 # The corpus comes from $IMDB_DATA (an aclImdb .tar.gz or extracted folder); if it is not
@@ -18,5 +19,6 @@ python3 -m venv .venv
 export TF_CPP_MIN_LOG_LEVEL=2
 .venv/bin/python -m train --recipe seed-mlp --out "$OUT/model"
 .venv/bin/python -m export "$OUT/model" --out "$OUT/bundle"
+.venv/bin/python -m export.compat "$OUT/bundle"
 .venv/bin/python -m benchmarks --bundle "$OUT/bundle" --model-dir "$OUT/model" --out "$OUT/benchmark" --quick
 .venv/bin/python -m runtime.classify --model "$OUT/bundle" samples/*.txt

@@ -37,7 +37,7 @@ def test_throughput_counts_items_per_second():
     import time
 
     rate = throughput(lambda b: time.sleep(0.001 * len(b)), list(range(64)), 8, 0.05)
-    assert 300 < rate < 1000  # 1 ms per item, minus overheads
+    assert 100 < rate < 1000  # 1 ms of sleep per item: never faster, slower only by overheads
 
 
 @pytest.mark.corpus
