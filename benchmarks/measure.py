@@ -140,7 +140,7 @@ def _timed_process(args: list[str]) -> tuple[float, int, str]:
     elapsed = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed: {proc.stderr.strip().splitlines()[-3:]}")
-    peak = int(proc.stderr.strip().splitlines()[-1].split()[1])
+    peak = int(proc.stderr.strip().splitlines()[-1].rpartition(" ")[2])
     return elapsed, peak, proc.stdout.strip()
 
 

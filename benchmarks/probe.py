@@ -14,7 +14,7 @@ def _peak_kb() -> int:
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith("VmHWM:"):
-                return int(line.split()[1])
+                return int(line.partition(":")[2].strip().partition(" ")[0])
     return -1
 
 

@@ -8,15 +8,17 @@ once full it stops growing, which changes speed, never results.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Sequence
 from itertools import chain
 
 import numpy as np
 
 from runtime import text as _text
-from runtime.vocab import Vocabulary
+from runtime.vocab import PAD_ID, START_ID, UNK_ID, Vocabulary
 
 MULTI_HOT = "multi_hot"
+SEQUENCE = "sequence"
 
 
 class _ChunkMemo(dict):
@@ -80,9 +82,70 @@ class MultiHotEncoder:
         return batch
 
 
-def make_encoder(spec: dict, vocab: Vocabulary) -> MultiHotEncoder:
+class SequenceEncoder:
+    """Token ids in order, for Embedding + LSTM models.
+
+    A review becomes ``<start>`` followed by each token's id (``<unk>`` for a word outside
+    the vocabulary); the last ``length`` ids are kept (truncation at the front) and the row
+    is padded at the front with ``<pad>`` = 0, as Keras's ``pad_sequences`` does by default.
+    """
+
+    kind = SEQUENCE
+
+    def __init__(self, vocab: Vocabulary, length: int, memo_size: int = 400_000):
+        if length < 1:
+            raise ValueError(f"sequence length must be positive, got {length}")
+        self.vocab = vocab
+        self.length = self.size = length
+        self._memo = _ChunkMemo(self._chunk_ids, memo_size)
+        self._lookup = self._memo.__getitem__
+
+    def spec(self) -> dict:
+        return {"kind": self.kind, "size": self.length, "length": self.length, "vocab_size": len(self.vocab),
+                "padding": "pre", "truncating": "pre",
+                "ids": {"padding": PAD_ID, "start": START_ID, "unknown": UNK_ID}}
+
+    def _chunk_ids(self, chunk: str) -> tuple[int, ...]:
+        get = self.vocab.index.get
+        return tuple(get(t, UNK_ID) for t in _text.chunk_tokens(chunk))
+
+    def token_ids(self, text: str) -> list[int]:
+        """``<start>`` and every token's id, in order, before truncation."""
+        ids = [START_ID]
+        ids.extend(chain.from_iterable(map(self._lookup, _text.chunks(text))))
+        return ids
+
+    def _row(self, ids: Sequence[int], row: np.ndarray) -> None:
+        kept = ids[-self.length :]
+        row[self.length - len(kept) :] = kept
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """A ``(len(texts), length)`` int32 batch."""
+        batch = np.zeros((len(texts), self.length), dtype=np.int32)
+        for row, text in zip(batch, texts):
+            self._row(self.token_ids(text), row)
+        return batch
+
+    def encode_stream(self, pieces: Iterable[str]) -> np.ndarray:
+        """A ``(1, length)`` batch for one text given in pieces: only the last ids are kept."""
+        tail: deque[int] = deque([START_ID], maxlen=self.length)
+        for segment in _text.whole_chunks(pieces):
+            tail.extend(chain.from_iterable(map(self._lookup, _text.chunks(segment))))
+        batch = np.zeros((1, self.length), dtype=np.int32)
+        self._row(list(tail), batch[0])
+        return batch
+
+
+Encoder = MultiHotEncoder | SequenceEncoder
+
+
+def make_encoder(spec: dict, vocab: Vocabulary) -> Encoder:
     """The encoder a manifest's feature spec names, checked against the vocabulary."""
     kind = spec.get("kind")
+    if kind == SEQUENCE:
+        if spec.get("vocab_size") != len(vocab):
+            raise ValueError(f"the model embeds {spec.get('vocab_size')} ids but the vocabulary has {len(vocab)} tokens")
+        return SequenceEncoder(vocab, int(spec["length"]))
     if kind != MULTI_HOT:
         raise ValueError(f"unsupported feature kind {kind!r}")
     if spec.get("size") != len(vocab):

@@ -2,7 +2,9 @@
 
 import numpy as np
 
-from runtime.features import MultiHotEncoder
+import pytest
+
+from runtime.features import MultiHotEncoder, SequenceEncoder
 from runtime.text import tokenize
 from runtime.vocab import Vocabulary
 
@@ -51,3 +53,48 @@ def test_stream_equals_whole(corpus):
     text = " ".join(corpus.splits["test"].texts[:50])
     pieces = [text[i : i + 997] for i in range(0, len(text), 997)]
     np.testing.assert_array_equal(enc.encode_stream(pieces), enc.encode([text]))
+
+
+def seq_vocab():
+    return Vocabulary(("<pad>", "<start>", "<unk>", "good", "film", "bad", "!"))
+
+
+@pytest.mark.parametrize("text, length, row", [
+    ("good film", 5, [0, 0, 1, 3, 4]),                       # front padding, start id
+    ("good film !", 4, [1, 3, 4, 6]),                        # exactly full
+    ("bad good film good film !", 4, [4, 3, 4, 6]),          # front truncation keeps the end
+    ("awful good", 4, [0, 1, 2, 3]),                         # unknown word -> <unk>
+    ("", 3, [0, 0, 1]),                                      # empty: only the start id
+])
+def test_sequence_golden_cases(text, length, row):
+    enc = SequenceEncoder(seq_vocab(), length)
+    got = enc.encode([text])
+    assert got.dtype == np.int32 and got.tolist() == [row]
+
+
+def test_sequence_matches_keras_pad_sequences_rule(corpus):
+    vocab = Vocabulary.build(corpus.splits["train"].texts[:2000], 3000)
+    enc = SequenceEncoder(vocab, 200)
+    texts = corpus.splits["test"].texts[:300]
+    got = enc.encode(texts)
+    for row, text in zip(got, texts):
+        ids = [1] + [vocab.index.get(t, 2) for t in tokenize(text)]
+        want = ([0] * max(0, 200 - len(ids)) + ids)[-200:]
+        assert row.tolist() == want
+
+
+def test_sequence_stream_equals_whole(corpus):
+    vocab = Vocabulary.build(corpus.splits["train"].texts[:2000], 3000)
+    enc = SequenceEncoder(vocab, 300)
+    for text in (corpus.splits["test"].texts[0], " ".join(corpus.splits["test"].texts[:30])):
+        pieces = [text[i : i + 501] for i in range(0, len(text), 501)]
+        np.testing.assert_array_equal(enc.encode_stream(pieces), enc.encode([text]))
+
+
+def test_make_encoder_checks_the_vocabulary():
+    from runtime.features import make_encoder
+
+    spec = SequenceEncoder(seq_vocab(), 8).spec()
+    assert isinstance(make_encoder(spec, seq_vocab()), SequenceEncoder)
+    with pytest.raises(ValueError, match="embeds 7 ids"):
+        make_encoder(spec, Vocabulary(("<pad>", "<start>", "<unk>", "x")))
