@@ -71,6 +71,14 @@ def _plt():
     return plt
 
 
+def _save(fig, ax, path: Path, **legend) -> None:
+    """Legend, layout, PNG, and the figure closed."""
+    ax.legend(**legend)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+
+
 def plot_latency(result: dict, path: Path) -> None:
     plt = _plt()
     rows = [(k, v, "tab:grey") for k, v in result["floors"].items()]
@@ -89,10 +97,7 @@ def plot_latency(result: dict, path: Path) -> None:
     ax.set_xlabel("single review, raw text to probability: p50 (bar) and p99 (|), microseconds, log scale")
     ax.set_title("End-to-end latency: runtime (blue), Keras float (orange), floors and peers (grey)")
     ax.grid(axis="x", alpha=0.3, which="both")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, ax, path, loc="lower right")
 
 
 def plot_accuracy_size(result: dict, path: Path) -> None:
@@ -118,10 +123,7 @@ def plot_accuracy_size(result: dict, path: Path) -> None:
     n = result["accuracy"][KERAS]["reviews"]
     ax.set_title(f"Accuracy against size ({n:,} test reviews)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, ax, path, fontsize=8, loc="lower left")
 
 
 def plot_throughput(result: dict, path: Path) -> None:
@@ -138,10 +140,7 @@ def plot_throughput(result: dict, path: Path) -> None:
     ax.set_ylabel("reviews per second, raw text to probability (log scale)")
     ax.set_title("Batch throughput on one process")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, ax, path, fontsize=7, ncol=2)
 
 
 def _fmt_us(v: float) -> str:

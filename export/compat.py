@@ -80,11 +80,16 @@ def record(manifest: dict, results: list[dict]) -> None:
         art["engines"].append(entry)
     for art in manifest["artifacts"].values():
         art["engines"].sort(key=lambda e: (e["engine"], _version_key(e["version"])))
-        good = {}
-        for e in art["engines"]:
-            if e["loads"] and e["matches_golden"]:
-                good.setdefault(e["engine"], e["version"])
-        art["min_versions"] = good
+        art["min_versions"] = min_versions(art["engines"])
+
+
+def min_versions(engines: list[dict]) -> dict[str, str]:
+    """Per engine, the smallest version recorded as loading the artifact and matching its golden set."""
+    good: dict[str, str] = {}
+    for e in sorted(engines, key=lambda e: (e["engine"], _version_key(e["version"]))):
+        if e["loads"] and e["matches_golden"]:
+            good.setdefault(e["engine"], e["version"])
+    return good
 
 
 def _version_key(version: str | None) -> tuple:

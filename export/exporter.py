@@ -183,6 +183,7 @@ def export_bundle(
                 "batch_invariant": spec.batch_invariant,
                 "engines": [{"engine": backend.engine, "version": backend.version, "loads": True,
                              "matches_golden": True, "checked_by": "export"}],
+                "min_versions": {backend.engine: backend.version},
                 "validation": figures,
             }
         if onnx_float is not None:

@@ -92,7 +92,7 @@ class Backend:
 
     def quantize(self, features: np.ndarray) -> np.ndarray:
         """Features in the dtype the model's input takes (identity for float inputs)."""
-        return features
+        return features.astype(self.input_dtype, copy=False)
 
     def run_raw(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities for a batch already in ``input_dtype``."""
@@ -225,8 +225,8 @@ class TFLiteBackend(Backend):
         return out
 
     def quantize(self, features: np.ndarray) -> np.ndarray:
-        if self.input_dtype == np.float32:
-            return features
+        if self.input_dtype.kind == "f" or not self._in_scale:
+            return features.astype(self.input_dtype, copy=False)  # float, or integer token ids
         info = np.iinfo(self.input_dtype)
         q = features * np.float32(1.0 / self._in_scale)
         np.rint(q, out=q)
@@ -266,7 +266,7 @@ class OnnxBackend(Backend):
             raise EngineError(f"onnxruntime {self.version} cannot load {path}: {e}") from e
         inp = self._session.get_inputs()[0]
         self._input = inp.name
-        self.input_dtype = np.dtype(np.float32)
+        self.input_dtype = np.dtype(np.int32 if inp.type == "tensor(int32)" else np.float32)
         self.input_size = int(inp.shape[-1])
         self._prepare_sparse()
 
@@ -276,8 +276,13 @@ class OnnxBackend(Backend):
 
 def load_backend(path: Path, fmt: str, backend: str = "auto", num_threads: int | None = None,
                  batch_invariant: bool = True) -> Backend:
-    """Load the artifact at ``path`` (format ``fmt``) on the chosen or best engine."""
+    """Load the artifact at ``path`` (format ``fmt``) on the chosen or best engine.
+
+    ``batch_invariant=False`` (from the manifest) makes the backend run one row at a time.
+    """
     engine = choose_engine(fmt, backend)
     if fmt == ONNX:
         return OnnxBackend(path, num_threads, batch_invariant)
-    return TFLiteBackend(path, engine, num_threads)
+    loaded = TFLiteBackend(path, engine, num_threads)
+    loaded.batch_invariant = batch_invariant
+    return loaded

@@ -16,7 +16,7 @@ import numpy as np
 
 from runtime.backends import ENGINES, engine_version, installed_engines, load_backend
 from runtime.bundle import Bundle, BundleError, open_bundle
-from runtime.features import make_encoder
+from runtime.features import MULTI_HOT, make_encoder
 
 DEFAULT_BUNDLE = Path(__file__).parent / "default_bundle"
 
@@ -45,12 +45,15 @@ class Classifier:
             raise BundleError(f"{path}: the model takes {self.backend.input_size} features but the "
                               f"vocabulary has {self.encoder.size} tokens")
         self.engine = self.backend.engine
+        self._sparse = self.encoder.kind == MULTI_HOT
         self.labels: list[str] = list(bundle.manifest["labels"])
         self.threshold = float(bundle.manifest["threshold"] if threshold is None else threshold)
 
     def probability(self, text: str) -> float:
-        """P(positive) for one review: the hot path (word ids straight into the engine)."""
-        return self.backend.run_sparse(self.encoder.word_ids(text))
+        """P(positive) for one review: the hot path (multi-hot: word ids straight into the engine)."""
+        if self._sparse:
+            return self.backend.run_sparse(self.encoder.word_ids(text))
+        return float(self.backend.run(self.encoder.encode([text]))[0])
 
     def label(self, probability: float, threshold: float | None = None) -> str:
         t = self.threshold if threshold is None else threshold
@@ -74,7 +77,7 @@ class Classifier:
     def predict_stream(self, pieces: Iterable[str]) -> tuple[float, int]:
         """P(positive) and the known-word count of one text given in pieces (bounded memory)."""
         features = self.encoder.encode_stream(pieces)
-        return float(self.predict_features(features)[0]), int(np.count_nonzero(features))
+        return float(self.predict_features(features)[0]), int(self.encoder.known_words(features)[0])
 
 
 def _runnable_default(bundle: Bundle) -> str:

@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-import numpy as np
 
 from runtime.backends import ENGINES, EngineError
 from runtime.bundle import BundleError
@@ -164,7 +163,7 @@ def classify_files(clf: Classifier, names: list[str], encoding: str, emit, fail)
             return
         features = clf.encoder.encode([t.text for t in pending])
         probs = clf.predict_features(features)
-        known = np.count_nonzero(features, axis=1)
+        known = clf.encoder.known_words(features)
         for t, p, k in zip(pending, probs, known):
             emit(Result(t.name, float(p), int(k), _warnings(t.replaced, int(k), encoding)))
         pending.clear()

@@ -74,6 +74,11 @@ class MultiHotEncoder:
             row[self.word_ids(text)] = 1.0
         return batch
 
+    @staticmethod
+    def known_words(features: np.ndarray) -> np.ndarray:
+        """Per row, how many distinct vocabulary words the batch holds."""
+        return np.count_nonzero(features, axis=1)
+
     def encode_stream(self, pieces: Iterable[str]) -> np.ndarray:
         """A ``(1, size)`` batch for one text given in pieces (bounded memory)."""
         batch = np.zeros((1, self.size), dtype=np.float32)
@@ -125,6 +130,11 @@ class SequenceEncoder:
         for row, text in zip(batch, texts):
             self._row(self.token_ids(text), row)
         return batch
+
+    @staticmethod
+    def known_words(features: np.ndarray) -> np.ndarray:
+        """Per row, how many of the kept ids are vocabulary words (not padding, start or unknown)."""
+        return np.count_nonzero(features > UNK_ID, axis=1)
 
     def encode_stream(self, pieces: Iterable[str]) -> np.ndarray:
         """A ``(1, length)`` batch for one text given in pieces: only the last ids are kept."""

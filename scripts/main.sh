@@ -1,22 +1,14 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: set up a virtual environment, train the textbook model
 # (seed-mlp), export and validate every artifact, record which engine versions load them,
-# benchmark them (quick mode) and classify
-# the sample reviews. Outputs go to $OUT (default: out/).
+# benchmark them (quick mode) and classify the sample reviews. Outputs go to $OUT (default: out/).
 #
 # The corpus comes from $IMDB_DATA (an aclImdb .tar.gz or extracted folder); if it is not
 # set, ../shared/data/aclImdb_v1.tar.gz is used when present, else the official archive is
 # downloaded once into ~/.cache/imdb-edge.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/setup.sh" train
 OUT=${OUT:-out}
-if [ -z "${IMDB_DATA:-}" ] && [ -f ../shared/data/aclImdb_v1.tar.gz ]; then
-  export IMDB_DATA=../shared/data/aclImdb_v1.tar.gz
-fi
-python3 -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[train]"
-export TF_CPP_MIN_LOG_LEVEL=2
 .venv/bin/python -m train --recipe seed-mlp --out "$OUT/model"
 .venv/bin/python -m export "$OUT/model" --out "$OUT/bundle"
 .venv/bin/python -m export.compat "$OUT/bundle"

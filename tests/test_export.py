@@ -25,6 +25,7 @@ def test_bundle_has_every_artifact_matching_its_manifest(small_bundle):
     for dist in ("tensorflow-cpu", "tf2onnx", "onnx", "onnxruntime"):
         assert dist in m["producer"]
     for name, a in b.artifacts.items():
+        assert a["min_versions"] == {e["engine"]: e["version"] for e in a["engines"]}
         assert a["size_bytes"] == (small_bundle / a["file"]).stat().st_size
         assert a["sha256"] == sha256_file(small_bundle / a["file"])
         v = a["validation"]

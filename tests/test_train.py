@@ -5,6 +5,7 @@ import re
 import sys
 
 import numpy as np
+import pytest
 
 from conftest import ROOT
 
@@ -100,3 +101,32 @@ def test_training_features_are_the_runtime_features(small_model, corpus):
     trained = encode_with_progress(MultiHotEncoder(vocab), texts, "test")
     runtime_side = MultiHotEncoder(Vocabulary.load(small_model / "vocab.txt")).encode(texts)
     np.testing.assert_array_equal(trained, runtime_side)
+
+
+def test_sequence_recipe_trains_on_the_runtime_encoder(corpus, tmp_path):
+    """seed-lstm's path on a subset: int32 id sequences from runtime's SequenceEncoder."""
+    import dataclasses
+
+    from runtime.corpus import Corpus
+    from runtime.features import SequenceEncoder
+    from runtime.vocab import Vocabulary
+    from train import trainer
+    from train.recipes import SEED_LSTM
+
+    sub = Corpus(corpus.source, {"train": trainer.subset(corpus.splits["train"], 1500, 1),
+                                 "test": trainer.subset(corpus.splits["test"], 500, 2)}, None, "")
+    recipe = dataclasses.replace(SEED_LSTM, vocab_size=1500, sequence_length=48, embedding_dim=8,
+                                 hidden=(8,), validation_size=500, max_epochs=2, batch_size=64)
+    metrics = trainer.run(sub, recipe, seed=3, out=tmp_path / "lstm", verbose=0)
+    assert 0 <= metrics["test_accuracy"] <= 1 and metrics["epochs_trained"] >= 1
+    config = json.loads((tmp_path / "lstm" / "config.json").read_text())
+    assert config["features"]["kind"] == "sequence" and config["features"]["length"] == 48
+    vocab = Vocabulary.load(tmp_path / "lstm" / "vocab.txt")
+    assert config["features"]["vocab_size"] == len(vocab)
+    texts = sub.splits["test"].texts[:50]
+    np.testing.assert_array_equal(trainer.encode_with_progress(SequenceEncoder(vocab, 48), texts, "t"),
+                                  SequenceEncoder(Vocabulary.load(tmp_path / "lstm" / "vocab.txt"), 48).encode(texts))
+    from export.exporter import ModelDirError, ModelDir
+
+    with pytest.raises(ModelDirError, match="unsupported feature kind"):
+        ModelDir(tmp_path / "lstm")

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from runtime import text as tokenizer
 from runtime.corpus import Corpus, Split
-from runtime.features import MultiHotEncoder
+from runtime.features import SEQUENCE, Encoder, MultiHotEncoder, SequenceEncoder
 from runtime.vocab import Vocabulary
 from train import report
 from train.artifacts import staging_dir, write_json
@@ -27,7 +27,7 @@ SPLITS_FILE = "splits.json"
 class Trained:
     model: object
     vocab: Vocabulary
-    encoder: MultiHotEncoder
+    encoder: Encoder
     history: dict
     train_idx: np.ndarray
     val_idx: np.ndarray
@@ -47,11 +47,18 @@ def validation_split(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarr
     return np.sort(order[size:]), np.sort(order[:size])
 
 
-def encode_with_progress(encoder: MultiHotEncoder, texts: list[str], desc: str) -> np.ndarray:
-    out = np.zeros((len(texts), encoder.size), dtype=np.float32)
-    for row, text in zip(out, tqdm(texts, desc=desc, unit="review", mininterval=1.0)):
-        row[encoder.word_ids(text)] = 1.0
-    return out
+def make_encoder(recipe: Recipe, vocab: Vocabulary) -> Encoder:
+    """The runtime's encoder for the recipe's feature kind."""
+    if recipe.features == SEQUENCE:
+        return SequenceEncoder(vocab, recipe.sequence_length)
+    return MultiHotEncoder(vocab)
+
+
+def encode_with_progress(encoder: Encoder, texts: list[str], desc: str, chunk: int = 1000) -> np.ndarray:
+    """``encoder.encode`` over ``texts`` in chunks, with a progress bar."""
+    parts = [encoder.encode(texts[i : i + chunk])
+             for i in tqdm(range(0, len(texts), chunk), desc=desc, unit="k reviews", mininterval=1.0)]
+    return np.concatenate(parts) if parts else encoder.encode([])
 
 
 def fit(train: Split, recipe: Recipe, seed: int, verbose: int = 2) -> Trained:
@@ -64,12 +71,12 @@ def fit(train: Split, recipe: Recipe, seed: int, verbose: int = 2) -> Trained:
 
     texts = tqdm(train.texts, desc="vocabulary", unit="review", mininterval=1.0)
     vocab = Vocabulary.build(texts, recipe.vocab_size)
-    encoder = MultiHotEncoder(vocab)
+    encoder = make_encoder(recipe, vocab)
     x = encode_with_progress(encoder, train.texts, "encode train")
     y = np.asarray(train.labels, dtype=np.float32)
     train_idx, val_idx = validation_split(len(y), recipe.validation_size, seed)
 
-    model = build_model(recipe, encoder.size)
+    model = build_model(recipe, encoder.size, len(vocab))
     stop = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=recipe.patience, restore_best_weights=True
     )
