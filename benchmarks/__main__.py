@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     default_key = next((k for k in clfs if k.startswith(bundle.manifest["default_artifact"] + " @")), next(iter(clfs)))
     keras_ref = measure.KerasReference(args.model_dir, clfs[default_key])
     tutorial = None
-    if "tflite-float32" in bundle.artifacts:
+    if "tflite-float32" in bundle.artifacts and clfs[default_key].encoder.kind == "multi_hot":
         tutorial = peers.TutorialPipeline(str(bundle.root / bundle.artifacts["tflite-float32"]["file"]),
                                           clfs[default_key].encoder.vocab)
 

@@ -20,6 +20,7 @@ from runtime import text as tokenizer
 from runtime.backends import EngineError, installed_engines
 from runtime.bundle import Bundle
 from runtime.classifier import Classifier
+from runtime.features import MULTI_HOT
 
 ROOT = Path(__file__).resolve().parent.parent
 KERAS = "keras float32"
@@ -106,8 +107,9 @@ def latency(clfs: dict[str, Classifier], keras_ref: KerasReference, tutorial: pe
     encoder = next(iter(clfs.values())).encoder
     e2e = {f"runtime {k}": c.probability for k, c in clfs.items()}
     e2e[KERAS] = keras_ref.probability
+    ids = encoder.word_ids if encoder.kind == MULTI_HOT else encoder.token_ids
     floors = {"lower().split()": peers.split_floor, "tokenize (runtime)": tokenizer.tokenize,
-              "tokenize + encode (runtime)": encoder.word_ids}
+              "tokenize + encode (runtime)": ids}
     if tutorial is not None:
         floors["tutorial pipeline"] = tutorial
     bar = tqdm(total=s.repeats * 2, desc="latency", unit="round")

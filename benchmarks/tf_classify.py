@@ -13,14 +13,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def main(argv: list[str]) -> int:
+    import json
+
     import keras
 
-    from runtime.features import MultiHotEncoder
+    from runtime.features import make_encoder
     from runtime.vocab import Vocabulary
 
     model_dir, path = Path(argv[0]), argv[1]
     model = keras.models.load_model(model_dir / "model.keras")
-    encoder = MultiHotEncoder(Vocabulary.load(model_dir / "vocab.txt"))
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    encoder = make_encoder(config["features"], Vocabulary.load(model_dir / "vocab.txt"))
     text = Path(path).read_text(encoding="utf-8", errors="replace")
     p = float(model(encoder.encode([text]), training=False).numpy()[0, 0])
     print(f"{'positive' if p >= 0.5 else 'negative'}\t{p:.4f}\t{path}")

@@ -57,18 +57,32 @@ ARTIFACTS = {
 }
 
 
-def serving_function(model, input_size: int):
-    """The model as a ``tf.function`` over a float32 ``(batch, input_size)`` input."""
+# Which artifacts each feature family gets. Sequence (LSTM) models have no full-integer
+# forms: the TFLite calibrator does not finish on the LSTM's WHILE loop, and ONNX static
+# quantization does not reach inside the Loop body.
+FAMILY_ARTIFACTS = {
+    "multi_hot": list(ARTIFACTS),
+    "sequence": ["tflite-float32", "tflite-float16", "tflite-dynamic-int8", "tflite-dynamic-int8-compat",
+                 "onnx-float32", "onnx-dynamic-int8"],
+}
+
+
+def serving_function(model, input_size: int, dtype: str = "float32", batch: int | None = None):
+    """The model as a ``tf.function`` over a ``(batch, input_size)`` input.
+
+    Multi-hot models take float32; sequence models int32 token ids, and their TFLite form a
+    fixed batch of 1 (the LSTM's tensor lists need static shapes to lower to builtin ops).
+    """
     import tensorflow as tf
 
-    @tf.function(input_signature=[tf.TensorSpec([None, input_size], tf.float32, name="features")])
+    @tf.function(input_signature=[tf.TensorSpec([batch, input_size], getattr(tf, dtype), name="features")])
     def serve(features):
         return model(features, training=False)
 
     return serve
 
 
-def frozen_function(model, input_size: int):
+def frozen_function(model, input_size: int, dtype: str = "float32", batch: int | None = None):
     """The serving function with its variables folded into constants.
 
     TF 2.21 keeps Keras 3 variables as TFLite resource variables otherwise, and the
@@ -76,7 +90,7 @@ def frozen_function(model, input_size: int):
     """
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    return convert_variables_to_constants_v2(serving_function(model, input_size).get_concrete_function())
+    return convert_variables_to_constants_v2(serving_function(model, input_size, dtype, batch).get_concrete_function())
 
 
 def to_tflite(frozen, precision: str, calibration: np.ndarray, per_tensor: bool = False) -> bytes:
@@ -103,11 +117,11 @@ def to_tflite(frozen, precision: str, calibration: np.ndarray, per_tensor: bool 
     return converter.convert()
 
 
-def to_onnx(model, input_size: int, path: Path) -> None:
+def to_onnx(model, input_size: int, path: Path, dtype: str = "float32") -> None:
     """A float32 ONNX model through tf2onnx, with input ``features`` and output ``probability``."""
     import tf2onnx
 
-    serve = serving_function(model, input_size)
+    serve = serving_function(model, input_size, dtype)
     tf2onnx.convert.from_function(
         serve,
         input_signature=serve.input_signature,

@@ -17,9 +17,10 @@ from runtime import text as tokenizer
 from runtime.backends import load_backend
 from runtime.bundle import FORMAT, FORMAT_VERSION, MANIFEST, sha256_file
 from runtime.corpus import Corpus
-from runtime.features import MULTI_HOT, MultiHotEncoder
+from runtime.features import MULTI_HOT, SEQUENCE, Encoder, make_encoder
 from runtime.vocab import Vocabulary, VocabularyError
 from train.artifacts import staging_dir, write_json
+from train.recipes import Recipe, build_model
 from train.trainer import CONFIG_FILE, MODEL_FILE, SPLITS_FILE, VOCAB_FILE
 
 DEFAULT_ARTIFACT = "tflite-int8"
@@ -55,8 +56,12 @@ class ModelDir:
         if self.config.get("tokenizer") != tokenizer.settings():
             raise ModelDirError(f"{path}: trained with tokenizer {self.config.get('tokenizer')}, "
                                 f"this code has {tokenizer.settings()}")
-        if self.config.get("features", {}).get("kind") != MULTI_HOT:
-            raise ModelDirError(f"{path}: unsupported feature kind {self.config.get('features')}")
+        try:
+            self.encoder = make_encoder(self.config.get("features", {}), self.vocab)
+        except (ValueError, KeyError) as e:
+            raise ModelDirError(f"{path}: {e}") from e
+        self.family = self.encoder.kind
+        self.dtype = "int32" if self.family == SEQUENCE else "float32"
 
     def load_model(self):
         import keras
@@ -69,10 +74,21 @@ class ModelDir:
         if len(model.inputs) != 1 or len(shape) != 2 or tuple(model.outputs[0].shape)[1:] != (1,):
             raise ModelDirError(f"{self.path}: unsupported model: expected one (batch, N) input and a (batch, 1) "
                                 f"output, got inputs {[tuple(i.shape) for i in model.inputs]}")
-        if shape[1] != len(self.vocab):
-            raise ModelDirError(f"{self.path / VOCAB_FILE}: {len(self.vocab)} tokens but the model takes "
+        if shape[1] != self.encoder.size:
+            what = "tokens" if self.family == MULTI_HOT else "ids a sequence"
+            raise ModelDirError(f"{self.path / VOCAB_FILE}: {self.encoder.size} {what} but the model takes "
                                 f"{shape[1]} features")
+        if self.family == SEQUENCE:
+            return self._without_dropout(model)
         return model
+
+    def _without_dropout(self, model):
+        """The same weights in the same architecture with dropout 0: identical at inference,
+        without the dropout's random state, which would stay in the converted graph."""
+        recipe = Recipe(**{**self.config["recipe"], "hidden": tuple(self.config["recipe"]["hidden"])})
+        clean = build_model(recipe, self.encoder.size, len(self.vocab), dropout=0.0)
+        clean.set_weights(model.get_weights())
+        return clean
 
 
 def _select(corpus: Corpus, ids: list[str], n: int, seed: int) -> list[str]:
@@ -86,8 +102,9 @@ def _select(corpus: Corpus, ids: list[str], n: int, seed: int) -> list[str]:
     return [texts[index[ids[i]]] for i in sorted(chosen)]
 
 
-def _encode_u8(encoder: MultiHotEncoder, texts: list[str]) -> np.ndarray:
-    out = np.zeros((len(texts), encoder.size), dtype=np.uint8)
+def _encode_compact(encoder: Encoder, texts: list[str]) -> np.ndarray:
+    """Features for many reviews in little memory: uint8 multi-hot, int32 ids."""
+    out = np.zeros((len(texts), encoder.size), dtype=np.uint8 if encoder.kind == MULTI_HOT else np.int32)
     for i in range(0, len(texts), validate.BATCH):
         out[i : i + validate.BATCH] = encoder.encode(texts[i : i + validate.BATCH])
     return out
@@ -115,16 +132,17 @@ def export_bundle(
 ) -> dict:
     """Convert, validate and publish; returns the manifest. Raises on any failed check."""
     md = ModelDir(model_dir)
-    names = artifacts or list(convert.ARTIFACTS)
-    unknown = [n for n in names if n not in convert.ARTIFACTS]
+    family = convert.FAMILY_ARTIFACTS[md.family]
+    names = artifacts or family
+    unknown = [n for n in names if n not in family]
     if unknown:
-        raise ValueError(f"unknown artifact {unknown[0]!r}; choose from {', '.join(convert.ARTIFACTS)}")
+        raise ValueError(f"artifact {unknown[0]!r} is not available for {md.family} models; choose from {', '.join(family)}")
     default = default or (DEFAULT_ARTIFACT if DEFAULT_ARTIFACT in names else names[0])
     if default not in names:
         raise ValueError(f"default artifact {default!r} is not among the exported ones")
     seed = int(md.config.get("seed", 0))
     model = md.load_model()
-    encoder = MultiHotEncoder(md.vocab)
+    encoder = md.encoder
 
     test = corpus.splits["test"]
     test_idx = np.arange(len(test))
@@ -135,8 +153,8 @@ def export_bundle(
     calibration = encoder.encode(_select(corpus, md.splits["train_ids"], calibration_size, seed + 1))
 
     keras_run = lambda x: model(x, training=False).numpy()  # noqa: E731
-    val_features = _encode_u8(encoder, val_texts)
-    test_features = _encode_u8(encoder, test_texts)
+    val_features = _encode_compact(encoder, val_texts)
+    test_features = _encode_compact(encoder, test_texts)
     ref = validate.Reference(
         val_features=val_features,
         val_probs=validate.predict_batched(keras_run, val_features),
@@ -149,7 +167,9 @@ def export_bundle(
 
     entries: dict[str, dict] = {}
     with staging_dir(out) as stage:
-        frozen = convert.frozen_function(model, encoder.size)
+        # Sequence models' TFLite forms take a fixed batch of 1 and so run row by row.
+        tflite_batch = 1 if md.family == SEQUENCE else None
+        frozen = convert.frozen_function(model, encoder.size, md.dtype, tflite_batch)
         onnx_float = None
         for name in tqdm(names, desc="export", unit="artifact"):
             spec = convert.ARTIFACTS[name]
@@ -158,13 +178,14 @@ def export_bundle(
             if spec.format == "tflite":
                 path.write_bytes(convert.to_tflite(frozen, spec.precision, calibration, spec.per_tensor))
             elif spec.is_float32:
-                convert.to_onnx(model, encoder.size, path)
+                convert.to_onnx(model, encoder.size, path, md.dtype)
             else:
                 if onnx_float is None:
                     onnx_float = stage / ".float32-for-quantization.onnx"
-                    convert.to_onnx(model, encoder.size, onnx_float)
+                    convert.to_onnx(model, encoder.size, onnx_float, md.dtype)
                 convert.quantize_onnx(onnx_float, path, spec.precision, calibration)
-            backend = load_backend(path, spec.format, batch_invariant=spec.batch_invariant)
+            batch_invariant = spec.batch_invariant and not (spec.format == "tflite" and tflite_batch == 1)
+            backend = load_backend(path, spec.format, batch_invariant=batch_invariant)
             figures = validate.measure(backend, ref)
             tqdm.write(f"  {name}: max|dp| {figures['max_abs_diff']:.2e}, agreement {figures['label_agreement']:.4f}, "
                        f"test accuracy {figures['test_accuracy']:.4f} ({figures['test_accuracy_delta'] * 100:+.2f} pts)")
@@ -180,7 +201,7 @@ def export_bundle(
                 "size_bytes": path.stat().st_size,
                 "sha256": sha256_file(path),
                 "golden_tolerance": GOLDEN_TOLERANCE[spec.precision],
-                "batch_invariant": spec.batch_invariant,
+                "batch_invariant": batch_invariant,
                 "engines": [{"engine": backend.engine, "version": backend.version, "loads": True,
                              "matches_golden": True, "checked_by": "export"}],
                 "min_versions": {backend.engine: backend.version},
@@ -205,7 +226,7 @@ def export_bundle(
             "producer": versions(),
             "tokenizer": tokenizer.settings(),
             "vocabulary": {"file": VOCAB_FILE, "size": len(md.vocab), "sha256": sha256_file(stage / VOCAB_FILE)},
-            "input": {"name": "features", "dtype": "float32", "shape": [None, encoder.size],
+            "input": {"name": "features", "dtype": md.dtype, "shape": [tflite_batch, encoder.size],
                       "features": encoder.spec()},
             "output": {"name": "probability", "dtype": "float32", "shape": [None, 1],
                        "meaning": "probability that the review is positive"},

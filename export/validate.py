@@ -40,9 +40,11 @@ class Reference:
 
 
 def predict_batched(run, features: np.ndarray, batch: int = BATCH) -> np.ndarray:
-    """``run`` over ``features`` in float32 batches (bounded memory)."""
+    """``run`` over ``features`` in batches (bounded memory): multi-hot stored as uint8 is
+    given as float32, token ids as they are."""
+    dtype = np.float32 if features.dtype == np.uint8 else features.dtype
     return np.concatenate([
-        np.asarray(run(features[i : i + batch].astype(np.float32))).reshape(-1)
+        np.asarray(run(features[i : i + batch].astype(dtype))).reshape(-1)
         for i in range(0, len(features), batch)
     ])
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime import text as _text
+from runtime.features import Encoder, make_encoder
 from runtime.vocab import Vocabulary, VocabularyError
 
 FORMAT = "imdb-edge-bundle"
@@ -55,17 +56,21 @@ class Bundle:
         return path
 
     def vocabulary(self) -> Vocabulary:
-        """The verified vocabulary, checked against the feature size."""
+        """The verified vocabulary."""
         info = self.manifest["vocabulary"]
         path = self.verify_file(info["file"], info["sha256"])
         try:
-            vocab = Vocabulary.load(path)
+            return Vocabulary.load(path)
         except VocabularyError as e:
             raise BundleError(str(e)) from e
-        size = self.manifest["input"]["features"]["size"]
-        if len(vocab) != size:
-            raise BundleError(f"{path}: {len(vocab)} tokens but the model takes {size} features")
-        return vocab
+
+    def encoder(self) -> Encoder:
+        """The manifest's feature encoder over the verified vocabulary, checked to fit each other."""
+        vocab = self.vocabulary()
+        try:
+            return make_encoder(self.manifest["input"]["features"], vocab)
+        except (ValueError, KeyError) as e:
+            raise BundleError(f"{self.root / self.manifest['vocabulary']['file']}: {e}") from e
 
     def artifact_path(self, name: str | None) -> tuple[str, dict, Path]:
         """The verified file of an artifact."""
@@ -90,7 +95,7 @@ class Bundle:
                 problems.append(str(e))
         if not problems:
             try:
-                self.vocabulary()
+                self.encoder()
             except BundleError as e:
                 problems.append(str(e))
         return problems

@@ -16,7 +16,7 @@ import numpy as np
 
 from runtime.backends import ENGINES, engine_version, installed_engines, load_backend
 from runtime.bundle import Bundle, BundleError, open_bundle
-from runtime.features import MULTI_HOT, make_encoder
+from runtime.features import MULTI_HOT
 
 DEFAULT_BUNDLE = Path(__file__).parent / "default_bundle"
 
@@ -35,10 +35,7 @@ class Classifier:
         self.bundle = bundle
         self.artifact = artifact or _runnable_default(bundle)
         _, info, path = bundle.artifact_path(self.artifact)
-        try:
-            self.encoder = make_encoder(bundle.manifest["input"]["features"], bundle.vocabulary())
-        except ValueError as e:
-            raise BundleError(f"{bundle.root}: {e}") from e
+        self.encoder = bundle.encoder()
         self.backend = load_backend(path, info["format"], backend, num_threads,
                                     info.get("batch_invariant", True))
         if self.backend.input_size != self.encoder.size:

@@ -85,3 +85,24 @@ def small_bundle(small_model, corpus, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bundles") / "small"
     export_bundle(small_model, out, corpus, validation_size=2000, test_limit=2000)
     return out
+
+
+@pytest.fixture(scope="session")
+def small_lstm_bundle(corpus, tmp_path_factory) -> Path:
+    """A tiny seed-lstm (64 ids, 16 units) trained on 3,000 reviews and exported."""
+    import dataclasses
+
+    from export.exporter import export_bundle
+    from runtime.corpus import Corpus
+    from train import trainer
+    from train.recipes import SEED_LSTM
+
+    sub = Corpus(corpus.source, {"train": trainer.subset(corpus.splits["train"], 3000, 1),
+                                 "test": trainer.subset(corpus.splits["test"], 1000, 2)}, None, "")
+    recipe = dataclasses.replace(SEED_LSTM, vocab_size=2000, sequence_length=64, embedding_dim=16, hidden=(16,),
+                                 validation_size=1000, max_epochs=3, batch_size=64)
+    model_dir = tmp_path_factory.mktemp("models") / "lstm"
+    trainer.run(sub, recipe, seed=5, out=model_dir, verbose=0)
+    out = tmp_path_factory.mktemp("bundles") / "lstm"
+    export_bundle(model_dir, out, corpus, validation_size=1000, test_limit=1000)
+    return out

@@ -1,0 +1,65 @@
+"""The sequence (Embedding + LSTM) family from training to every engine, as the runtime sees it."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import runtime
+from conftest import ROOT
+from export.convert import FAMILY_ARTIFACTS
+from runtime import parity
+
+
+def test_every_sequence_artifact_is_exported_and_validated(small_lstm_bundle):
+    m = json.loads((small_lstm_bundle / "manifest.json").read_text())
+    assert list(m["artifacts"]) == FAMILY_ARTIFACTS["sequence"]
+    assert m["input"]["dtype"] == "int32" and m["input"]["features"]["kind"] == "sequence"
+    assert m["input"]["features"]["length"] == 64 and m["input"]["features"]["padding"] == "pre"
+    for name, a in m["artifacts"].items():
+        v = a["validation"]
+        if a["precision"] == "float32":
+            assert v["max_abs_diff"] <= 1e-5, name
+        else:
+            assert v["label_agreement"] >= 0.99, name
+        if a["format"] == "tflite":
+            assert a["batch_invariant"] is False  # fixed batch of 1: run row by row
+            assert b"Flex" not in (small_lstm_bundle / a["file"]).read_bytes(), f"{name} needs TF select ops"
+
+
+@pytest.mark.parametrize("artifact", FAMILY_ARTIFACTS["sequence"])
+def test_single_batch_and_stream_agree_with_golden(small_lstm_bundle, artifact):
+    clf = runtime.load(small_lstm_bundle, artifact=artifact)
+    golden = clf.bundle.golden()
+    texts = [g["text"] for g in golden]
+    want = np.array([g["probabilities"][artifact] for g in golden])
+    single = np.array([clf.probability(t) for t in texts])
+    batch = clf.predict_proba(texts)
+    stream = np.array([clf.predict_stream([t[i : i + 40] for i in range(0, len(t), 40)])[0] for t in texts])
+    assert np.abs(single - want).max() <= clf.bundle.artifacts[artifact]["golden_tolerance"] / 10
+    assert np.abs(batch - single).max() <= 1e-6
+    np.testing.assert_array_equal(single, stream)
+
+
+def test_parity_passes_with_corpus_checks(small_lstm_bundle, corpus, tmp_path):
+    folder = tmp_path / "reviews" / "pos"
+    folder.mkdir(parents=True)
+    (tmp_path / "reviews" / "neg").mkdir()
+    test = corpus.splits["test"]
+    for i in range(0, 12000, 40):
+        (tmp_path / "reviews" / ("pos" if test.labels[i] else "neg") / f"{i}.txt").write_text(test.texts[i])
+    checks = parity.run(small_lstm_bundle, data=tmp_path / "reviews")
+    assert not [c for c in checks if c.passed is False], [c.message for c in checks if c.passed is False]
+    assert sum(c.kind == "corpus" for c in checks) == len(FAMILY_ARTIFACTS["sequence"]) - 1
+
+
+def test_cli_classifies_with_a_sequence_bundle(small_lstm_bundle, tmp_path):
+    review = tmp_path / "r.txt"
+    review.write_text("A wonderful, moving film. I loved it.")
+    out = subprocess.run([sys.executable, "-m", "runtime.classify", "--json", "--model", str(small_lstm_bundle),
+                          str(review)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    row = json.loads(out.stdout)
+    assert row["artifact"] == "tflite-float32" and 0 <= row["probability"] <= 1 and row["known_words"] > 3
