@@ -59,5 +59,5 @@ def throughput(run: Callable[[Sequence[object]], object], inputs: Sequence[objec
         done += len(b)
         i += 1
         elapsed = time.perf_counter() - start
-        if elapsed >= min_seconds and i >= len(batches):
+        if elapsed >= min_seconds:
             return done / elapsed

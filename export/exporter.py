@@ -59,7 +59,7 @@ class ModelDir:
         try:
             self.encoder = make_encoder(self.config.get("features", {}), self.vocab)
         except (ValueError, KeyError) as e:
-            raise ModelDirError(f"{path}: {e}") from e
+            raise ModelDirError(f"{path / VOCAB_FILE}: {e}") from e
         self.family = self.encoder.kind
         self.dtype = "int32" if self.family == SEQUENCE else "float32"
 

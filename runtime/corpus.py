@@ -15,6 +15,10 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 LABELS = {"neg": 0, "pos": 1}
 SPLITS = ("train", "test")
@@ -108,7 +112,7 @@ class Reviews:
 
     ids: list[str]
     texts: list[str]
-    labels: "np.ndarray | None"
+    labels: np.ndarray | None
 
 
 def read_reviews(path: str | Path, limit: int | None = None, seed: int = 0) -> Reviews:

@@ -58,51 +58,67 @@ def tiny_archive(tmp_path: Path) -> Path:
     return make_archive(tmp_path / "tiny.tar.gz", tiny_reviews())
 
 
-@pytest.fixture(scope="session")
-def small_model(corpus, tmp_path_factory) -> Path:
-    """seed-mlp trained on 5,000 train reviews with a 2,000-word vocabulary."""
+def train_small(corpus, out: Path, recipe, n_train: int, n_test: int, seed: int, **changes) -> Path:
+    """Train ``recipe`` (with ``changes``) on seeded samples of the corpus into ``out``."""
     import dataclasses
 
     from runtime.corpus import Corpus
     from train import trainer
+
+    sub = Corpus(corpus.source, {"train": trainer.subset(corpus.splits["train"], n_train, 1),
+                                 "test": trainer.subset(corpus.splits["test"], n_test, 2)},
+                 corpus.archive_sha256, corpus.content_sha256)
+    trainer.run(sub, dataclasses.replace(recipe, **changes), seed=seed, out=out, verbose=0)
+    return out
+
+
+def export_small(model_dir: Path, corpus, out: Path, reviews: int) -> Path:
+    """Every artifact of a small model, validated on ``reviews`` held-out and test reviews."""
+    from export.exporter import export_bundle
+
+    export_bundle(model_dir, out, corpus, validation_size=reviews, test_limit=reviews)
+    return out
+
+
+def run_quick_benchmark(bundle: Path, model_dir: Path, out: Path) -> dict:
+    """``python -m benchmarks --quick`` as a user runs it; the parsed benchmark.json."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--bundle", str(bundle), "--model-dir",
+                           str(model_dir), "--data", str(corpus_path()), "--out", str(out), "--quick"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((out / "benchmark.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def small_model(corpus, tmp_path_factory) -> Path:
+    """seed-mlp trained on 5,000 train reviews with a 2,000-word vocabulary."""
     from train.recipes import SEED_MLP
 
-    sub = Corpus(corpus.source, {
-        "train": trainer.subset(corpus.splits["train"], 5000, 1),
-        "test": trainer.subset(corpus.splits["test"], 2000, 2),
-    }, corpus.archive_sha256, corpus.content_sha256)
-    recipe = dataclasses.replace(SEED_MLP, vocab_size=2000, validation_size=2000, max_epochs=8)
-    out = tmp_path_factory.mktemp("models") / "small"
-    trainer.run(sub, recipe, seed=7, out=out, verbose=0)
-    return out
+    return train_small(corpus, tmp_path_factory.mktemp("models") / "small", SEED_MLP, 5000, 2000, seed=7,
+                       vocab_size=2000, validation_size=2000, max_epochs=8)
 
 
 @pytest.fixture(scope="session")
 def small_bundle(small_model, corpus, tmp_path_factory) -> Path:
-    """Every artifact of the small model, validated on 2,000 reviews and 2,000 test reviews."""
-    from export.exporter import export_bundle
-
-    out = tmp_path_factory.mktemp("bundles") / "small"
-    export_bundle(small_model, out, corpus, validation_size=2000, test_limit=2000)
-    return out
+    """Every artifact of the small model, validated on 2,000 held-out and 2,000 test reviews."""
+    return export_small(small_model, corpus, tmp_path_factory.mktemp("bundles") / "small", 2000)
 
 
 @pytest.fixture(scope="session")
-def small_lstm_bundle(corpus, tmp_path_factory) -> Path:
-    """A tiny seed-lstm (64 ids, 16 units) trained on 3,000 reviews and exported."""
-    import dataclasses
-
-    from export.exporter import export_bundle
-    from runtime.corpus import Corpus
-    from train import trainer
+def small_lstm_model(corpus, tmp_path_factory) -> Path:
+    """A tiny seed-lstm (64 ids, 16 units) trained on 3,000 reviews."""
     from train.recipes import SEED_LSTM
 
-    sub = Corpus(corpus.source, {"train": trainer.subset(corpus.splits["train"], 3000, 1),
-                                 "test": trainer.subset(corpus.splits["test"], 1000, 2)}, None, "")
-    recipe = dataclasses.replace(SEED_LSTM, vocab_size=2000, sequence_length=64, embedding_dim=16, hidden=(16,),
-                                 validation_size=1000, max_epochs=3, batch_size=64)
-    model_dir = tmp_path_factory.mktemp("models") / "lstm"
-    trainer.run(sub, recipe, seed=5, out=model_dir, verbose=0)
-    out = tmp_path_factory.mktemp("bundles") / "lstm"
-    export_bundle(model_dir, out, corpus, validation_size=1000, test_limit=1000)
-    return out
+    return train_small(corpus, tmp_path_factory.mktemp("models") / "lstm", SEED_LSTM, 3000, 1000, seed=5,
+                       vocab_size=2000, sequence_length=64, embedding_dim=16, hidden=(16,),
+                       validation_size=1000, max_epochs=3, batch_size=64)
+
+
+@pytest.fixture(scope="session")
+def small_lstm_bundle(small_lstm_model, corpus, tmp_path_factory) -> Path:
+    """Every sequence artifact of the tiny seed-lstm, validated."""
+    return export_small(small_lstm_model, corpus, tmp_path_factory.mktemp("bundles") / "lstm", 1000)

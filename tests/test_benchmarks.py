@@ -1,14 +1,12 @@
 """The benchmark: statistics helpers, and quick mode producing every section with sane values."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from benchmarks.stats import interleaved, ratio, summarize, throughput
-from conftest import ROOT, corpus_path
+from conftest import run_quick_benchmark
 
 
 def test_summarize_percentiles_in_microseconds():
@@ -43,11 +41,7 @@ def test_throughput_counts_items_per_second():
 @pytest.mark.corpus
 def test_quick_mode_writes_every_section(small_bundle, small_model, tmp_path):
     out = tmp_path / "bench"
-    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--bundle", str(small_bundle), "--model-dir",
-                           str(small_model), "--data", str(corpus_path()), "--out", str(out), "--quick"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    r = json.loads((out / "benchmark.json").read_text())
+    r = run_quick_benchmark(small_bundle, small_model, out)
     for section in ("meta", "accuracy", "latency_e2e", "floors", "latency_model", "throughput", "cold_start",
                     "ratios", "recommended_default"):
         assert section in r, section

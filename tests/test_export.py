@@ -108,7 +108,7 @@ def test_vocabulary_that_does_not_fit_the_model_is_refused(small_model, tmp_path
     shutil.copytree(small_model, bad)
     v = Vocabulary.load(bad / "vocab.txt")
     Vocabulary(v.tokens[:-10]).save(bad / "vocab.txt")
-    with pytest.raises(ModelDirError, match="1990 tokens but the model takes 2000 features"):
+    with pytest.raises(ModelDirError, match=r"vocab.txt: features expect 2000 columns but the vocabulary has 1990 tokens"):
         export_bundle(bad, tmp_path / "out", corpus, artifacts=["tflite-float32"])
     assert not (tmp_path / "out").exists()
 

@@ -63,3 +63,19 @@ def test_cli_classifies_with_a_sequence_bundle(small_lstm_bundle, tmp_path):
     assert out.returncode == 0, out.stderr
     row = json.loads(out.stdout)
     assert row["artifact"] == "tflite-float32" and 0 <= row["probability"] <= 1 and row["known_words"] > 3
+
+
+def test_benchmark_quick_mode_on_a_sequence_bundle(small_lstm_bundle, small_lstm_model, tmp_path):
+    from conftest import corpus_path
+
+    out = tmp_path / "bench"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--bundle", str(small_lstm_bundle), "--model-dir",
+                           str(small_lstm_model), "--data", str(corpus_path()), "--out", str(out), "--quick"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = json.loads((out / "benchmark.json").read_text())
+    for name in FAMILY_ARTIFACTS["sequence"]:
+        assert any(k.startswith(f"runtime {name} @") for k in r["latency_e2e"]), name
+        assert 0.5 < r["accuracy"][next(k for k in r["accuracy"] if k.startswith(name + " @"))]["accuracy"] <= 1
+    assert "tutorial pipeline" not in r["floors"]  # a multi-hot peer has no meaning for sequences
+    assert r["cold_start"]["runtime.classify"]["output"].split("\t")[0] in ("positive", "negative")

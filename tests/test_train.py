@@ -5,7 +5,6 @@ import re
 import sys
 
 import numpy as np
-import pytest
 
 from conftest import ROOT
 
@@ -126,7 +125,3 @@ def test_sequence_recipe_trains_on_the_runtime_encoder(corpus, tmp_path):
     texts = sub.splits["test"].texts[:50]
     np.testing.assert_array_equal(trainer.encode_with_progress(SequenceEncoder(vocab, 48), texts, "t"),
                                   SequenceEncoder(Vocabulary.load(tmp_path / "lstm" / "vocab.txt"), 48).encode(texts))
-    from export.exporter import ModelDirError, ModelDir
-
-    with pytest.raises(ModelDirError, match="unsupported feature kind"):
-        ModelDir(tmp_path / "lstm")

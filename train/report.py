@@ -38,7 +38,7 @@ def _plt():
     return plt
 
 
-def plot_history(history: dict, best_epoch: int, path: Path) -> None:
+def plot_history(history: dict, best_epoch: int, monitor: str, path: Path) -> None:
     plt = _plt()
     epochs = np.arange(1, len(history["loss"]) + 1)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -52,7 +52,7 @@ def plot_history(history: dict, best_epoch: int, path: Path) -> None:
         ax.set_xticks(epochs)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle("Training vs validation (early stopping on validation loss)")
+    fig.suptitle(f"Training vs validation (early stopping on {monitor.replace('val_', 'validation ')})")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -112,7 +112,7 @@ def confident_mistakes(y_true: np.ndarray, probs: np.ndarray, split: Split, k: i
 
 def write_all(out: Path, history: dict, metrics: dict, y_true: np.ndarray, probs: np.ndarray, test: Split) -> None:
     """Plots, the mistakes file and report.md into ``out``."""
-    plot_history(history, metrics["best_epoch"], out / "history.png")
+    plot_history(history, metrics["best_epoch"], metrics["early_stopping_monitor"], out / "history.png")
     plot_confusion(metrics, out / "confusion_matrix.png")
     plot_probabilities(y_true, probs, out / "probabilities.png")
     (out / "mistakes.txt").write_text(confident_mistakes(y_true, probs, test), encoding="utf-8")

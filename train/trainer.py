@@ -78,7 +78,7 @@ def fit(train: Split, recipe: Recipe, seed: int, verbose: int = 2) -> Trained:
 
     model = build_model(recipe, encoder.size, len(vocab))
     stop = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=recipe.patience, restore_best_weights=True
+        monitor=recipe.monitor, patience=recipe.patience, restore_best_weights=True
     )
     history = model.fit(
         x[train_idx],
@@ -94,6 +94,12 @@ def fit(train: Split, recipe: Recipe, seed: int, verbose: int = 2) -> Trained:
     return Trained(model, vocab, encoder, hist, train_idx, val_idx)
 
 
+def best_epoch_of(history: dict, monitor: str) -> int:
+    """The 1-based epoch early stopping kept: lowest loss, or highest accuracy."""
+    values = history[monitor]
+    return int(np.argmax(values) if "accuracy" in monitor else np.argmin(values)) + 1
+
+
 def run(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose: int = 2) -> dict:
     """Train, evaluate on the test split, and publish the model directory at ``out``."""
     import keras
@@ -107,10 +113,11 @@ def run(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose: int = 2) 
     probs = trained.model.predict(x_test, batch_size=recipe.batch_size, verbose=0).reshape(-1)
 
     val_loss = trained.history["val_loss"]
-    best_epoch = int(np.argmin(val_loss)) + 1
+    best_epoch = best_epoch_of(trained.history, recipe.monitor)
     metrics = report.classification_metrics(y_test, probs)
     metrics.update(test_loss=test_loss, epochs_trained=len(val_loss), best_epoch=best_epoch,
-                   best_val_loss=float(min(val_loss)),
+                   early_stopping_monitor=recipe.monitor,
+                   best_val_loss=float(val_loss[best_epoch - 1]),
                    best_val_accuracy=float(trained.history["val_accuracy"][best_epoch - 1]))
     config = {
         "recipe": recipe.to_dict(),
