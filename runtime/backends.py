@@ -78,9 +78,10 @@ def choose_engine(fmt: str, requested: str = "auto") -> str:
 class Backend:
     """One loaded artifact. ``run`` takes a float32 ``(n, size)`` batch, returns ``(n,)``.
 
-    An artifact whose quantization depends on the whole batch (ONNX Runtime's dynamic
-    quantization picks one activation scale per input tensor) is run one row at a time,
-    so a review's probability never depends on the reviews batched with it.
+    ``batch_invariant = False`` (from the manifest) runs an artifact one row at a time: one
+    whose quantization depends on the whole batch (ONNX Runtime's dynamic quantization picks
+    one activation scale per input tensor), so that a review's probability never depends on
+    its batch, and a sequence model's TFLite form, whose batch is fixed at 1.
     """
 
     batch_invariant = True

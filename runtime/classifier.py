@@ -40,7 +40,7 @@ class Classifier:
                                     info.get("batch_invariant", True))
         if self.backend.input_size != self.encoder.size:
             raise BundleError(f"{path}: the model takes {self.backend.input_size} features but the "
-                              f"vocabulary has {self.encoder.size} tokens")
+                              f"{self.encoder.kind} encoder makes {self.encoder.size}")
         self.engine = self.backend.engine
         self._sparse = self.encoder.kind == MULTI_HOT
         self.labels: list[str] = list(bundle.manifest["labels"])
@@ -68,7 +68,7 @@ class Classifier:
         return self.predict_features(self.encoder.encode(texts))
 
     def predict_features(self, features: np.ndarray) -> np.ndarray:
-        """P(positive) for already encoded float32 features."""
+        """P(positive) for already encoded features (float32 multi-hot or int32 ids)."""
         return self.backend.run(features)
 
     def predict_stream(self, pieces: Iterable[str]) -> tuple[float, int]:

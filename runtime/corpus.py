@@ -1,8 +1,8 @@
 """Reading labelled review corpora in the aclImdb layout, from a .tar.gz or a directory.
 
 The archive is streamed (never extracted), so the 50,000 labelled reviews of the real
-corpus are read in seconds. Standard library only: the parity suite uses this without
-TensorFlow. Every expected failure is a ``CorpusError`` whose message names the path and
+corpus are read in seconds. No TensorFlow (the parity suite uses this); numpy only for
+``read_reviews``' labels and sampling. Every expected failure is a ``CorpusError`` whose message names the path and
 what is wrong.
 """
 

@@ -142,5 +142,5 @@ def test_artifact_swapped_from_another_model_is_refused(small_bundle, tmp_path):
     m = json.loads((bad / "manifest.json").read_text())
     m["artifacts"]["tflite-int8"]["sha256"] = sha256_file(bad / "model_int8.tflite")
     (bad / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(BundleError, match="takes 10000 features but the vocabulary has 2000"):
+    with pytest.raises(BundleError, match="takes 10000 features but the multi_hot encoder makes 2000"):
         runtime.load(bad, artifact="tflite-int8")
