@@ -25,6 +25,10 @@ SPLITS = ("train", "test")
 
 # <anything>/aclImdb/<split>/<pos|neg>/<id>_<stars>.txt, with or without the aclImdb prefix.
 _MEMBER = re.compile(r"(?:^|/)(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
+# Line i of urls_pos.txt is the IMDb page of the movie that review pos/i_* is about.
+_URLS = re.compile(r"(?:^|/)(train|test)/urls_(pos|neg)\.txt$")
+_CORPUS_FILE = re.compile(f"{_MEMBER.pattern}|{_URLS.pattern}")
+_MOVIE = re.compile(r"tt\d+")
 
 
 class CorpusError(Exception):
@@ -38,6 +42,7 @@ class Split:
     texts: list[str] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
+    movies: list[str] = field(default_factory=list)  # IMDb title of each review ("" if unknown)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -101,6 +106,9 @@ def _directory_members(root: Path) -> Iterator[tuple[str, bytes]]:
             if folder.is_dir():
                 for p in folder.iterdir():
                     yield f"{split}/{label}/{p.name}", p.read_bytes()
+            urls = root / split / f"urls_{label}.txt"
+            if urls.is_file():
+                yield f"{split}/urls_{label}.txt", urls.read_bytes()
 
 
 _TEXT_FILE = re.compile(r"\.txt$")
@@ -173,9 +181,16 @@ def read_corpus(
         except OSError as e:
             raise CorpusError(f"{path}: cannot open ({e.strerror})") from e
         reader = _HashingReader(fobj, on_bytes)
-        members = _archive_members(path, reader)
+        members = _archive_members(path, reader, _CORPUS_FILE)
+    movies: dict[tuple[str, str], list[str]] = {}
     try:
         for name, data in members:
+            u = _URLS.search(name)
+            if u is not None:
+                movies[u.group(1), u.group(2)] = [
+                    m.group(0) if (m := _MOVIE.search(line)) else "" for line in data.decode("utf-8", "replace").splitlines()
+                ]
+                continue
             m = _MEMBER.search(name)
             if m is None or m.group(1) not in rows:
                 continue
@@ -195,10 +210,12 @@ def read_corpus(
     for split, items in rows.items():
         items.sort()
         s = Split()
-        for label, _, review_id, text in items:
+        for label, num, review_id, text in items:
             s.texts.append(text)
             s.labels.append(label)
             s.ids.append(review_id)
+            titles = movies.get((split, review_id.split("/")[1]), [])
+            s.movies.append(titles[num] if num < len(titles) else "")
             digest.update(f"{review_id}\0{text}\0".encode("utf-8"))
         result[split] = s
     return Corpus(str(path), result, archive_sha, digest.hexdigest())

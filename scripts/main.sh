@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: set up a virtual environment, train the textbook model
-# (seed-mlp), export and validate every artifact, record which engine versions load them,
-# benchmark them (quick mode) and classify the sample reviews. Outputs go to $OUT (default: out/).
+# (seed-mlp; RECIPE=seed-lstm trains the Embedding + LSTM family instead), export and
+# validate every artifact, record which engine versions load them, benchmark them (quick
+# mode) and classify the sample reviews. Outputs go to $OUT (default: out/).
 #
 # The corpus comes from $IMDB_DATA (an aclImdb .tar.gz or extracted folder); if it is not
 # set, ../shared/data/aclImdb_v1.tar.gz is used when present, else the official archive is
@@ -9,7 +10,8 @@
 set -euo pipefail
 source "$(dirname "$0")/setup.sh" train
 OUT=${OUT:-out}
-.venv/bin/python -m train --recipe seed-mlp --out "$OUT/model"
+RECIPE=${RECIPE:-seed-mlp}
+.venv/bin/python -m train --recipe "$RECIPE" --out "$OUT/model"
 .venv/bin/python -m export "$OUT/model" --out "$OUT/bundle"
 .venv/bin/python -m export.compat "$OUT/bundle"
 .venv/bin/python -m benchmarks --bundle "$OUT/bundle" --model-dir "$OUT/model" --out "$OUT/benchmark" --quick

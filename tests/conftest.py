@@ -50,6 +50,10 @@ def tiny_reviews() -> dict[str, str]:
         for i in range(6):
             out[f"{split}/pos/{i}_9.txt"] = f"A great, wonderful film number {i}. Loved it!"
             out[f"{split}/neg/{i}_2.txt"] = f"An awful, boring film number {i}. Hated it."
+        for label in ("pos", "neg"):  # three movies, two reviews each, per label
+            out[f"{split}/urls_{label}.txt"] = "".join(
+                f"http://www.imdb.com/title/tt{i // 2 + (0 if split == 'train' else 10):07d}/usercomments\n"
+                for i in range(6))
     return out
 
 

@@ -21,6 +21,26 @@ def test_reads_archive_in_fixed_order(tiny_archive):
     assert len(c.archive_sha256) == 64
 
 
+def test_each_review_knows_its_movie(tiny_archive, tmp_path):
+    train = read_corpus(tiny_archive).splits["train"]
+    assert train.movies == ["tt0000000", "tt0000000", "tt0000001", "tt0000001", "tt0000002", "tt0000002"] * 2
+    import tarfile
+
+    with tarfile.open(tiny_archive) as tar:
+        tar.extractall(tmp_path / "x", filter="data")
+    assert read_corpus(tmp_path / "x").splits["train"].movies == train.movies
+    for urls in (tmp_path / "x" / "aclImdb" / "train").glob("urls_*.txt"):
+        urls.unlink()
+    assert read_corpus(tmp_path / "x").splits["train"].movies == [""] * 12
+
+
+def test_real_corpus_movies_are_known_and_train_test_movies_apart(corpus):
+    train, test = corpus.splits["train"], corpus.splits["test"]
+    assert all(train.movies) and all(test.movies)
+    assert len(set(train.movies)) > 3000
+    assert len(set(train.movies) & set(test.movies)) <= 1  # the official split holds out movies
+
+
 def test_directory_and_archive_have_the_same_content(tiny_archive, tmp_path):
     import tarfile
 

@@ -37,6 +37,43 @@ def test_validation_split_is_disjoint_and_seeded(small_model):
     assert all(i.startswith("train/") for i in splits["validation_ids"] + splits["train_ids"])
 
 
+def test_validation_by_movie_holds_out_whole_movies(corpus):
+    from train.trainer import validation_split
+
+    movies = corpus.splits["train"].movies
+    train_idx, val_idx = validation_split(len(movies), 5000, 1337, movies)
+    assert 5000 <= len(val_idx) < 5040 and len(train_idx) + len(val_idx) == len(movies)
+    assert not {movies[i] for i in train_idx} & {movies[i] for i in val_idx}
+    again, _ = validation_split(len(movies), 5000, 1337, movies)
+    other, _ = validation_split(len(movies), 5000, 7, movies)
+    assert (again == train_idx).all() and not np.array_equal(other, train_idx)
+
+
+def test_seed_lstm_validates_on_held_out_movies(small_lstm_model, small_model, corpus):
+    config = json.loads((small_lstm_model / "config.json").read_text())
+    assert config["data"]["validation_holds_out"] == "movies"
+    splits = json.loads((small_lstm_model / "splits.json").read_text())
+    movie = dict(zip(corpus.splits["train"].ids, corpus.splits["train"].movies))
+    assert not {movie[i] for i in splits["validation_ids"]} & {movie[i] for i in splits["train_ids"]}
+    assert "| validation holds out | whole movies |" in (small_lstm_model / "report.md").read_text()
+    assert json.loads((small_model / "config.json").read_text())["data"]["validation_holds_out"] == "reviews"
+
+
+def test_validation_by_movie_falls_back_to_reviews_without_titles(capsys):
+    import dataclasses
+
+    from runtime.corpus import Split
+    from train.recipes import SEED_LSTM
+    from train.trainer import movie_groups
+
+    titled = Split(["a", "b"], [0, 1], ["train/neg/0_1", "train/pos/0_9"], ["tt1", "tt2"])
+    untitled = Split(["a", "b"], [0, 1], ["train/neg/0_1", "train/pos/0_9"], ["", ""])
+    assert movie_groups(titled, SEED_LSTM) == ["tt1", "tt2"]
+    assert movie_groups(titled, dataclasses.replace(SEED_LSTM, validation_by="review")) is None
+    assert movie_groups(untitled, SEED_LSTM) is None
+    assert "holding out single reviews instead" in capsys.readouterr().err
+
+
 def test_same_seed_same_vocabulary(corpus):
     from runtime.vocab import Vocabulary
     from train.trainer import subset

@@ -21,6 +21,7 @@ class Recipe:
     dropout: float = 0.0
     optimizer: str = "rmsprop"
     monitor: str = "val_loss"  # early stopping keeps the best epoch by this validation metric
+    validation_by: str = "review"  # or "movie": hold out whole movies (see trainer.validation_split)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -38,26 +39,31 @@ SEED_MLP = Recipe(
     validation_size=10_000,
 )
 
-# Embedding + LSTM on front-padded word-id sequences (padding id 0 masked), chosen on the
-# validation split only: at 256 ids validation accuracy peaked at 0.860; at 400 ids it was
-# still rising at epoch 4 (0.877) while validation loss had turned up at epoch 3, so the
-# kept epoch is chosen by validation accuracy. About 60-110 s an epoch on 2 cores. Full run:
-# validation 0.879 (epoch 5 of 6), test 0.8630, still short of the 87% bar.
+# Embedding + LSTM on front-padded word-id sequences (padding id 0 masked). Validation holds
+# out whole movies (5,000 reviews of 683 movies), as the official test split does: with
+# single reviews held out, validation rewarded memorizing the training movies' names and
+# overstated test accuracy by 1.6-2.4 points. Chosen on that validation only:
+# - last LSTM state, 20,000 words, 64/64, dropout 0.3, Adam 1e-3: 0.876 (epoch 1);
+# - the same with 10,000 words: 0.874; with dropout 0.5: 0.864 (epoch 2);
+# - the average of the LSTM outputs instead of the last state: 0.856;
+# - Adam 5e-4: 0.878 at epoch 2, then over-fitting. Kept.
+# About 50-120 s an epoch on 2 cores.
 SEED_LSTM = Recipe(
     name="seed-lstm",
     vocab_size=20_000,
     hidden=(64,),
-    learning_rate=1e-3,
+    learning_rate=5e-4,
     batch_size=128,
-    max_epochs=6,
+    max_epochs=4,
     patience=2,
-    validation_size=10_000,
+    validation_size=5_000,
     features="sequence",
     sequence_length=400,
     embedding_dim=64,
     dropout=0.3,
     optimizer="adam",
     monitor="val_accuracy",
+    validation_by="movie",
 )
 
 RECIPES = {r.name: r for r in (SEED_MLP, SEED_LSTM)}

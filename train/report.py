@@ -130,6 +130,7 @@ def write_all(out: Path, history: dict, metrics: dict, y_true: np.ndarray, probs
 | ROC AUC | {metrics['roc_auc']:.4f} |
 | epochs trained / kept | {metrics['epochs_trained']} / {metrics['best_epoch']} |
 | best validation loss / accuracy | {metrics['best_val_loss']:.4f} / {metrics['best_val_accuracy']:.4f} |
+| validation holds out | {'whole movies' if metrics['validation_holds_out'] == 'movies' else 'single reviews'} |
 
 Confusion matrix (rows: true negative, positive; columns: predicted): {cm}
 

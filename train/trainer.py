@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ class Trained:
     history: dict
     train_idx: np.ndarray
     val_idx: np.ndarray
+    held_out: str  # what validation holds out: "movies" or "reviews"
 
 
 def subset(split: Split, n: int, seed: int) -> Split:
@@ -38,13 +40,43 @@ def subset(split: Split, n: int, seed: int) -> Split:
     if n >= len(split):
         return split
     keep = np.sort(np.random.default_rng(seed).choice(len(split), n, replace=False))
-    return Split([split.texts[i] for i in keep], [split.labels[i] for i in keep], [split.ids[i] for i in keep])
+    return Split([split.texts[i] for i in keep], [split.labels[i] for i in keep], [split.ids[i] for i in keep],
+                 [split.movies[i] for i in keep] if split.movies else [])
 
 
-def validation_split(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded (train, validation) index arrays over ``n`` training reviews."""
-    order = np.random.default_rng(seed).permutation(n)
-    return np.sort(order[size:]), np.sort(order[:size])
+def validation_split(n: int, size: int, seed: int, groups: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (train, validation) index arrays over ``n`` training reviews.
+
+    With ``groups`` (the movie of each review), whole movies go to validation, in a seeded
+    order, until it holds at least ``size`` reviews: no movie is on both sides, as in the
+    official train/test split, so validation accuracy estimates test accuracy instead of
+    rewarding a model that memorized the names of the training movies.
+    """
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        order = rng.permutation(n)
+        return np.sort(order[size:]), np.sort(order[:size])
+    titles, movie = np.unique(np.asarray(groups), return_inverse=True)
+    rank = np.argsort(rng.permutation(len(titles)))[movie]
+    per_rank = np.bincount(rank, minlength=len(titles))
+    cut = int(np.searchsorted(np.cumsum(per_rank), size)) + 1
+    held = rank < cut
+    return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+def movie_groups(split: Split, recipe: Recipe) -> list[str] | None:
+    """The movie of each review when the recipe validates on held-out movies, else None.
+
+    A copy of the corpus without its ``urls_*.txt`` files has no movie titles: validation
+    then holds out single reviews, and says so.
+    """
+    if recipe.validation_by != "movie":
+        return None
+    if split.movies and all(split.movies):
+        return split.movies
+    print(f"warning: {recipe.name} validates on held-out movies, but the corpus has no "
+          f"train/urls_*.txt: holding out single reviews instead", file=sys.stderr)
+    return None
 
 
 def make_encoder(recipe: Recipe, vocab: Vocabulary) -> Encoder:
@@ -74,7 +106,8 @@ def fit(train: Split, recipe: Recipe, seed: int, verbose: int = 2) -> Trained:
     encoder = make_encoder(recipe, vocab)
     x = encode_with_progress(encoder, train.texts, "encode train")
     y = np.asarray(train.labels, dtype=np.float32)
-    train_idx, val_idx = validation_split(len(y), recipe.validation_size, seed)
+    groups = movie_groups(train, recipe)
+    train_idx, val_idx = validation_split(len(y), recipe.validation_size, seed, groups)
 
     model = build_model(recipe, encoder.size, len(vocab))
     stop = keras.callbacks.EarlyStopping(
@@ -91,7 +124,7 @@ def fit(train: Split, recipe: Recipe, seed: int, verbose: int = 2) -> Trained:
         verbose=verbose,
     )
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-    return Trained(model, vocab, encoder, hist, train_idx, val_idx)
+    return Trained(model, vocab, encoder, hist, train_idx, val_idx, "reviews" if groups is None else "movies")
 
 
 def best_epoch_of(history: dict, monitor: str) -> int:
@@ -116,7 +149,7 @@ def run(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose: int = 2) 
     best_epoch = best_epoch_of(trained.history, recipe.monitor)
     metrics = report.classification_metrics(y_test, probs)
     metrics.update(test_loss=test_loss, epochs_trained=len(val_loss), best_epoch=best_epoch,
-                   early_stopping_monitor=recipe.monitor,
+                   early_stopping_monitor=recipe.monitor, validation_holds_out=trained.held_out,
                    best_val_loss=float(val_loss[best_epoch - 1]),
                    best_val_accuracy=float(trained.history["val_accuracy"][best_epoch - 1]))
     config = {
@@ -132,6 +165,7 @@ def run(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose: int = 2) 
             "counts": corpus.counts(),
             "train_reviews": int(len(trained.train_idx)),
             "validation_reviews": int(len(trained.val_idx)),
+            "validation_holds_out": trained.held_out,
             "test_reviews": len(test),
         },
         "versions": {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__},
