@@ -13,8 +13,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from runtime.backends import Backend
+from runtime.features import MULTI_HOT, SEQUENCE
 
-FLOAT32_MAX_DIFF = 1e-5
+# How far a float32 artifact may differ from the Keras model, by feature family. Multi-hot
+# models are one matrix product deep: conversion changes only summation order (seen: 1e-6).
+# An LSTM carries its rounding through up to 400 recurrent steps, and the size of that drift
+# depends on the CPU's kernels (seen on the whole test split: 6.2e-6 on AMD EPYC, 1.12e-5 on
+# Intel Xeon, for the same model and artifact).
+FLOAT32_MAX_DIFF = {MULTI_HOT: 1e-5, SEQUENCE: 1e-4}
 MIN_AGREEMENT = 0.99
 MAX_ACCURACY_DROP = 0.005
 BATCH = 1000
@@ -69,13 +75,14 @@ def measure(backend: Backend, ref: Reference) -> dict:
     }
 
 
-def check(name: str, is_float32: bool, figures: dict) -> None:
+def check(name: str, is_float32: bool, figures: dict, family: str = MULTI_HOT) -> None:
     """Raise ``ValidationError`` if the figures miss the gate for this kind of artifact."""
     failures = []
     if is_float32:
-        if figures["max_abs_diff"] > FLOAT32_MAX_DIFF or figures["test_max_abs_diff"] > FLOAT32_MAX_DIFF:
+        limit = FLOAT32_MAX_DIFF[family]
+        if figures["max_abs_diff"] > limit or figures["test_max_abs_diff"] > limit:
             failures.append(
-                f"max |p - p_float| {max(figures['max_abs_diff'], figures['test_max_abs_diff']):.3g} > {FLOAT32_MAX_DIFF:g}"
+                f"max |p - p_float| {max(figures['max_abs_diff'], figures['test_max_abs_diff']):.3g} > {limit:g}"
             )
     else:
         if figures["label_agreement"] < MIN_AGREEMENT:
@@ -89,9 +96,10 @@ def check(name: str, is_float32: bool, figures: dict) -> None:
         raise ValidationError(f"artifact {name} failed validation: {'; '.join(failures)}")
 
 
-def criteria() -> dict:
+def criteria(family: str = MULTI_HOT) -> dict:
+    """The gate's thresholds for one feature family, as recorded in the manifest."""
     return {
-        "float32_max_abs_diff": FLOAT32_MAX_DIFF,
+        "float32_max_abs_diff": FLOAT32_MAX_DIFF[family],
         "min_label_agreement": MIN_AGREEMENT,
         "max_test_accuracy_drop": MAX_ACCURACY_DROP,
     }

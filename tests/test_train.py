@@ -162,3 +162,27 @@ def test_sequence_recipe_trains_on_the_runtime_encoder(corpus, tmp_path):
     texts = sub.splits["test"].texts[:50]
     np.testing.assert_array_equal(trainer.encode_with_progress(SequenceEncoder(vocab, 48), texts, "t"),
                                   SequenceEncoder(Vocabulary.load(tmp_path / "lstm" / "vocab.txt"), 48).encode(texts))
+
+
+def test_weight_average_is_what_validation_scored_and_what_is_kept(corpus):
+    """With ``ema_momentum`` the kept model is the moving average at the best epoch: scoring it
+    again on the validation reviews gives exactly the history's best figures."""
+    import dataclasses
+
+    from train import trainer
+    from train.recipes import SEED_MLP
+
+    train = trainer.subset(corpus.splits["train"], 2500, 1)
+    recipe = dataclasses.replace(SEED_MLP, vocab_size=2000, validation_size=1000, max_epochs=4, patience=4,
+                                 monitor="val_accuracy", ema_momentum=0.9)
+    fit = trainer.fit(train, recipe, seed=4, verbose=0)
+    raw = trainer.fit(train, dataclasses.replace(recipe, ema_momentum=None), seed=4, verbose=0)
+    # The same seed takes the same raw steps, so different figures mean the average was scored.
+    assert all(abs(a - b) > 1e-4 for a, b in zip(fit.history["val_loss"][1:], raw.history["val_loss"][1:]))
+    best = trainer.best_epoch_of(fit.history, recipe.monitor)
+    x = fit.encoder.encode([train.texts[i] for i in fit.val_idx])
+    y = np.asarray([train.labels[i] for i in fit.val_idx], dtype=np.float32)
+    loss, accuracy = fit.model.evaluate(x, y, batch_size=512, verbose=0)
+    assert abs(loss - fit.history["val_loss"][best - 1]) < 1e-5
+    assert abs(accuracy - fit.history["val_accuracy"][best - 1]) < 1e-6
+    assert fit.model.optimizer.use_ema

@@ -113,13 +113,16 @@ def fit(train: Split, recipe: Recipe, seed: int, verbose: int = 2) -> Trained:
     stop = keras.callbacks.EarlyStopping(
         monitor=recipe.monitor, patience=recipe.patience, restore_best_weights=True
     )
+    # With a weight average, validation scores the averaged weights and early stopping keeps
+    # them: the swap must come before EarlyStopping so that it snapshots the average.
+    averaging = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if recipe.ema_momentum else []
     history = model.fit(
         x[train_idx],
         y[train_idx],
         validation_data=(x[val_idx], y[val_idx]),
         epochs=recipe.max_epochs,
         batch_size=recipe.batch_size,
-        callbacks=[stop],
+        callbacks=[*averaging, stop],
         shuffle=True,
         verbose=verbose,
     )
