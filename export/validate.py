@@ -19,7 +19,7 @@ from runtime.features import MULTI_HOT, SEQUENCE
 # models are one matrix product deep: conversion changes only summation order (seen: 1e-6).
 # An LSTM carries its rounding through up to 400 recurrent steps, and the size of that drift
 # depends on the CPU's kernels (seen on the whole test split: 6.2e-6 on AMD EPYC, 1.12e-5 on
-# Intel Xeon, for the same model and artifact).
+# Intel Xeon, for the same recipe and seed, each trained and converted on that CPU).
 FLOAT32_MAX_DIFF = {MULTI_HOT: 1e-5, SEQUENCE: 1e-4}
 MIN_AGREEMENT = 0.99
 MAX_ACCURACY_DROP = 0.005
