@@ -25,6 +25,7 @@ from runtime.features import MULTI_HOT
 ROOT = Path(__file__).resolve().parent.parent
 KERAS = "keras float32"
 KERAS_PREDICT = "keras float32 (predict)"
+LOOKUP_FLOOR = "lower().split() + dict look-ups"
 BATCH_SIZES = (1, 32, 256)
 
 
@@ -107,7 +108,8 @@ def latency(clfs: dict[str, Classifier], keras_ref: KerasReference, tutorial: pe
     encoder = next(iter(clfs.values())).encoder
     e2e = {f"runtime {k}": c.probability for k, c in clfs.items()}
     ids = encoder.word_ids if encoder.kind == MULTI_HOT else encoder.token_ids
-    floors = {"lower().split()": peers.split_floor, "tokenize (runtime)": tokenizer.tokenize,
+    floors = {"lower().split()": peers.split_floor, LOOKUP_FLOOR: peers.LookupFloor(encoder.vocab),
+              "tokenize (runtime)": tokenizer.tokenize,
               "tokenize + encode (runtime)": ids}
     if tutorial is not None:
         floors["tutorial pipeline"] = tutorial
@@ -116,11 +118,16 @@ def latency(clfs: dict[str, Classifier], keras_ref: KerasReference, tutorial: pe
     # Keras is timed on a smaller sample (eager LSTM calls take ~0.5 s), interleaved between its two forms.
     keras_samples = interleaved({KERAS: keras_ref.probability, KERAS_PREDICT: keras_ref.probability_predict},
                                 texts[: s.predict_reviews], 1, on_round=lambda: bar.update(1))
-    features = [encoder.encode([t]) for t in texts]
-    model_only = {f"runtime {k}": c.predict_features for k, c in clfs.items()}
-    model_samples = interleaved(model_only, features, s.repeats, on_round=lambda: bar.update(1))
-    model_samples[KERAS] = interleaved({KERAS: lambda x: keras_ref.model(x, training=False)},
-                                       features[: s.predict_reviews], 1)[KERAS]
+    # Model only: what each engine is given for one review (word ids, or a token id row).
+    if encoder.kind == MULTI_HOT:
+        inputs = [encoder.word_ids(t) for t in texts]
+        model_only = {f"runtime {k}": c.backend.run_ids for k, c in clfs.items()}
+    else:
+        inputs = [encoder.encode([t]) for t in texts]
+        model_only = {f"runtime {k}": c.predict_features for k, c in clfs.items()}
+    model_samples = interleaved(model_only, inputs, s.repeats, on_round=lambda: bar.update(1))
+    dense = [encoder.encode([t]) for t in texts[: s.predict_reviews]]
+    model_samples[KERAS] = interleaved({KERAS: lambda x: keras_ref.model(x, training=False)}, dense, 1)[KERAS]
     bar.close()
     e2e_stats = {k: summarize(samples[k]) for k in e2e}
     e2e_stats.update({k: summarize(v) for k, v in keras_samples.items()})

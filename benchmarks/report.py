@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.measure import KERAS, KERAS_PREDICT
+from benchmarks.measure import KERAS, KERAS_PREDICT, LOOKUP_FLOOR
 from benchmarks.stats import ratio
 
 GOALS = {
@@ -48,6 +48,7 @@ def ratios(result: dict, default: str) -> dict:
                                              cold["tensorflow classify"]["median_peak_rss_kb"]),
         "tokenize_encode_over_split": ratio(floors["tokenize + encode (runtime)"]["p50_us"],
                                             floors["lower().split()"]["p50_us"]),
+        "lookup_floor_over_split": ratio(floors[LOOKUP_FLOOR]["p50_us"], floors["lower().split()"]["p50_us"]),
     }
     for fmt in ("tflite", "onnx"):
         if f"{fmt}-int8" in sizes and f"{fmt}-float32" in sizes:
@@ -159,8 +160,8 @@ def markdown(result: dict) -> str:
     for key, e in r.items():
         if isinstance(e, dict) and "goal" in e:
             lines.append(f"| {e['meaning']} | {e['value']:.3g} | {e['goal']} | {'yes' if e['met'] else '**no**'} |")
-    for key in ("keras_predict_over_runtime_e2e", "tokenize_encode_over_split", "tflite_int8_size_over_float32",
-                "onnx_int8_size_over_float32"):
+    for key in ("keras_predict_over_runtime_e2e", "tokenize_encode_over_split", "lookup_floor_over_split",
+                "tflite_int8_size_over_float32", "onnx_int8_size_over_float32"):
         if key in r:
             lines.append(f"| {key.replace('_', ' ')} | {r[key]['value']:.3g} | | |")
     lines += ["", f"Recommended default artifact (fastest that keeps accuracy): `{result['recommended_default']}`", "",

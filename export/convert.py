@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.backends import ONNX, TFLITE
+from runtime.backends import ONNX, TFLITE, VOCAB_SIZE_KEY
+from runtime.features import MULTI_HOT
+from runtime.vocab import RESERVED
 
 ONNX_OPSET = 17
 
@@ -47,7 +49,9 @@ ARTIFACTS = {
                      "TFLite, int8 per-tensor weights (dynamic range) for tflite-runtime 2.14"),
         ArtifactSpec("tflite-int8", "model_int8.tflite", TFLITE, "int8",
                      "TFLite, full integer: int8 weights, activations, input and output"),
-        ArtifactSpec("onnx-float32", "model_float32.onnx", ONNX, "float32", "ONNX, float32"),
+        # ONNX Runtime's ReduceSum adds a batch of rows in another order than a single row,
+        # so the float forms run row by row to keep every answer independent of its batch.
+        ArtifactSpec("onnx-float32", "model_float32.onnx", ONNX, "float32", "ONNX, float32", batch_invariant=False),
         ArtifactSpec("onnx-dynamic-int8", "model_dynamic_int8.onnx", ONNX, "dynamic-int8",
                      "ONNX, uint8 per-channel weights, activations quantized at run time (one scale per batch)",
                      batch_invariant=False),
@@ -60,29 +64,69 @@ ARTIFACTS = {
 # Which artifacts each feature family gets. Sequence (LSTM) models have no full-integer
 # forms: the TFLite calibrator does not finish on the LSTM's WHILE loop, and ONNX static
 # quantization does not reach inside the Loop body.
+#
+# Multi-hot models have no "-compat" form: their word-id graph has no FULLY_CONNECTED layer
+# large enough to quantize, so it would be the same file as the dynamic int8 one, which
+# tflite-runtime 2.14 loads.
 FAMILY_ARTIFACTS = {
-    "multi_hot": list(ARTIFACTS),
+    "multi_hot": [n for n in ARTIFACTS if n != "tflite-dynamic-int8-compat"],
     "sequence": ["tflite-float32", "tflite-float16", "tflite-dynamic-int8", "tflite-dynamic-int8-compat",
                  "onnx-float32", "onnx-dynamic-int8"],
 }
 
 
-def serving_function(model, input_size: int, dtype: str = "float32", batch: int | None = None):
-    """The model as a ``tf.function`` over a ``(batch, input_size)`` input.
+def serving_function(model, family: str, input_size: int, batch: int | None = None):
+    """The model as a ``tf.function`` over the input the runtime feeds it.
 
-    Multi-hot models take float32; sequence models int32 token ids, and their TFLite form a
-    fixed batch of 1 (the LSTM's tensor lists need static shapes to lower to builtin ops).
+    Sequence models take a ``(batch, input_size)`` int32 row of token ids, and their TFLite
+    form a fixed batch of 1 (the LSTM's tensor lists need static shapes to lower to builtin
+    ops). Multi-hot models take their word ids instead of the multi-hot row (see
+    ``bag_function``).
     """
     import tensorflow as tf
 
-    @tf.function(input_signature=[tf.TensorSpec([batch, input_size], getattr(tf, dtype), name="features")])
+    if family == MULTI_HOT:
+        return bag_function(model, batch)
+
+    @tf.function(input_signature=[tf.TensorSpec([batch, input_size], tf.int32, name="features")])
     def serve(features):
         return model(features, training=False)
 
     return serve
 
 
-def frozen_function(model, input_size: int, dtype: str = "float32", batch: int | None = None):
+def bag_function(model, batch: int | None = None):
+    """A multi-hot model over the ids of its ones: ``(batch, n)`` int32, padded with id 0.
+
+    ``multi_hot @ W`` is the sum of the rows of ``W`` at the ids that are set, so the first
+    Dense layer becomes a gather and a sum: the same function, with work proportional to the
+    review's distinct words instead of the vocabulary. Rows of the reserved ids (never set in
+    multi-hot) are zeroed, which makes id 0 a neutral padding.
+    """
+    import keras
+    import tensorflow as tf
+
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    first, rest = layers[0], layers[1:]
+    if not isinstance(first, keras.layers.Dense) or not first.use_bias:
+        raise ValueError(f"a multi-hot model must start with a Dense layer with bias, not {type(first).__name__}")
+    kernel = np.array(first.kernel.numpy(), dtype=np.float32)
+    kernel[: len(RESERVED)] = 0.0
+    bias = np.array(first.bias.numpy(), dtype=np.float32)
+
+    @tf.function(input_signature=[tf.TensorSpec([batch, None], tf.int32, name="ids")])
+    def serve(ids):
+        # Constants made inside the function: captured ones would become extra graph inputs.
+        table = tf.constant(kernel)
+        h = first.activation(tf.reduce_sum(tf.gather(table, ids), axis=1) + tf.constant(bias))
+        for layer in rest:
+            h = layer(h, training=False)
+        return h
+
+    return serve
+
+
+def frozen_function(serve):
     """The serving function with its variables folded into constants.
 
     TF 2.21 keeps Keras 3 variables as TFLite resource variables otherwise, and the
@@ -90,11 +134,11 @@ def frozen_function(model, input_size: int, dtype: str = "float32", batch: int |
     """
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    return convert_variables_to_constants_v2(serving_function(model, input_size, dtype, batch).get_concrete_function())
+    return convert_variables_to_constants_v2(serve.get_concrete_function())
 
 
-def to_tflite(frozen, precision: str, calibration: np.ndarray, per_tensor: bool = False) -> bytes:
-    """TFLite flatbuffer bytes for ``precision`` (calibration: float32 training features)."""
+def to_tflite(frozen, precision: str, calibration: np.ndarray | None, per_tensor: bool = False) -> bytes:
+    """TFLite flatbuffer bytes for ``precision`` (calibration: model inputs of training reviews)."""
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
@@ -110,35 +154,42 @@ def to_tflite(frozen, precision: str, calibration: np.ndarray, per_tensor: bool 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: ([calibration[i : i + 1]] for i in range(len(calibration)))
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
+        converter.inference_output_type = tf.int8  # the input stays int32 word ids
     elif precision != "float32":
         raise ValueError(f"unknown TFLite precision {precision!r}")
     return converter.convert()
 
 
-def to_onnx(model, input_size: int, path: Path, dtype: str = "float32") -> None:
-    """A float32 ONNX model through tf2onnx, with input ``features`` and output ``probability``."""
+def to_onnx(serve, path: Path, vocab_size: int) -> None:
+    """A float32 ONNX model through tf2onnx, with output ``probability``."""
     import tf2onnx
 
-    serve = serving_function(model, input_size, dtype)
     tf2onnx.convert.from_function(
         serve,
         input_signature=serve.input_signature,
         opset=ONNX_OPSET,
         output_path=str(path),
     )
-    _rename_output(path, "probability")
+    _finish_onnx(path, vocab_size, rename_output="probability")
 
 
-def _rename_output(path: Path, name: str) -> None:
+def _finish_onnx(path: Path, vocab_size: int, rename_output: str | None = None) -> None:
+    """Name the output, and record the vocabulary size the model's ids index.
+
+    ONNX Runtime does not show initializer shapes, so the runtime reads the size from the
+    model's metadata to check it against the bundle's vocabulary.
+    """
     import onnx
 
     proto = onnx.load(str(path))
-    old = proto.graph.output[0].name
-    for node in proto.graph.node:
-        node.output[:] = [name if o == old else o for o in node.output]
-    proto.graph.output[0].name = name
+    if rename_output:
+        old = proto.graph.output[0].name
+        for node in proto.graph.node:
+            node.output[:] = [rename_output if o == old else o for o in node.output]
+        proto.graph.output[0].name = rename_output
+    del proto.metadata_props[:]
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = VOCAB_SIZE_KEY, str(vocab_size)
     onnx.save(proto, str(path))
 
 
@@ -154,7 +205,14 @@ class _Calibration:
         return None if row is None else {self._name: row[None, :]}
 
 
-def quantize_onnx(float_path: Path, out_path: Path, precision: str, calibration: np.ndarray) -> None:
+def quantize_onnx(float_path: Path, out_path: Path, precision: str, calibration: np.ndarray,
+                  vocab_size: int) -> None:
+    """int8 ONNX from the float32 one (see ``_quantize_onnx``), with the vocabulary size recorded."""
+    _quantize_onnx(float_path, out_path, precision, calibration)
+    _finish_onnx(out_path, vocab_size)
+
+
+def _quantize_onnx(float_path: Path, out_path: Path, precision: str, calibration: np.ndarray) -> None:
     """int8 ONNX from the float32 one: dynamic, or static QDQ calibrated on ``calibration``."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -172,7 +230,7 @@ def quantize_onnx(float_path: Path, out_path: Path, precision: str, calibration:
         quantize_static(
             str(prepared),
             str(out_path),
-            _Calibration(calibration, "features"),
+            _Calibration(calibration, input_name(float_path)),
             quant_format=QuantFormat.QDQ,
             # uint8 activations and weights: with int8 ones x86 kernels saturated and label
             # agreement fell to 0.984 on a small model (0.993 with uint8; 0.9984 full model).
@@ -180,3 +238,9 @@ def quantize_onnx(float_path: Path, out_path: Path, precision: str, calibration:
             weight_type=QuantType.QUInt8,
             per_channel=True,
         )
+
+
+def input_name(path: Path) -> str:
+    import onnx
+
+    return onnx.load(str(path)).graph.input[0].name

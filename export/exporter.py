@@ -17,7 +17,7 @@ from runtime import text as tokenizer
 from runtime.backends import load_backend
 from runtime.bundle import FORMAT, FORMAT_VERSION, MANIFEST, sha256_file
 from runtime.corpus import Corpus
-from runtime.features import MULTI_HOT, SEQUENCE, Encoder, make_encoder
+from runtime.features import MULTI_HOT, SEQUENCE, Encoder, make_encoder, pad_bags
 from runtime.vocab import Vocabulary, VocabularyError
 from train.artifacts import staging_dir, write_json
 from train.recipes import Recipe, build_model
@@ -67,7 +67,6 @@ class ModelDir:
         except (ValueError, KeyError) as e:
             raise ModelDirError(f"{path / VOCAB_FILE}: {e}") from e
         self.family = self.encoder.kind
-        self.dtype = "int32" if self.family == SEQUENCE else "float32"
 
     def load_model(self):
         import keras
@@ -116,6 +115,22 @@ def _encode_compact(encoder: Encoder, texts: list[str]) -> np.ndarray:
     return out
 
 
+def model_inputs(encoder: Encoder, texts: list[str]) -> np.ndarray:
+    """What the exported models take for ``texts``: padded word ids, or token id rows."""
+    if encoder.kind == MULTI_HOT:
+        return pad_bags([encoder.word_ids(t) for t in texts])
+    return encoder.encode(texts)
+
+
+def model_input(encoder: Encoder, sequence_batch: int | None) -> dict:
+    """The manifest's description of the exported models' input."""
+    if encoder.kind == MULTI_HOT:
+        return {"name": "ids", "dtype": "int32", "shape": [None, None], "features": encoder.spec(),
+                "meaning": "each review's distinct vocabulary ids (the multi-hot row's ones), padded with 0"}
+    return {"name": "features", "dtype": "int32", "shape": [sequence_batch, encoder.size], "features": encoder.spec(),
+            "meaning": "token ids, <start> first, padded and truncated at the front"}
+
+
 def versions() -> dict:
     found = {}
     for dist in ("tensorflow-cpu", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert"):
@@ -156,7 +171,7 @@ def export_bundle(
         test_idx = np.sort(np.random.default_rng(seed).choice(len(test), test_limit, replace=False))
     test_texts = [test.texts[i] for i in test_idx]
     val_texts = _select(corpus, md.splits["validation_ids"], validation_size, seed)
-    calibration = encoder.encode(_select(corpus, md.splits["train_ids"], calibration_size, seed + 1))
+    calibration = model_inputs(encoder, _select(corpus, md.splits["train_ids"], calibration_size, seed + 1))
 
     keras_run = lambda x: model(x, training=False).numpy()  # noqa: E731
     val_features = _encode_compact(encoder, val_texts)
@@ -175,7 +190,8 @@ def export_bundle(
     with staging_dir(out) as stage:
         # Sequence models' TFLite forms take a fixed batch of 1 and so run row by row.
         tflite_batch = 1 if md.family == SEQUENCE else None
-        frozen = convert.frozen_function(model, encoder.size, md.dtype, tflite_batch)
+        frozen = convert.frozen_function(convert.serving_function(model, md.family, encoder.size, tflite_batch))
+        serve = convert.serving_function(model, md.family, encoder.size)
         onnx_float = None
         for name in tqdm(names, desc="export", unit="artifact"):
             spec = convert.ARTIFACTS[name]
@@ -184,12 +200,12 @@ def export_bundle(
             if spec.format == "tflite":
                 path.write_bytes(convert.to_tflite(frozen, spec.precision, calibration, spec.per_tensor))
             elif spec.is_float32:
-                convert.to_onnx(model, encoder.size, path, md.dtype)
+                convert.to_onnx(serve, path, len(md.vocab))
             else:
                 if onnx_float is None:
                     onnx_float = stage / ".float32-for-quantization.onnx"
-                    convert.to_onnx(model, encoder.size, onnx_float, md.dtype)
-                convert.quantize_onnx(onnx_float, path, spec.precision, calibration)
+                    convert.to_onnx(serve, onnx_float, len(md.vocab))
+                convert.quantize_onnx(onnx_float, path, spec.precision, calibration, len(md.vocab))
             batch_invariant = spec.batch_invariant and not (spec.format == "tflite" and tflite_batch == 1)
             backend = load_backend(path, spec.format, batch_invariant=batch_invariant)
             figures = validate.measure(backend, ref)
@@ -232,8 +248,7 @@ def export_bundle(
             "producer": versions(),
             "tokenizer": tokenizer.settings(),
             "vocabulary": {"file": VOCAB_FILE, "size": len(md.vocab), "sha256": sha256_file(stage / VOCAB_FILE)},
-            "input": {"name": "features", "dtype": md.dtype, "shape": [tflite_batch, encoder.size],
-                      "features": encoder.spec()},
+            "input": model_input(encoder, tflite_batch),
             "output": {"name": "probability", "dtype": "float32", "shape": [None, 1],
                        "meaning": "probability that the review is positive"},
             "labels": ["negative", "positive"],

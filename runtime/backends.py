@@ -15,13 +15,18 @@ import importlib.metadata
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from runtime.features import MultiHotEncoder, pad_bags
+
 TFLITE, ONNX = "tflite", "onnx"
+# ONNX metadata key for the vocabulary size a word-id model indexes (its table's rows).
+VOCAB_SIZE_KEY = "imdb_edge.vocab_size"
+MIN_WIDTH = 16
 
 # engine name -> (artifact format, module to import, distribution for `pip install`)
 ENGINES = {
@@ -76,7 +81,14 @@ def choose_engine(fmt: str, requested: str = "auto") -> str:
 
 
 class Backend:
-    """One loaded artifact. ``run`` takes a float32 ``(n, size)`` batch, returns ``(n,)``.
+    """One loaded artifact: model inputs in, probabilities out.
+
+    Two kinds of model input:
+
+    * word ids (``bag``, the multi-hot family): an int32 ``(n, width)`` batch holding each
+      review's distinct word ids, padded with 0. ``run_ids`` is the hot path for one review;
+      ``run`` also takes multi-hot rows and converts them.
+    * token id sequences (the sequence family): the encoder's int32 ``(n, length)`` rows.
 
     ``batch_invariant = False`` (from the manifest) runs an artifact one row at a time: one
     whose quantization depends on the whole batch (ONNX Runtime's dynamic quantization picks
@@ -88,43 +100,36 @@ class Backend:
 
     engine: str
     version: str | None
-    input_dtype: np.dtype
-    input_size: int
-
-    def quantize(self, features: np.ndarray) -> np.ndarray:
-        """Features in the dtype the model's input takes (identity for float inputs)."""
-        return features.astype(self.input_dtype, copy=False)
+    bag: bool
+    input_size: int  # multi-hot columns (the vocabulary the ids index), or the sequence length
 
     def run_raw(self, batch: np.ndarray) -> np.ndarray:
-        """Probabilities for a batch already in ``input_dtype``."""
+        """Probabilities for a batch in the model's input layout."""
         raise NotImplementedError
 
-    def _prepare_sparse(self) -> None:
-        """Quantized input values for 0 and 1, computed once at load."""
-        self._off, self._on = self.quantize(np.array([[0.0, 1.0]], dtype=np.float32))[0]
-        self._sparse = threading.local()
+    def run_ids(self, ids: np.ndarray) -> float:
+        """P(positive) for one review given by its distinct word ids (bag models)."""
+        return float(self.run_raw(pad_bags([ids]))[0])
 
-    def run_sparse(self, ids: np.ndarray) -> float:
-        """P(positive) for one multi-hot row given by the ids of its ones (the hot path).
-
-        Writes the ones into a per-thread input buffer that is otherwise all zeros, runs,
-        and resets the same ids: no per-review allocation or full-row copy.
-        """
-        buf = getattr(self._sparse, "buf", None)
-        if buf is None:
-            buf = self._sparse.buf = np.full((1, self.input_size), self._off, dtype=self.input_dtype)
-        row = buf[0]
-        row[ids] = self._on
-        try:
-            return float(self.run_raw(buf)[0])
-        finally:
-            row[ids] = self._off
+    def run_bags(self, bags: Sequence[np.ndarray]) -> np.ndarray:
+        """Probabilities for reviews given by their distinct word ids (bag models)."""
+        return self._run_batch(pad_bags(bags))
 
     def run(self, features: np.ndarray) -> np.ndarray:
-        batch = self.quantize(features)
+        """Probabilities for encoder output: multi-hot rows (bag models) or token id rows."""
+        if self.bag:
+            return self.run_bags(MultiHotEncoder.bags(features))
+        return self._run_batch(np.asarray(features, dtype=np.int32))
+
+    def _run_batch(self, batch: np.ndarray) -> np.ndarray:
         if self.batch_invariant or len(batch) <= 1:
             return self.run_raw(batch)
         return np.concatenate([self.run_raw(batch[i : i + 1]) for i in range(len(batch))])
+
+
+def _bucket(n: int) -> int:
+    """The padded width for ``n`` ids: a power of two, so that few widths ever get allocated."""
+    return max(MIN_WIDTH, 1 << (n - 1).bit_length())
 
 
 def _load_error(engine: str, version: str | None, path: str, error: Exception) -> str:
@@ -160,7 +165,27 @@ def _quiet_native_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+class _Slot:
+    """One interpreter allocated for one input shape, with its tensor accessors."""
+
+    def __init__(self, interp, shape: tuple[int, ...]):
+        self.interp = interp
+        self.shape = shape
+        self.inp = interp.get_input_details()[0]["index"]
+        self.out = interp.get_output_details()[0]["index"]
+        self.in_view = interp.tensor(self.inp)
+        self.out_view = interp.tensor(self.out)
+        self.filled = shape[-1]  # columns that may hold ids from an earlier review
+
+
 class TFLiteBackend(Backend):
+    """A TFLite artifact on litert or tflite-runtime.
+
+    Interpreters are per thread. A bag model gets one interpreter per padded width (a power of
+    two), each allocated once, so that a review never pays for a resize; batches share one
+    that is resized when their shape changes.
+    """
+
     def __init__(self, path: Path, engine: str, num_threads: int | None = None):
         self.engine = engine
         self.version = engine_version(engine)
@@ -168,85 +193,81 @@ class TFLiteBackend(Backend):
         self._num_threads = num_threads
         self._module = importlib.import_module(ENGINES[engine][1])
         self._local = threading.local()
-        interp = self._thread_state().interp
+        interp = self._interpreter()
         inp = interp.get_input_details()[0]
+        self._default_shape = tuple(int(d) for d in inp["shape"])
+        self._local.slots = {"batch": _Slot(interp, self._default_shape)}
         out = interp.get_output_details()[0]
-        self.input_dtype = np.dtype(inp["dtype"])
-        self.input_size = int(inp["shape"][-1])
-        self._in_scale, self._in_zero = inp["quantization"]
+        signature = tuple(inp.get("shape_signature", inp["shape"]))
+        self.bag = np.dtype(inp["dtype"]) == np.int32 and signature[-1] == -1
+        self.input_size = _gather_rows(interp) if self.bag else int(inp["shape"][-1])
         self._out_scale, self._out_zero = out["quantization"]
         self._out_quantized = np.dtype(out["dtype"]) != np.float32
-        self._prepare_sparse()
 
-    def _thread_state(self):
-        """This thread's interpreter and its tensor indices, created on first use."""
-        state = self._local
-        if getattr(state, "interp", None) is None:
-            try:
-                with _quiet_native_stderr():
-                    interp = self._module.Interpreter(model_path=self._path, num_threads=self._num_threads)
-                    interp.allocate_tensors()
-            except (ValueError, RuntimeError) as e:
-                raise EngineError(_load_error(self.engine, self.version, self._path, e)) from e
-            state.interp = interp
-            state.batch = interp.get_input_details()[0]["shape"][0]
-            state.inp = interp.get_input_details()[0]["index"]
-            state.out = interp.get_output_details()[0]["index"]
-            state.in_view = interp.tensor(state.inp)
-            state.out_view = interp.tensor(state.out)
-            state.clean = False
-        return state
+    def _interpreter(self):
+        try:
+            with _quiet_native_stderr():
+                interp = self._module.Interpreter(model_path=self._path, num_threads=self._num_threads)
+                interp.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise EngineError(_load_error(self.engine, self.version, self._path, e)) from e
+        return interp
 
-    def _resize(self, state, shape: tuple[int, ...]) -> None:
-        state.interp.resize_tensor_input(state.inp, shape, strict=False)
-        state.interp.allocate_tensors()
-        state.batch = shape[0]
-        state.clean = False
+    def _slot(self, key, shape: tuple[int, ...]) -> _Slot:
+        """This thread's interpreter for ``key``, allocated for ``shape`` on first use."""
+        slots = self._local.__dict__.setdefault("slots", {})
+        slot = slots.get(key)
+        if slot is None:
+            interp = self._interpreter()
+            if tuple(interp.get_input_details()[0]["shape"]) != shape:
+                interp.resize_tensor_input(interp.get_input_details()[0]["index"], shape, strict=False)
+                interp.allocate_tensors()
+            slot = slots[key] = _Slot(interp, shape)
+        return slot
 
-    def run_sparse(self, ids: np.ndarray) -> float:
-        """The hot path, writing straight into the interpreter's own input tensor.
+    def _probability(self, value) -> float:
+        if self._out_quantized:
+            return (float(value) - self._out_zero) * self._out_scale
+        return float(value)
+
+    def run_ids(self, ids: np.ndarray) -> float:
+        """The hot path: the ids go straight into the input tensor of an interpreter allocated
+        for this width; only the columns the last review used are cleared.
 
         Views from ``tensor()`` are taken and dropped within one statement, as the
         interpreter refuses to run while a view of its memory is alive.
         """
-        state = self._thread_state()
-        if state.batch != 1:
-            self._resize(state, (1, self.input_size))
-        if not state.clean:
-            state.in_view()[...] = self._off
-            state.clean = True
-        state.in_view()[0, ids] = self._on
-        try:
-            state.interp.invoke()
-            out = state.out_view()[0, 0].item()
-        finally:
-            state.in_view()[0, ids] = self._off
-        if self._out_quantized:
-            return (out - self._out_zero) * self._out_scale
-        return out
-
-    def quantize(self, features: np.ndarray) -> np.ndarray:
-        if self.input_dtype.kind == "f" or not self._in_scale:
-            return features.astype(self.input_dtype, copy=False)  # float, or integer token ids
-        info = np.iinfo(self.input_dtype)
-        q = features * np.float32(1.0 / self._in_scale)
-        np.rint(q, out=q)
-        q += np.float32(self._in_zero)
-        np.clip(q, info.min, info.max, out=q)
-        return q.astype(self.input_dtype)
+        n = len(ids)
+        width = _bucket(n)
+        slot = self._slot(width, (1, width))
+        slot.in_view()[0, :n] = ids
+        if slot.filled > n:
+            slot.in_view()[0, n : slot.filled] = 0
+        slot.filled = n
+        slot.interp.invoke()
+        return self._probability(slot.out_view()[0, 0])
 
     def run_raw(self, batch: np.ndarray) -> np.ndarray:
-        state = self._thread_state()
-        interp = state.interp
-        if batch.shape[0] != state.batch:
-            self._resize(state, batch.shape)
-        interp.set_tensor(state.inp, batch)
-        state.clean = False
-        interp.invoke()
-        out = interp.get_tensor(state.out).reshape(-1)
+        slot = self._slot("batch", self._default_shape)
+        if batch.shape != slot.shape:
+            slot.interp.resize_tensor_input(slot.inp, batch.shape, strict=False)
+            slot.interp.allocate_tensors()
+            slot.shape = batch.shape
+        slot.interp.set_tensor(slot.inp, batch)
+        slot.interp.invoke()
+        out = slot.interp.get_tensor(slot.out).reshape(-1)
         if self._out_quantized:
             return (out.astype(np.float32) - self._out_zero) * np.float32(self._out_scale)
         return out
+
+
+def _gather_rows(interp) -> int:
+    """Rows of the table a bag model gathers its ids from: the vocabulary size it was built for."""
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    for op in interp._get_ops_details():
+        if op["op_name"] == "GATHER":
+            return int(tensors[op["inputs"][0]]["shape"][0])
+    raise EngineError("a word-id model without a GATHER op: not a model this runtime can run")
 
 
 class OnnxBackend(Backend):
@@ -267,9 +288,19 @@ class OnnxBackend(Backend):
             raise EngineError(f"onnxruntime {self.version} cannot load {path}: {e}") from e
         inp = self._session.get_inputs()[0]
         self._input = inp.name
-        self.input_dtype = np.dtype(np.int32 if inp.type == "tensor(int32)" else np.float32)
-        self.input_size = int(inp.shape[-1])
-        self._prepare_sparse()
+        self.bag = inp.type == "tensor(int32)" and not isinstance(inp.shape[-1], int)
+        if self.bag:
+            size = self._session.get_modelmeta().custom_metadata_map.get(VOCAB_SIZE_KEY)
+            if size is None:
+                raise EngineError(f"{path}: a word-id model that does not record {VOCAB_SIZE_KEY!r}")
+            self.input_size = int(size)
+        else:
+            self.input_size = int(inp.shape[-1])
+        self._empty = np.zeros((1, 1), dtype=np.int32)
+
+    def run_ids(self, ids: np.ndarray) -> float:
+        batch = ids.reshape(1, -1) if len(ids) else self._empty
+        return float(self._session.run(None, {self._input: batch})[0][0, 0])
 
     def run_raw(self, batch: np.ndarray) -> np.ndarray:
         return self._session.run(None, {self._input: batch})[0].reshape(-1)

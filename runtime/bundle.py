@@ -15,7 +15,7 @@ from runtime.features import Encoder, make_encoder
 from runtime.vocab import Vocabulary, VocabularyError
 
 FORMAT = "imdb-edge-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: multi-hot models take word ids
 MANIFEST = "manifest.json"
 
 

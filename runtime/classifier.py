@@ -2,8 +2,8 @@
 
 ``predict(text)`` gives (label, probability) for one review; ``predict_proba(texts)``
 probabilities for a batch. Everything that can be prepared once is prepared at load:
-the vocabulary dictionary, the engine, and its input buffer in the model's dtype, so one
-review costs tokenization, a few writes into that buffer and an invoke.
+the vocabulary dictionary and the engine with its input buffers, so one review costs
+tokenization, writing its distinct word ids into the engine's input and an invoke.
 """
 
 from __future__ import annotations
@@ -41,15 +41,17 @@ class Classifier:
         if self.backend.input_size != self.encoder.size:
             raise BundleError(f"{path}: the model takes {self.backend.input_size} features but the "
                               f"{self.encoder.kind} encoder makes {self.encoder.size}")
+        if self.backend.bag != (self.encoder.kind == MULTI_HOT):
+            raise BundleError(f"{path}: the model does not take the {self.encoder.kind} encoder's input")
         self.engine = self.backend.engine
-        self._sparse = self.encoder.kind == MULTI_HOT
+        self._bag = self.backend.bag
         self.labels: list[str] = list(bundle.manifest["labels"])
         self.threshold = float(bundle.manifest["threshold"] if threshold is None else threshold)
 
     def probability(self, text: str) -> float:
         """P(positive) for one review: the hot path (multi-hot: word ids straight into the engine)."""
-        if self._sparse:
-            return self.backend.run_sparse(self.encoder.word_ids(text))
+        if self._bag:
+            return self.backend.run_ids(self.encoder.word_ids(text))
         return float(self.backend.run(self.encoder.encode([text]))[0])
 
     def label(self, probability: float, threshold: float | None = None) -> str:
@@ -65,6 +67,8 @@ class Classifier:
         """P(positive) for each review of a batch, as a float32 ``(n,)`` array."""
         if not texts:
             return np.zeros(0, dtype=np.float32)
+        if self._bag:
+            return self.backend.run_bags([self.encoder.word_ids(t) for t in texts])
         return self.predict_features(self.encoder.encode(texts))
 
     def predict_features(self, features: np.ndarray) -> np.ndarray:

@@ -56,16 +56,30 @@ class MultiHotEncoder:
         return {"kind": self.kind, "size": self.size}
 
     def _chunk_ids(self, chunk: str) -> tuple[int, ...]:
+        tokens = _text.chunk_tokens(chunk)
         get = self.vocab.index.get
-        return tuple(i for i in map(get, _text.chunk_tokens(chunk)) if i is not None)
+        if len(tokens) == 1:
+            i = get(tokens[0])
+            return () if i is None else (i,)
+        return tuple(i for i in map(get, tokens) if i is not None)
 
     def word_ids(self, text: str) -> np.ndarray:
-        """Ids of the known words of ``text`` as an intp array (each distinct chunk looked up once).
+        """The distinct ids of the known words of ``text``, int32, ascending.
 
-        An array, not a list: numpy indexes with it directly, where a list would be
-        converted again at every assignment.
+        These are the multi-hot row's ones, and what the exported models take (see
+        ``bags``). Each distinct chunk is looked up once. Ascending order makes the models'
+        float sums, and so every probability, independent of how a review reached them.
         """
-        return np.fromiter(chain.from_iterable(map(self._lookup, set(_text.chunks(text)))), dtype=np.intp)
+        ids = set(chain.from_iterable(map(self._lookup, set(_text.chunks(text)))))
+        array = np.fromiter(ids, dtype=np.int32, count=len(ids))
+        array.sort()
+        return array
+
+    @staticmethod
+    def bags(features: np.ndarray) -> list[np.ndarray]:
+        """The ids of each multi-hot row's ones, ascending: what ``word_ids`` gives for its review."""
+        rows, cols = np.nonzero(features)
+        return np.split(cols.astype(np.int32), np.searchsorted(rows, np.arange(1, len(features))))
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """A ``(len(texts), size)`` float32 batch."""
@@ -147,6 +161,17 @@ class SequenceEncoder:
 
 
 Encoder = MultiHotEncoder | SequenceEncoder
+
+
+def pad_bags(bags: Sequence[np.ndarray]) -> np.ndarray:
+    """Reviews' word ids as one int32 batch, padded with 0 to the longest (at least one column).
+
+    Id 0 is ``<pad>``, never a word, and the exported models give it a zero row.
+    """
+    batch = np.zeros((len(bags), max(1, max(map(len, bags), default=0))), dtype=np.int32)
+    for row, ids in zip(batch, bags):
+        row[: len(ids)] = ids
+    return batch
 
 
 def make_encoder(spec: dict, vocab: Vocabulary) -> Encoder:

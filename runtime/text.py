@@ -79,6 +79,8 @@ def _fold_unicode(chunk: str) -> str:
 
 def chunk_tokens(chunk: str) -> tuple[str, ...]:
     """Tokens of one whitespace-free, lowercased chunk (pure: safe to memoize)."""
+    if chunk.isalnum() and chunk.isascii():
+        return (chunk,)  # letters and digits only: one word, as the pattern would find
     if not chunk.isascii():
         chunk = _fold_unicode(chunk).lower()
     return tuple(_TOKEN_RE.findall(chunk))

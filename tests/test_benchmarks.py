@@ -62,6 +62,7 @@ def test_quick_mode_writes_every_section(small_bundle, small_model, tmp_path):
     for key in ("runtime_e2e_over_split", "keras_over_runtime_e2e", "cold_start_runtime_over_tf",
                 "peak_memory_runtime_over_tf"):
         assert np.isfinite(r["ratios"][key]["value"]) and r["ratios"][key]["value"] > 0
+    assert r["ratios"]["lookup_floor_over_split"]["value"] > 1  # split plus a look-up per word
     assert r["meta"]["machine"]["cores"] >= 1 and r["meta"]["manifest_sha256"]
     md = (out / "benchmark.md").read_text()
     assert "## Goals" in md and "## Cold start" in md

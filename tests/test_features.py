@@ -26,6 +26,26 @@ def test_matches_naive_reference(corpus):
     np.testing.assert_array_equal(got, naive_multi_hot(texts, vocab))
 
 
+def test_word_ids_are_the_ones_of_the_row_ascending_and_round_trip(corpus):
+    """What the exported models take: each review's distinct word ids, sorted."""
+    from runtime.features import pad_bags
+
+    vocab = Vocabulary.build(corpus.splits["train"].texts[:3000], 4000)
+    enc = MultiHotEncoder(vocab)
+    texts = corpus.splits["test"].texts[:500] + ["", "zzzqqq", "the the the"]
+    dense = naive_multi_hot(texts, vocab)
+    bags = [enc.word_ids(t) for t in texts]
+    for ids, row in zip(bags, dense):
+        assert ids.dtype == np.int32
+        np.testing.assert_array_equal(ids, np.flatnonzero(row))
+    assert [list(b) for b in MultiHotEncoder.bags(dense)] == [list(b) for b in bags]
+    padded = pad_bags(bags)
+    assert padded.shape == (len(texts), max(map(len, bags))) and padded.dtype == np.int32
+    for ids, row in zip(bags, padded):
+        assert list(row[: len(ids)]) == list(ids) and not row[len(ids) :].any()
+    assert pad_bags([np.zeros(0, np.int32)]).shape == (1, 1)
+
+
 def test_memo_never_changes_results(corpus):
     vocab = Vocabulary.build(corpus.splits["train"].texts[:2000], 3000)
     texts = corpus.splits["test"].texts[:800]

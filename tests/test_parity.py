@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from conftest import ROOT, corpus_path
+from export.convert import FAMILY_ARTIFACTS
 from runtime import parity
 from runtime.bundle import sha256_file
 
@@ -35,7 +36,7 @@ def test_good_bundle_passes_on_every_installed_engine(small_bundle):
     assert not failures(checks), [c.message for c in failures(checks)]
     golden = {(c.artifact, c.engine) for c in checks if c.kind == "golden" and c.passed}
     assert ("tflite-int8", "litert") in golden and ("onnx-int8", "onnxruntime") in golden
-    assert len(golden) == 8
+    assert len(golden) == len(FAMILY_ARTIFACTS["multi_hot"])
 
 
 def test_corpus_agreement_and_accuracy(small_bundle, tmp_path, corpus):
@@ -48,7 +49,7 @@ def test_corpus_agreement_and_accuracy(small_bundle, tmp_path, corpus):
         (folder / label / f"{i}.txt").write_text(test.texts[i * 40], encoding="utf-8")
     checks = parity.run(small_bundle, data=folder)
     corpus_checks = [c for c in checks if c.kind == "corpus"]
-    assert len(corpus_checks) == 7  # every artifact but the float reference
+    assert len(corpus_checks) == len(FAMILY_ARTIFACTS["multi_hot"]) - 1  # all but the float reference
     assert not failures(checks)
     assert all(c.figures["reviews"] == 600 and "accuracy" in c.figures for c in corpus_checks)
     assert all(c.figures["reference"] == "tflite-float32" for c in corpus_checks)
@@ -83,7 +84,7 @@ def test_artifact_swapped_for_another_models_fails(small_bundle, small_model, tm
     model = keras.models.load_model(small_model / "model.keras")
     w = model.layers[1].get_weights()
     model.layers[1].set_weights([w[0][::-1].copy(), w[1]])
-    (bad / "model_float32.tflite").write_bytes(convert.to_tflite(convert.frozen_function(model, 2000), "float32", None))
+    (bad / "model_float32.tflite").write_bytes(convert.to_tflite(convert.frozen_function(convert.serving_function(model, "multi_hot", 2000)), "float32", None))
     edit_manifest(bad, lambda m: m["artifacts"]["tflite-float32"].update(sha256=sha256_file(bad / "model_float32.tflite")))
     failed = failures(parity.run(bad))
     assert [(c.artifact, c.kind) for c in failed] == [("tflite-float32", "golden")]
@@ -97,9 +98,9 @@ def test_cli_table_json_junit_and_exit_codes(small_bundle, tmp_path):
     good = run(small_bundle, "--json", tmp_path / "p.json", "--junit", tmp_path / "p.xml")
     assert good.returncode == 0, good.stderr
     assert "tflite-int8" in good.stdout and "pass" in good.stdout
-    assert len(json.loads((tmp_path / "p.json").read_text())) >= 9
+    assert len(json.loads((tmp_path / "p.json").read_text())) >= len(FAMILY_ARTIFACTS["multi_hot"]) + 1
     suite = ET.parse(tmp_path / "p.xml").getroot()
-    assert suite.get("failures") == "0" and len(suite.findall("testcase")) >= 9
+    assert suite.get("failures") == "0" and len(suite.findall("testcase")) >= len(FAMILY_ARTIFACTS["multi_hot"]) + 1
     failed = run(bad, "--junit", tmp_path / "bad.xml")
     assert failed.returncode == 1 and "FAIL: " in failed.stderr and "vocab.txt" in failed.stderr
     assert ET.parse(tmp_path / "bad.xml").getroot().get("failures") != "0"
@@ -108,23 +109,38 @@ def test_cli_table_json_junit_and_exit_codes(small_bundle, tmp_path):
 
 @pytest.mark.skipif(corpus_path() is None, reason="no corpus")
 def test_compatibility_matrix_across_engine_versions(small_bundle, tmp_path):
-    """tflite-runtime 2.14 and onnxruntime 1.17 (numpy<2), each in its own virtual environment."""
+    """tflite-runtime 2.14 and onnxruntime 1.17 (numpy<2), each in its own virtual environment.
+
+    The word-id models gather and sum instead of a large FULLY_CONNECTED, so tflite-runtime
+    2.14 runs every TFLite form of them, per-channel dynamic int8 included.
+    """
     from export import compat
 
     bundle = copy(small_bundle, tmp_path)
     manifest = compat.run(bundle, ["tflite-runtime==2.14.0", "onnxruntime==1.17.0"])
     table = {name: {(e["engine"], e["version"]): e for e in a["engines"]} for name, a in manifest["artifacts"].items()}
     tfl = ("tflite-runtime", "2.14.0")
-    for name in ("tflite-float32", "tflite-float16", "tflite-dynamic-int8-compat", "tflite-int8"):
+    for name in ("tflite-float32", "tflite-float16", "tflite-dynamic-int8", "tflite-int8"):
         assert table[name][tfl]["loads"] and table[name][tfl]["matches_golden"], name
         assert manifest["artifacts"][name]["min_versions"]["tflite-runtime"] == "2.14.0"
-    dyn = table["tflite-dynamic-int8"][tfl]
-    assert dyn["loads"] is False
-    assert "FULLY_CONNECTED" in dyn["error"] and "pip install ai-edge-litert" in dyn["error"]
     for name in ("onnx-float32", "onnx-dynamic-int8", "onnx-int8"):
         rec = table[name][("onnxruntime", "1.17.0")]
         assert rec["loads"] and rec["matches_golden"], name
-    # The recorded matrix makes a tflite-runtime-only machine fall back from the default.
+
+
+@pytest.mark.skipif(corpus_path() is None, reason="no corpus")
+def test_an_engine_that_cannot_load_the_default_falls_back(small_lstm_bundle, tmp_path):
+    """The LSTM's per-channel dynamic int8 needs FULLY_CONNECTED version 12, which tflite-runtime
+    2.14 lacks: the recorded matrix makes such a machine fall back from that default."""
+    from export import compat
+
+    bundle = copy(small_lstm_bundle, tmp_path)
+    manifest = compat.run(bundle, ["tflite-runtime==2.14.0"])
+    table = {name: {(e["engine"], e["version"]): e for e in a["engines"]} for name, a in manifest["artifacts"].items()}
+    dyn = table["tflite-dynamic-int8"][("tflite-runtime", "2.14.0")]
+    assert dyn["loads"] is False
+    assert "FULLY_CONNECTED" in dyn["error"] and "pip install ai-edge-litert" in dyn["error"]
+    assert table["tflite-dynamic-int8-compat"][("tflite-runtime", "2.14.0")]["matches_golden"]
     py = compat.env_dir("tflite-runtime==2.14.0") / "bin" / "python"
     edit = json.loads((bundle / "manifest.json").read_text())
     edit["default_artifact"] = "tflite-dynamic-int8"

@@ -11,6 +11,7 @@ import pytest
 
 import runtime
 from conftest import ROOT
+from export.convert import FAMILY_ARTIFACTS
 from runtime.backends import EngineError, choose_engine
 from runtime.bundle import BundleError
 from runtime.classifier import DEFAULT_BUNDLE
@@ -31,9 +32,7 @@ def test_importing_and_classifying_never_imports_tensorflow():
     assert out.stdout.strip() == "positive"
 
 
-@pytest.mark.parametrize("artifact", ["tflite-float32", "tflite-float16", "tflite-dynamic-int8",
-                                      "tflite-dynamic-int8-compat", "tflite-int8", "onnx-float32",
-                                      "onnx-dynamic-int8", "onnx-int8"])
+@pytest.mark.parametrize("artifact", FAMILY_ARTIFACTS["multi_hot"])
 def test_single_batch_and_stream_agree_with_golden(small_bundle, artifact):
     clf = runtime.load(small_bundle, artifact=artifact)
     golden = clf.bundle.golden()
@@ -138,9 +137,26 @@ def test_artifact_swapped_from_another_model_is_refused(small_bundle, tmp_path):
 
     bad = tmp_path / "b"
     shutil.copytree(small_bundle, bad)
-    shutil.copyfile(DEFAULT_BUNDLE / "model_int8.tflite", bad / "model_int8.tflite")
     m = json.loads((bad / "manifest.json").read_text())
-    m["artifacts"]["tflite-int8"]["sha256"] = sha256_file(bad / "model_int8.tflite")
+    for artifact, file in (("tflite-int8", "model_int8.tflite"), ("onnx-int8", "model_int8.onnx")):
+        shutil.copyfile(DEFAULT_BUNDLE / file, bad / file)
+        m["artifacts"][artifact]["sha256"] = sha256_file(bad / file)
     (bad / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(BundleError, match="takes 10000 features but the multi_hot encoder makes 2000"):
-        runtime.load(bad, artifact="tflite-int8")
+    for artifact in ("tflite-int8", "onnx-int8"):
+        with pytest.raises(BundleError, match="takes 10000 features but the multi_hot encoder makes 2000"):
+            runtime.load(bad, artifact=artifact)
+
+
+@pytest.mark.parametrize("artifact", ["tflite-float32", "onnx-float32"])
+def test_a_review_is_not_changed_by_the_reviews_before_it(small_bundle, corpus, artifact):
+    """The hot path reuses one input buffer per padded width: ids left by a longer review
+    must never leak into a shorter one, and widths must not change an answer."""
+    texts = corpus.splits["test"].texts[:300]
+    fresh = [runtime.load(small_bundle, artifact=artifact).probability(t) for t in texts[:20]]
+    clf = runtime.load(small_bundle, artifact=artifact)
+    by_length = sorted(texts, key=len, reverse=True)
+    for t in by_length:
+        clf.probability(t)
+    assert [clf.probability(t) for t in texts[:20]] == fresh
+    widths = {len(clf.encoder.word_ids(t)).bit_length() for t in texts}
+    assert len(widths) >= 3  # the sample spans several padded widths
