@@ -49,6 +49,7 @@ def ratios(result: dict, default: str) -> dict:
         "tokenize_encode_over_split": ratio(floors["tokenize + encode (runtime)"]["p50_us"],
                                             floors["lower().split()"]["p50_us"]),
         "lookup_floor_over_split": ratio(floors[LOOKUP_FLOOR]["p50_us"], floors["lower().split()"]["p50_us"]),
+        "keras_over_lookup_floor": ratio(e2e[KERAS]["p50_us"], floors[LOOKUP_FLOOR]["p50_us"]),
     }
     for fmt in ("tflite", "onnx"):
         if f"{fmt}-int8" in sizes and f"{fmt}-float32" in sizes:
@@ -161,7 +162,7 @@ def markdown(result: dict) -> str:
         if isinstance(e, dict) and "goal" in e:
             lines.append(f"| {e['meaning']} | {e['value']:.3g} | {e['goal']} | {'yes' if e['met'] else '**no**'} |")
     for key in ("keras_predict_over_runtime_e2e", "tokenize_encode_over_split", "lookup_floor_over_split",
-                "tflite_int8_size_over_float32", "onnx_int8_size_over_float32"):
+                "keras_over_lookup_floor", "tflite_int8_size_over_float32", "onnx_int8_size_over_float32"):
         if key in r:
             lines.append(f"| {key.replace('_', ' ')} | {r[key]['value']:.3g} | | |")
     lines += ["", f"Recommended default artifact (fastest that keeps accuracy): `{result['recommended_default']}`", "",

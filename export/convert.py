@@ -48,7 +48,7 @@ ARTIFACTS = {
         ArtifactSpec("tflite-dynamic-int8-compat", "model_dynamic_int8_compat.tflite", TFLITE, "dynamic-int8",
                      "TFLite, int8 per-tensor weights (dynamic range) for tflite-runtime 2.14"),
         ArtifactSpec("tflite-int8", "model_int8.tflite", TFLITE, "int8",
-                     "TFLite, full integer: int8 weights, activations, input and output"),
+                     "TFLite, full integer: int8 weights, activations and output (the input stays int32 ids)"),
         # ONNX Runtime's ReduceSum adds a batch of rows in another order than a single row,
         # so the float forms run row by row to keep every answer independent of its batch.
         ArtifactSpec("onnx-float32", "model_float32.onnx", ONNX, "float32", "ONNX, float32", batch_invariant=False),

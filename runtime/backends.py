@@ -4,7 +4,7 @@ Engines: ``litert`` (ai-edge-litert), ``tflite-runtime`` and ``onnxruntime``. Ea
 imported only when chosen, so the runtime needs numpy plus whichever one is installed.
 
 A TFLite interpreter must not be used from two threads at once, so the TFLite backend
-keeps one interpreter per thread (created on a thread's first call); the ONNX Runtime
+keeps its interpreters per thread (created on a thread's first call); the ONNX Runtime
 session is thread-safe and shared.
 """
 
@@ -200,7 +200,7 @@ class TFLiteBackend(Backend):
         out = interp.get_output_details()[0]
         signature = tuple(inp.get("shape_signature", inp["shape"]))
         self.bag = np.dtype(inp["dtype"]) == np.int32 and signature[-1] == -1
-        self.input_size = _gather_rows(interp) if self.bag else int(inp["shape"][-1])
+        self.input_size = _gather_rows(interp, self._path) if self.bag else int(inp["shape"][-1])
         self._out_scale, self._out_zero = out["quantization"]
         self._out_quantized = np.dtype(out["dtype"]) != np.float32
 
@@ -261,13 +261,13 @@ class TFLiteBackend(Backend):
         return out
 
 
-def _gather_rows(interp) -> int:
+def _gather_rows(interp, path: str) -> int:
     """Rows of the table a bag model gathers its ids from: the vocabulary size it was built for."""
     tensors = {t["index"]: t for t in interp.get_tensor_details()}
     for op in interp._get_ops_details():
         if op["op_name"] == "GATHER":
             return int(tensors[op["inputs"][0]]["shape"][0])
-    raise EngineError("a word-id model without a GATHER op: not a model this runtime can run")
+    raise EngineError(f"{path}: a word-id model without a GATHER op, which this runtime cannot run")
 
 
 class OnnxBackend(Backend):
