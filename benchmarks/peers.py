@@ -2,8 +2,9 @@
 
 ``split_floor`` is the cheapest conceivable tokenization. ``TutorialPipeline`` is what a
 typical tutorial app does at serving time: ``lower().split()``, a fresh vocabulary-sized
-array (here of word ids, as the exported models take) and an interpreter call. Its features differ from training's, which the accuracy section
-shows; it is here as a speed peer and as the cautionary tale.
+array (here of word ids, as the exported models take) and an interpreter call. Its features
+differ from training's, which the accuracy section shows; it is here as a speed peer and as
+the cautionary tale.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from runtime.features import MultiHotEncoder, pad_bags
 TFLITE, ONNX = "tflite", "onnx"
 # ONNX metadata key for the vocabulary size a word-id model indexes (its table's rows).
 VOCAB_SIZE_KEY = "imdb_edge.vocab_size"
-MIN_WIDTH = 16
+MIN_WIDTH = 16  # the narrowest padded width a review's word ids are written into
 
 # engine name -> (artifact format, module to import, distribution for `pip install`)
 ENGINES = {
@@ -108,8 +108,8 @@ class Backend:
         raise NotImplementedError
 
     def run_ids(self, ids: np.ndarray) -> float:
-        """P(positive) for one review given by its distinct word ids (bag models)."""
-        return float(self.run_raw(pad_bags([ids]))[0])
+        """P(positive) for one review given by its distinct word ids (bag models): the hot path."""
+        raise NotImplementedError
 
     def run_bags(self, bags: Sequence[np.ndarray]) -> np.ndarray:
         """Probabilities for reviews given by their distinct word ids (bag models)."""
@@ -177,6 +177,13 @@ class _Slot:
         self.out_view = interp.tensor(self.out)
         self.filled = shape[-1]  # columns that may hold ids from an earlier review
 
+    def resize(self, shape: tuple[int, ...]) -> None:
+        """Reallocate the interpreter for another input shape (a rare, slow step)."""
+        self.interp.resize_tensor_input(self.inp, shape, strict=False)
+        self.interp.allocate_tensors()
+        self.shape = shape
+        self.filled = shape[-1]
+
 
 class TFLiteBackend(Backend):
     """A TFLite artifact on litert or tflite-runtime.
@@ -218,11 +225,9 @@ class TFLiteBackend(Backend):
         slots = self._local.__dict__.setdefault("slots", {})
         slot = slots.get(key)
         if slot is None:
-            interp = self._interpreter()
-            if tuple(interp.get_input_details()[0]["shape"]) != shape:
-                interp.resize_tensor_input(interp.get_input_details()[0]["index"], shape, strict=False)
-                interp.allocate_tensors()
-            slot = slots[key] = _Slot(interp, shape)
+            slot = slots[key] = _Slot(self._interpreter(), self._default_shape)
+        if slot.shape != shape:
+            slot.resize(shape)
         return slot
 
     def _probability(self, value) -> float:
@@ -248,11 +253,7 @@ class TFLiteBackend(Backend):
         return self._probability(slot.out_view()[0, 0])
 
     def run_raw(self, batch: np.ndarray) -> np.ndarray:
-        slot = self._slot("batch", self._default_shape)
-        if batch.shape != slot.shape:
-            slot.interp.resize_tensor_input(slot.inp, batch.shape, strict=False)
-            slot.interp.allocate_tensors()
-            slot.shape = batch.shape
+        slot = self._slot("batch", batch.shape)
         slot.interp.set_tensor(slot.inp, batch)
         slot.interp.invoke()
         out = slot.interp.get_tensor(slot.out).reshape(-1)

@@ -88,7 +88,8 @@ def test_gate_rejects_a_disagreeing_artifact_and_publishes_nothing(small_model, 
         model = keras.models.load_model(small_model / "model.keras")
         w = model.layers[-1].get_weights()
         model.layers[-1].set_weights([-w[0], w[1]])
-        return real_to_tflite(convert.frozen_function(convert.serving_function(model, "multi_hot", 2000)), precision, calibration)
+        serve = convert.serving_function(model, "multi_hot", 2000)
+        return real_to_tflite(convert.frozen_function(serve), precision, calibration)
 
     monkeypatch.setattr(convert, "to_tflite", corrupted)
     out = tmp_path / "bundle"

@@ -150,7 +150,7 @@ def test_artifact_swapped_from_another_model_is_refused(small_bundle, tmp_path):
 @pytest.mark.parametrize("artifact", ["tflite-float32", "onnx-float32"])
 def test_a_review_is_not_changed_by_the_reviews_before_it(small_bundle, corpus, artifact):
     """The hot path reuses one input buffer per padded width: ids left by a longer review
-    must never leak into a shorter one, and widths must not change an answer."""
+    must never leak into a shorter one in the same width."""
     texts = corpus.splits["test"].texts[:300]
     fresh = [runtime.load(small_bundle, artifact=artifact).probability(t) for t in texts[:20]]
     clf = runtime.load(small_bundle, artifact=artifact)
