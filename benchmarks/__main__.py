@@ -1,7 +1,8 @@
 """``python -m benchmarks --bundle BUNDLE --model-dir MODEL_DIR --out DIR [--quick]``.
 
-Writes benchmark.json, benchmark.md and PNG plots to DIR. Exit codes: 0 written; 2 bad
-input (bundle, model directory, data); 1 internal error.
+Writes benchmark.json, benchmark.md and PNG plots to DIR. exit status (as for every
+command, see runtime.exitcodes): 0 written; 4 the bundle, model directory or corpus is
+missing or unusable; 64 usage error; 1 internal error.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import platform
 import sys
 from pathlib import Path
 
+from runtime import exitcodes
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
+    p = exitcodes.parser("python -m benchmarks", __doc__)
     p.add_argument("--bundle", required=True, type=Path, help="bundle written by python -m export")
     p.add_argument("--model-dir", required=True, type=Path, help="the model directory the bundle was exported from")
     p.add_argument("--data", help="aclImdb .tar.gz or directory (default: $IMDB_DATA, else download)")
@@ -41,57 +44,53 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from benchmarks import measure, peers, report
-    from export.exporter import versions
+    from runtime.atomic import staging_dir
     from runtime.bundle import BundleError, open_bundle, sha256_file
-    from runtime.corpus import CorpusError
+    from runtime.features import MULTI_HOT
+    from runtime.reviews import CorpusError
     from train import data
-    from train.artifacts import staging_dir, write_json
+    from train.environment import library_versions
+    from train.model_dir import ModelDir, ModelDirError, write_json
 
     try:
         bundle = open_bundle(args.bundle)
         problems = bundle.verify_all()
         if problems:
-            raise BundleError(problems[0])
-        keras_file = args.model_dir / "model.keras"
-        if not keras_file.is_file():
-            raise BundleError(f"{keras_file}: missing")
-        if sha256_file(keras_file) != bundle.manifest["model"]["keras_sha256"]:
-            raise BundleError(f"{keras_file}: not the model {args.bundle} was exported from (sha256 differs)")
+            raise BundleError(problems[0].message)
+        model_dir = ModelDir(args.model_dir)
+        if model_dir.model_sha256() != bundle.manifest.model.get("keras_sha256"):
+            raise BundleError(f"{model_dir.model_file}: not the model {args.bundle} was exported from (sha256 differs)")
         test = data.load(args.data, splits=("test",)).splits["test"]
-    except (BundleError, CorpusError) as e:
+    except (BundleError, CorpusError, ModelDirError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return exitcodes.UNUSABLE
 
     s = measure.QUICK if args.quick else measure.FULL
-    rng = np.random.default_rng(args.seed)
-    order = rng.permutation(len(test))
-    acc_idx = np.sort(order[: s.accuracy_reviews]) if s.accuracy_reviews else np.arange(len(test))
-    lat_texts = [test.texts[i] for i in order[: s.latency_reviews]]
-    acc_texts = [test.texts[i] for i in acc_idx]
-    labels = np.asarray([test.labels[i] for i in acc_idx])
+    accuracy_split = test.sample(s.accuracy_reviews, args.seed)
+    acc_texts, labels = accuracy_split.texts, np.asarray(accuracy_split.labels)
+    lat_texts = test.sample(s.latency_reviews, args.seed + 1).texts
 
     clfs, skipped = measure.classifiers(bundle)
     if not clfs:
         print(f"error: no artifact of {args.bundle} can run on the installed engines: {skipped}", file=sys.stderr)
-        return 2
-    default_key = next((k for k in clfs if k.startswith(bundle.manifest["default_artifact"] + " @")), next(iter(clfs)))
-    keras_ref = measure.KerasReference(args.model_dir, clfs[default_key])
+        return exitcodes.UNUSABLE
+    default_key = next((k for k in clfs if k.startswith(bundle.manifest.default_artifact + " @")), next(iter(clfs)))
+    keras_ref = measure.KerasReference(model_dir)
     tutorial = None
-    if "tflite-float32" in bundle.artifacts and clfs[default_key].encoder.kind == "multi_hot":
-        tutorial = peers.TutorialPipeline(str(bundle.root / bundle.artifacts["tflite-float32"]["file"]),
-                                          clfs[default_key].encoder.vocab)
+    if "tflite-float32" in bundle.artifacts and model_dir.family == MULTI_HOT:
+        tutorial = peers.TutorialPipeline(str(bundle.path(bundle.artifacts["tflite-float32"].file)), model_dir.vocab)
 
     result: dict = {"meta": {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "mode": "quick" if args.quick else "full",
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform()},
         "python": platform.python_version(),
-        "versions": versions(),
+        "versions": library_versions(),
         "bundle": str(args.bundle),
         "manifest_sha256": sha256_file(bundle.root / "manifest.json"),
         "settings": s.__dict__,
     }, "skipped": skipped}
-    result["accuracy"] = measure.accuracy(clfs, keras_ref, tutorial, acc_texts, labels)
+    result["accuracy"] = measure.accuracy(clfs, keras_ref, tutorial, acc_texts, labels, bundle.manifest.threshold)
     result["latency_e2e"], result["floors"], result["latency_model"] = measure.latency(
         clfs, keras_ref, tutorial, lat_texts, s)
     result["throughput"] = measure.batch_throughput(clfs, keras_ref, lat_texts, s)
@@ -99,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         median_review = sorted(lat_texts, key=len)[len(lat_texts) // 2]
         review = stage / "review.txt"
         review.write_text(median_review, encoding="utf-8")
-        result["cold_start"] = measure.cold_start(bundle, args.model_dir, review, s.cold_runs)
+        result["cold_start"] = measure.cold_start(bundle, model_dir, review, s.cold_runs)
         result["recommended_default"] = report.recommend(result)
         result["ratios"] = report.ratios(result, default_key)
         write_json(stage / "benchmark.json", result)
@@ -113,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(e, dict) and "goal" in e:
             print(f"  {e['meaning']}: {e['value']:.3g} (goal {e['goal']}: {'met' if e['met'] else 'NOT met'})")
     print(f"  recommended default artifact: {result['recommended_default']}")
-    return 0
+    return exitcodes.OK
 
 
 if __name__ == "__main__":

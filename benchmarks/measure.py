@@ -16,11 +16,11 @@ from tqdm import tqdm
 import runtime
 from benchmarks import peers
 from benchmarks.stats import interleaved, summarize, throughput
-from runtime import text as tokenizer
+from runtime.text import tokenize
 from runtime.backends import EngineError, installed_engines
 from runtime.bundle import Bundle
 from runtime.classifier import Classifier
-from runtime.features import MULTI_HOT
+from train.model_dir import ModelDir
 
 ROOT = Path(__file__).resolve().parent.parent
 KERAS = "keras float32"
@@ -49,7 +49,7 @@ def classifiers(bundle: Bundle) -> tuple[dict[str, Classifier], dict[str, str]]:
     """One classifier per (artifact, installed engine); and why any could not load."""
     loaded, skipped = {}, {}
     for name, info in bundle.artifacts.items():
-        for engine in installed_engines(info["format"]):
+        for engine in installed_engines(info.format):
             key = f"{name} @ {engine}"
             try:
                 loaded[key] = runtime.load(bundle.root, artifact=name, backend=engine)
@@ -59,23 +59,22 @@ def classifiers(bundle: Bundle) -> tuple[dict[str, Classifier], dict[str, str]]:
 
 
 class KerasReference:
-    """The float Keras model with the project's encoder: the reference and the slow peer."""
+    """The float Keras model with the project's encoder (an instance of its own): the
+    reference and the slow peer."""
 
-    def __init__(self, model_dir: Path, clf: Classifier):
-        import keras
-
-        self.model = keras.models.load_model(model_dir / "model.keras")
-        self.encoder = clf.encoder
-        self.size_bytes = (model_dir / "model.keras").stat().st_size
+    def __init__(self, model_dir: ModelDir):
+        self.model = model_dir.load_model()
+        self.encoder = model_dir.encoder
+        self.size_bytes = model_dir.model_file.stat().st_size
 
     def probability(self, text: str) -> float:
-        return float(self.model(self.encoder.encode([text]), training=False).numpy()[0, 0])
+        return float(self.model(self.encoder.keras_inputs([text]), training=False).numpy()[0, 0])
 
     def probability_predict(self, text: str) -> float:
-        return float(self.model.predict(self.encoder.encode([text]), verbose=0)[0, 0])
+        return float(self.model.predict(self.encoder.keras_inputs([text]), verbose=0)[0, 0])
 
     def predict_proba(self, texts) -> np.ndarray:
-        return self.model(self.encoder.encode(texts), training=False).numpy().reshape(-1)
+        return self.model(self.encoder.keras_inputs(texts), training=False).numpy().reshape(-1)
 
 
 def _batched(run, texts: list[str], batch: int = 1000) -> np.ndarray:
@@ -83,20 +82,20 @@ def _batched(run, texts: list[str], batch: int = 1000) -> np.ndarray:
 
 
 def accuracy(clfs: dict[str, Classifier], keras_ref: KerasReference, tutorial: peers.TutorialPipeline | None,
-             texts: list[str], labels: np.ndarray) -> dict:
+             texts: list[str], labels: np.ndarray, threshold: float) -> dict:
     """Accuracy, ROC AUC and label agreement with the float model, for every candidate."""
     ref = _batched(keras_ref.predict_proba, texts)
     out = {}
 
     def row(probs: np.ndarray, size: int | None) -> dict:
-        pred = probs >= 0.5
+        pred = probs >= threshold
         return {"accuracy": float(np.mean(pred == (labels == 1))), "roc_auc": float(roc_auc_score(labels, probs)),
-                "agreement_with_float": float(np.mean(pred == (ref >= 0.5))),
+                "agreement_with_float": float(np.mean(pred == (ref >= threshold))),
                 "max_abs_diff_vs_float": float(np.abs(probs - ref).max()), "size_bytes": size, "reviews": len(texts)}
 
     out[KERAS] = row(ref, keras_ref.size_bytes)
     for key, clf in tqdm(clfs.items(), desc="accuracy", unit="candidate"):
-        out[key] = row(_batched(clf.predict_proba, texts), clf.bundle.artifacts[clf.artifact]["size_bytes"])
+        out[key] = row(_batched(clf.predict_proba, texts), clf.bundle.artifacts[clf.artifact].size_bytes)
     if tutorial is not None:
         out["tutorial pipeline (lower().split())"] = row(np.array([tutorial(t) for t in texts]), None)
     return out
@@ -109,10 +108,9 @@ def latency(clfs: dict[str, Classifier], keras_ref: KerasReference, tutorial: pe
     # every review before that candidate is timed, and favour it.
     encoder = next(iter(clfs.values())).bundle.encoder()
     e2e = {f"runtime {k}": c.probability for k, c in clfs.items()}
-    ids = encoder.word_ids if encoder.kind == MULTI_HOT else encoder.token_ids
     floors = {"lower().split()": peers.split_floor, LOOKUP_FLOOR: peers.LookupFloor(encoder.vocab),
-              "tokenize (runtime)": tokenizer.tokenize,
-              "tokenize + encode (runtime)": ids}
+              "tokenize (runtime)": tokenize,
+              "tokenize + encode (runtime)": encoder.model_input}
     if tutorial is not None:
         floors["tutorial pipeline"] = tutorial
     bar = tqdm(total=s.repeats * 2 + 1, desc="latency", unit="round")
@@ -121,14 +119,10 @@ def latency(clfs: dict[str, Classifier], keras_ref: KerasReference, tutorial: pe
     keras_samples = interleaved({KERAS: keras_ref.probability, KERAS_PREDICT: keras_ref.probability_predict},
                                 texts[: s.predict_reviews], 1, on_round=lambda: bar.update(1))
     # Model only: what each engine is given for one review (word ids, or a token id row).
-    if encoder.kind == MULTI_HOT:
-        inputs = [encoder.word_ids(t) for t in texts]
-        model_only = {f"runtime {k}": c.backend.run_ids for k, c in clfs.items()}
-    else:
-        inputs = [encoder.encode([t]) for t in texts]
-        model_only = {f"runtime {k}": c.predict_features for k, c in clfs.items()}
+    inputs = [encoder.model_input(t) for t in texts]
+    model_only = {f"runtime {k}": c.probability_of_input for k, c in clfs.items()}
     model_samples = interleaved(model_only, inputs, s.repeats, on_round=lambda: bar.update(1))
-    dense = [encoder.encode([t]) for t in texts[: s.predict_reviews]]
+    dense = [encoder.keras_inputs([t]) for t in texts[: s.predict_reviews]]
     model_samples[KERAS] = interleaved({KERAS: lambda x: keras_ref.model(x, training=False)}, dense, 1)[KERAS]
     bar.close()
     e2e_stats = {k: summarize(samples[k]) for k in e2e}
@@ -157,11 +151,11 @@ def _timed_process(args: list[str]) -> tuple[float, int, str]:
     return elapsed, peak, proc.stdout.strip()
 
 
-def cold_start(bundle: Bundle, model_dir: Path, review: Path, runs: int) -> dict:
+def cold_start(bundle: Bundle, model_dir: ModelDir, review: Path, runs: int) -> dict:
     """Whole-process time and peak memory: runtime.classify against a TensorFlow classify."""
     commands = {
         "runtime.classify": ["runtime.classify", "--model", str(bundle.root), str(review)],
-        "tensorflow classify": ["benchmarks.tf_classify", str(model_dir), str(review)],
+        "tensorflow classify": ["benchmarks.tf_classify", str(model_dir.path), str(review)],
     }
     results: dict[str, list[tuple[float, int, str]]] = {k: [] for k in commands}
     for _ in tqdm(range(runs), desc="cold start", unit="run"):

@@ -8,6 +8,7 @@ import numpy as np
 
 from benchmarks.measure import KERAS, KERAS_PREDICT, LOOKUP_FLOOR
 from benchmarks.stats import ratio
+from train.plotting import pyplot, save
 
 GOALS = {
     "runtime_e2e_over_split": ("runtime end-to-end p50 / lower().split() p50", "<=", 3.0),
@@ -17,7 +18,10 @@ GOALS = {
 }
 
 
-def recommend(result: dict, max_drop: float = 0.005, min_agreement: float = 0.99) -> str | None:
+MAX_ACCURACY_DROP = 0.005  # a recommended artifact keeps the float model's accuracy within this
+
+
+def recommend(result: dict, max_drop: float = MAX_ACCURACY_DROP, min_agreement: float = 0.99) -> str | None:
     """The fastest runtime candidate (end-to-end p50) that keeps the float model's accuracy."""
     acc = result["accuracy"]
     float_acc = acc[KERAS]["accuracy"]
@@ -64,25 +68,14 @@ def ratios(result: dict, default: str) -> dict:
     return out
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(fig, ax, path: Path, **legend) -> None:
     """Legend, layout, PNG, and the figure closed."""
     ax.legend(**legend)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _plt().close(fig)
+    save(fig, path)
 
 
 def plot_latency(result: dict, path: Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     rows = [(k, v, "tab:grey") for k, v in result["floors"].items()]
     rows += [(k, v, "tab:orange" if k.startswith("keras") else "tab:blue") for k, v in result["latency_e2e"].items()]
     rows.sort(key=lambda r: r[1]["p50_us"])
@@ -104,7 +97,7 @@ def plot_latency(result: dict, path: Path) -> None:
 
 def plot_accuracy_size(result: dict, path: Path) -> None:
     """One marker per artifact (legend, not labels: equal artifacts would overprint)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9.5, 5.5))
     markers = "osD^vP*Xh"
     seen = []
@@ -117,11 +110,12 @@ def plot_accuracy_size(result: dict, path: Path) -> None:
                    alpha=0.8, zorder=3, label=f"{artifact}: {a['accuracy'] * 100:.2f}%, {a['size_bytes'] / 1024:,.0f} KiB")
     float_acc = result["accuracy"][KERAS]["accuracy"] * 100
     ax.axhline(float_acc, color="tab:orange", linestyle="--", linewidth=1)
-    ax.axhspan(float_acc - 0.5, float_acc, color="tab:orange", alpha=0.08, label="within 0.5 points of float")
+    points = MAX_ACCURACY_DROP * 100
+    ax.axhspan(float_acc - points, float_acc, color="tab:orange", alpha=0.08, label=f"within {points:g} points of float")
     ax.set_xscale("log")
     ax.set_xlabel("model file size, KiB (log scale)")
     ax.set_ylabel("test accuracy, %")
-    ax.set_ylim(float_acc - 0.9, float_acc + 0.5)
+    ax.set_ylim(float_acc - 1.8 * points, float_acc + points)
     n = result["accuracy"][KERAS]["reviews"]
     ax.set_title(f"Accuracy against size ({n:,} test reviews)")
     ax.grid(alpha=0.3, which="both")
@@ -129,7 +123,7 @@ def plot_accuracy_size(result: dict, path: Path) -> None:
 
 
 def plot_throughput(result: dict, path: Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 5.5))
     for name, by_batch in result["throughput"].items():
         sizes = [int(b) for b in by_batch]

@@ -13,20 +13,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def main(argv: list[str]) -> int:
-    import json
+    from runtime.bundle import DEFAULT_THRESHOLD, LABELS
+    from train.model_dir import ModelDir
 
-    import keras
-
-    from runtime.features import make_encoder
-    from runtime.vocab import Vocabulary
-
-    model_dir, path = Path(argv[0]), argv[1]
-    model = keras.models.load_model(model_dir / "model.keras")
-    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    encoder = make_encoder(config["features"], Vocabulary.load(model_dir / "vocab.txt"))
+    model_dir, path = ModelDir(argv[0]), argv[1]
+    model = model_dir.load_model()
     text = Path(path).read_text(encoding="utf-8", errors="replace")
-    p = float(model(encoder.encode([text]), training=False).numpy()[0, 0])
-    print(f"{'positive' if p >= 0.5 else 'negative'}\t{p:.4f}\t{path}")
+    p = float(model(model_dir.encoder.keras_inputs([text]), training=False).numpy()[0, 0])
+    print(f"{LABELS[p >= DEFAULT_THRESHOLD]}\t{p:.4f}\t{path}")
     return 0
 
 

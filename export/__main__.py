@@ -1,7 +1,8 @@
 """``python -m export MODEL_DIR --out BUNDLE_DIR``: convert, quantize, validate, publish.
 
-Exit codes: 0 published; 2 bad input (model directory, data, arguments); 3 an artifact
-failed validation (nothing published); 1 internal error.
+exit status (as for every command, see runtime.exitcodes): 0 published; 3 some artifact
+failed validation (all failures are named; nothing published); 4 the model directory or
+the corpus is missing or unusable; 64 usage error; 1 internal error.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import os
 import sys
 from pathlib import Path
 
+from runtime import exitcodes
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from export.convert import ARTIFACTS
 
-    p = argparse.ArgumentParser(prog="python -m export", description=__doc__.split("\n")[0])
+    p = exitcodes.parser("python -m export", __doc__)
     p.add_argument("model_dir", type=Path, help="directory written by python -m train")
     p.add_argument("--out", required=True, type=Path, help="bundle directory to publish")
     p.add_argument("--data", help="aclImdb .tar.gz or directory (default: $IMDB_DATA, else download)")
@@ -30,10 +33,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from export.exporter import ModelDirError, export_bundle
+    from export.exporter import export_bundle
     from export.validate import ValidationError
-    from runtime.corpus import CorpusError
+    from runtime.reviews import CorpusError
     from train import data
+    from train.model_dir import ModelDirError
 
     try:
         corpus = data.load(args.data)
@@ -49,17 +53,20 @@ def main(argv: list[str] | None = None) -> int:
         )
     except (CorpusError, ModelDirError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return exitcodes.UNUSABLE
     except ValidationError as e:
         print(f"error: {e}; nothing was published to {args.out}", file=sys.stderr)
-        return 3
-    print(f"bundle {args.out}: {len(manifest['artifacts'])} artifacts validated "
-          f"(float test accuracy {manifest['model']['float_test_accuracy']:.4f}), default {manifest['default_artifact']}")
-    for name, a in manifest["artifacts"].items():
-        v = a["validation"]
-        print(f"  {name:27s} {a['size_bytes'] / 1024:8.1f} KiB  max|dp| {v['max_abs_diff']:.2e}  "
+        return exitcodes.CHECK_FAILED
+    except KeyboardInterrupt:
+        print(f"interrupted; nothing was published to {args.out}", file=sys.stderr)
+        return 130
+    print(f"bundle {args.out}: {len(manifest.artifacts)} artifacts validated "
+          f"(float test accuracy {manifest.model['float_test_accuracy']:.4f}), default {manifest.default_artifact}")
+    for name, a in manifest.artifacts.items():
+        v = a.validation
+        print(f"  {name:27s} {a.size_bytes / 1024:8.1f} KiB  max|dp| {v['max_abs_diff']:.2e}  "
               f"agreement {v['label_agreement']:.4f}  test accuracy {v['test_accuracy']:.4f}")
-    return 0
+    return exitcodes.OK
 
 
 if __name__ == "__main__":

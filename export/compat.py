@@ -4,22 +4,24 @@ bundle and reproduce its golden set. Each engine runs in a virtual environment o
 installed, and the results are written into the bundle's manifest.
 
 ``python -m export.compat BUNDLE [--engines SPEC ...]``; a SPEC is ENGINE[==VERSION].
-Exit codes: 0 matrix recorded; 2 bad input; 1 an environment could not be built.
+
+exit status (as for every command, see runtime.exitcodes): 0 matrix recorded; 4 the bundle
+is missing or unusable; 64 usage error; 1 an environment could not be built (pip failed).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import venv
 from pathlib import Path
 
+from runtime import exitcodes
 from runtime.backends import ENGINES
-from runtime.bundle import MANIFEST, BundleError, open_bundle
+from runtime.bundle import Bundle, BundleError, EngineRecord, version_key, open_bundle
+from train.data import cache_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 # The engines our users have: the current ones, and the oldest releases we still claim.
@@ -32,8 +34,7 @@ class CompatError(Exception):
 
 
 def env_dir(spec: str) -> Path:
-    base = Path(os.environ.get("IMDB_CACHE") or Path.home() / ".cache" / "imdb-edge")
-    return base / "compat-envs" / spec.replace("==", "-")
+    return cache_dir() / "compat-envs" / spec.replace("==", "-")
 
 
 def prepare(spec: str) -> Path:
@@ -65,80 +66,57 @@ def check(py: Path, bundle: Path, engine: str) -> list[dict]:
         return json.loads(out.read_text())
 
 
-def record(manifest: dict, results: list[dict]) -> None:
-    """Upsert (engine, version) records per artifact, and the smallest versions known to work."""
+def record(bundle: Bundle, results: list[dict]) -> None:
+    """Record each (engine, version) parity result on its artifact (load failures and golden checks)."""
     for r in results:
-        if r["kind"] not in ("load", "golden") or r["artifact"] not in manifest["artifacts"]:
+        if r["kind"] not in ("load", "golden") or r["artifact"] not in bundle.artifacts:
             continue
-        art = manifest["artifacts"][r["artifact"]]
         loads = r["kind"] == "golden"
-        entry = {"engine": r["engine"], "version": r["version"], "loads": loads,
-                 "matches_golden": bool(r["passed"]) if loads else None, "checked_by": "compat"}
-        if not loads:
-            entry["error"] = r["message"]
-        art["engines"] = [e for e in art["engines"] if (e["engine"], e["version"]) != (r["engine"], r["version"])]
-        art["engines"].append(entry)
-    for art in manifest["artifacts"].values():
-        art["engines"].sort(key=lambda e: (e["engine"], _version_key(e["version"])))
-        art["min_versions"] = min_versions(art["engines"])
+        bundle.artifacts[r["artifact"]].record(EngineRecord(
+            r["engine"], r["version"], loads, bool(r["passed"]) if loads else None, "compat",
+            None if loads else r["message"]))
 
 
-def min_versions(engines: list[dict]) -> dict[str, str]:
-    """Per engine, the smallest version recorded as loading the artifact and matching its golden set."""
-    good: dict[str, str] = {}
-    for e in sorted(engines, key=lambda e: (e["engine"], _version_key(e["version"]))):
-        if e["loads"] and e["matches_golden"]:
-            good.setdefault(e["engine"], e["version"])
-    return good
-
-
-def _version_key(version: str | None) -> tuple:
-    return tuple(int(p) if p.isdigit() else 0 for p in (version or "0").split("."))
-
-
-def run(bundle_path: Path, specs: list[str]) -> dict:
+def run(bundle_path: Path, specs: list[str]) -> Bundle:
     bundle = open_bundle(bundle_path)
-    manifest = bundle.manifest
     for spec in specs:
         py = prepare(spec)
-        record(manifest, check(py, bundle_path, spec.split("==")[0]))
-    tmp = bundle_path / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, bundle_path / MANIFEST)
-    return manifest
+        record(bundle, check(py, bundle_path, spec.split("==")[0]))
+    bundle.write_manifest()
+    return bundle
 
 
-def matrix(manifest: dict) -> str:
+def matrix(bundle: Bundle) -> str:
     """A Markdown table: artifact x engine version -> loads and matches golden."""
-    columns = sorted({(e["engine"], e["version"]) for a in manifest["artifacts"].values() for e in a["engines"]},
-                     key=lambda c: (c[0], _version_key(c[1])))
+    columns = sorted({(e.engine, e.version) for a in bundle.artifacts.values() for e in a.engines},
+                     key=lambda c: (c[0], version_key(c[1])))
     head = "| artifact | " + " | ".join(f"{e} {v}" for e, v in columns) + " |"
     lines = [head, "|---" * (len(columns) + 1) + "|"]
-    for name, art in manifest["artifacts"].items():
+    for name, art in bundle.artifacts.items():
         cells = []
         for col in columns:
-            rec = next((e for e in art["engines"] if (e["engine"], e["version"]) == col), None)
-            cells.append("" if rec is None else ("yes" if rec["loads"] and rec["matches_golden"]
-                                                 else "loads, **golden differs**" if rec["loads"] else "**no**"))
+            rec = next((e for e in art.engines if (e.engine, e.version) == col), None)
+            cells.append("" if rec is None else ("yes" if rec.loads and rec.matches_golden
+                                                 else "loads, **golden differs**" if rec.loads else "**no**"))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m export.compat", description=__doc__.split("\n\n")[0])
+    p = exitcodes.parser("python -m export.compat", __doc__)
     p.add_argument("bundle", type=Path)
     p.add_argument("--engines", nargs="+", default=DEFAULT_SPECS, metavar="SPEC")
     args = p.parse_args(argv)
     try:
-        manifest = run(args.bundle, args.engines)
+        bundle = run(args.bundle, args.engines)
     except BundleError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return exitcodes.UNUSABLE
     except CompatError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(matrix(manifest))
-    return 0
+        return exitcodes.INTERNAL
+    print(matrix(bundle))
+    return exitcodes.OK
 
 
 if __name__ == "__main__":

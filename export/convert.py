@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.backends import ONNX, TFLITE, VOCAB_SIZE_KEY
-from runtime.features import MULTI_HOT
+from runtime.backends import ONNX, TFLITE, VOCAB_SIZE_KEY, WORD_TABLE
+from runtime.features import MULTI_HOT, SEQUENCE
 from runtime.vocab import RESERVED
 
 ONNX_OPSET = 17
@@ -69,8 +69,8 @@ ARTIFACTS = {
 # large enough to quantize, so it would be the same file as the dynamic int8 one, which
 # tflite-runtime 2.14 loads.
 FAMILY_ARTIFACTS = {
-    "multi_hot": [n for n in ARTIFACTS if n != "tflite-dynamic-int8-compat"],
-    "sequence": ["tflite-float32", "tflite-float16", "tflite-dynamic-int8", "tflite-dynamic-int8-compat",
+    MULTI_HOT: [n for n in ARTIFACTS if n != "tflite-dynamic-int8-compat"],
+    SEQUENCE: ["tflite-float32", "tflite-float16", "tflite-dynamic-int8", "tflite-dynamic-int8-compat",
                  "onnx-float32", "onnx-dynamic-int8"],
 }
 
@@ -81,12 +81,12 @@ def serving_function(model, family: str, input_size: int, batch: int | None = No
     Sequence models take a ``(batch, input_size)`` int32 row of token ids, and their TFLite
     form a fixed batch of 1 (the LSTM's tensor lists need static shapes to lower to builtin
     ops). Multi-hot models take their word ids instead of the multi-hot row (see
-    ``bag_function``).
+    ``word_id_function``).
     """
     import tensorflow as tf
 
     if family == MULTI_HOT:
-        return bag_function(model, batch)
+        return word_id_function(model, batch)
 
     @tf.function(input_signature=[tf.TensorSpec([batch, input_size], tf.int32, name="features")])
     def serve(features):
@@ -95,13 +95,14 @@ def serving_function(model, family: str, input_size: int, batch: int | None = No
     return serve
 
 
-def bag_function(model, batch: int | None = None):
+def word_id_function(model, batch: int | None = None):
     """A multi-hot model over the ids of its ones: ``(batch, n)`` int32, padded with id 0.
 
     ``multi_hot @ W`` is the sum of the rows of ``W`` at the ids that are set, so the first
     Dense layer becomes a gather and a sum: the same function, with work proportional to the
     review's distinct words instead of the vocabulary. Rows of the reserved ids (never set in
-    multi-hot) are zeroed, which makes id 0 a neutral padding.
+    multi-hot) are zeroed, which makes id 0 a neutral padding. The table is named
+    ``WORD_TABLE``: its rows are how a TFLite artifact records the vocabulary size it indexes.
     """
     import keras
     import tensorflow as tf
@@ -117,7 +118,7 @@ def bag_function(model, batch: int | None = None):
     @tf.function(input_signature=[tf.TensorSpec([batch, None], tf.int32, name="ids")])
     def serve(ids):
         # Constants made inside the function: captured ones would become extra graph inputs.
-        table = tf.constant(kernel)
+        table = tf.constant(kernel, name=WORD_TABLE)
         h = first.activation(tf.reduce_sum(tf.gather(table, ids), axis=1) + tf.constant(bias))
         for layer in rest:
             h = layer(h, training=False)

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from runtime.bundle import LABELS
+
 PER_KIND = 8
 
 
-def choose(texts: list[str], ids: list[str], labels: np.ndarray, probs: np.ndarray, seed: int = 0) -> list[dict]:
+def choose(texts: list[str], ids: list[str], labels: np.ndarray, probs: np.ndarray, threshold: float,
+           seed: int = 0) -> list[dict]:
     """Up to ``5 * PER_KIND`` distinct reviews, each with its float probability."""
     lengths = np.array([len(t) for t in texts])
-    margin = np.abs(probs - 0.5)
+    margin = np.abs(probs - threshold)
     picks = {
         "short": np.argsort(lengths, kind="stable")[:PER_KIND],
         "long": np.argsort(-lengths, kind="stable")[:PER_KIND],
@@ -31,7 +34,7 @@ def choose(texts: list[str], ids: list[str], labels: np.ndarray, probs: np.ndarr
         {
             "id": ids[i],
             "kind": kind,
-            "label": "positive" if labels[i] else "negative",
+            "label": LABELS[int(labels[i])],
             "text": texts[i],
             "float_probability": float(probs[i]),
             "probabilities": {},

@@ -1,4 +1,4 @@
-"""Inference engines behind one small interface: features in, probabilities out.
+"""Inference engines behind one small interface: model inputs in, probabilities out.
 
 Engines: ``litert`` (ai-edge-litert), ``tflite-runtime`` and ``onnxruntime``. Each is
 imported only when chosen, so the runtime needs numpy plus whichever one is installed.
@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.features import MultiHotEncoder, pad_bags
-
 TFLITE, ONNX = "tflite", "onnx"
-# ONNX metadata key for the vocabulary size a word-id model indexes (its table's rows).
+# How every artifact records the vocabulary size its word ids index, set at export: an
+# ONNX metadata entry, and in TFLite the name of the word table's tensor (its rows).
 VOCAB_SIZE_KEY = "imdb_edge.vocab_size"
+WORD_TABLE = "word_table"
 MIN_WIDTH = 16  # the narrowest padded width a review's word ids are written into
 
 # engine name -> (artifact format, module to import, distribution for `pip install`)
@@ -81,14 +81,13 @@ def choose_engine(fmt: str, requested: str = "auto") -> str:
 
 
 class Backend:
-    """One loaded artifact: model inputs in, probabilities out.
+    """One loaded artifact: model inputs in, probabilities out. It knows nothing of text.
 
-    Two kinds of model input:
+    Two kinds of model input (``word_ids`` says which):
 
-    * word ids (``bag``, the multi-hot family): an int32 ``(n, width)`` batch holding each
-      review's distinct word ids, padded with 0. ``run_ids`` is the hot path for one review;
-      ``run`` also takes multi-hot rows and converts them.
-    * token id sequences (the sequence family): the encoder's int32 ``(n, length)`` rows.
+    * word ids (multi-hot models): an int32 ``(n, width)`` batch holding each review's
+      distinct word ids, padded with 0; ``vocab_size`` is the number of rows they index.
+    * token id rows (sequence models): int32 ``(n, length)``.
 
     ``batch_invariant = False`` (from the manifest) runs an artifact one row at a time: one
     whose quantization depends on the whole batch (ONNX Runtime's dynamic quantization picks
@@ -100,31 +99,22 @@ class Backend:
 
     engine: str
     version: str | None
-    bag: bool
-    input_size: int  # multi-hot columns (the vocabulary the ids index), or the sequence length
+    word_ids: bool
+    vocab_size: int | None  # rows the word ids index (word-id models)
+    length: int | None  # the fixed row length (sequence models)
 
-    def run_raw(self, batch: np.ndarray) -> np.ndarray:
-        """Probabilities for a batch in the model's input layout."""
+    def run_one(self, row: np.ndarray) -> float:
+        """P(positive) for one review's model input (1-D int32): the hot path."""
         raise NotImplementedError
 
-    def run_ids(self, ids: np.ndarray) -> float:
-        """P(positive) for one review given by its distinct word ids (bag models): the hot path."""
+    def _run(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def run_bags(self, bags: Sequence[np.ndarray]) -> np.ndarray:
-        """Probabilities for reviews given by their distinct word ids (bag models)."""
-        return self._run_batch(pad_bags(bags))
-
-    def run(self, features: np.ndarray) -> np.ndarray:
-        """Probabilities for encoder output: multi-hot rows (bag models) or token id rows."""
-        if self.bag:
-            return self.run_bags(MultiHotEncoder.bags(features))
-        return self._run_batch(np.asarray(features, dtype=np.int32))
-
-    def _run_batch(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """P(positive) for an int32 batch of model inputs, as float32 ``(n,)``."""
         if self.batch_invariant or len(batch) <= 1:
-            return self.run_raw(batch)
-        return np.concatenate([self.run_raw(batch[i : i + 1]) for i in range(len(batch))])
+            return self._run(batch)
+        return np.concatenate([self._run(batch[i : i + 1]) for i in range(len(batch))])
 
 
 def _bucket(n: int) -> int:
@@ -188,7 +178,7 @@ class _Slot:
 class TFLiteBackend(Backend):
     """A TFLite artifact on litert or tflite-runtime.
 
-    Interpreters are per thread. A bag model gets one interpreter per padded width (a power of
+    Interpreters are per thread. A word-id model gets one interpreter per padded width (a power of
     two), each allocated once, so that a review never pays for a resize; batches share one
     that is resized when their shape changes.
     """
@@ -206,8 +196,9 @@ class TFLiteBackend(Backend):
         self._local.slots = {"batch": _Slot(interp, self._default_shape)}
         out = interp.get_output_details()[0]
         signature = tuple(inp.get("shape_signature", inp["shape"]))
-        self.bag = np.dtype(inp["dtype"]) == np.int32 and signature[-1] == -1
-        self.input_size = _gather_rows(interp, self._path) if self.bag else int(inp["shape"][-1])
+        self.word_ids = np.dtype(inp["dtype"]) == np.int32 and signature[-1] == -1
+        self.vocab_size = _table_rows(interp, self._path) if self.word_ids else None
+        self.length = None if self.word_ids else int(inp["shape"][-1])
         self._out_scale, self._out_zero = out["quantization"]
         self._out_quantized = np.dtype(out["dtype"]) != np.float32
 
@@ -235,24 +226,25 @@ class TFLiteBackend(Backend):
             return (float(value) - self._out_zero) * self._out_scale
         return float(value)
 
-    def run_ids(self, ids: np.ndarray) -> float:
-        """The hot path: the ids go straight into the input tensor of an interpreter allocated
-        for this width; only the columns the last review used are cleared.
+    def run_one(self, row: np.ndarray) -> float:
+        """The hot path: the row goes straight into the input tensor of an interpreter
+        allocated for its width (word ids: a power of two); only the columns the last review
+        used beyond this one's are cleared.
 
         Views from ``tensor()`` are taken and dropped within one statement, as the
         interpreter refuses to run while a view of its memory is alive.
         """
-        n = len(ids)
-        width = _bucket(n)
+        n = len(row)
+        width = _bucket(n) if self.word_ids else n
         slot = self._slot(width, (1, width))
-        slot.in_view()[0, :n] = ids
+        slot.in_view()[0, :n] = row
         if slot.filled > n:
             slot.in_view()[0, n : slot.filled] = 0
         slot.filled = n
         slot.interp.invoke()
         return self._probability(slot.out_view()[0, 0])
 
-    def run_raw(self, batch: np.ndarray) -> np.ndarray:
+    def _run(self, batch: np.ndarray) -> np.ndarray:
         slot = self._slot("batch", batch.shape)
         slot.interp.set_tensor(slot.inp, batch)
         slot.interp.invoke()
@@ -262,13 +254,13 @@ class TFLiteBackend(Backend):
         return out
 
 
-def _gather_rows(interp, path: str) -> int:
-    """Rows of the table a bag model gathers its ids from: the vocabulary size it was built for."""
-    tensors = {t["index"]: t for t in interp.get_tensor_details()}
-    for op in interp._get_ops_details():
-        if op["op_name"] == "GATHER":
-            return int(tensors[op["inputs"][0]]["shape"][0])
-    raise EngineError(f"{path}: a word-id model without a GATHER op, which this runtime cannot run")
+def _table_rows(interp, path: str) -> int:
+    """Rows of the tensor export named ``WORD_TABLE``: the vocabulary size a word-id model indexes."""
+    for tensor in interp.get_tensor_details():
+        if tensor["name"] == WORD_TABLE:
+            return int(tensor["shape"][0])
+    raise EngineError(f"{path}: a word-id model without a {WORD_TABLE!r} tensor (exported by an older "
+                      f"version of this project?); export it again")
 
 
 class OnnxBackend(Backend):
@@ -289,21 +281,20 @@ class OnnxBackend(Backend):
             raise EngineError(f"onnxruntime {self.version} cannot load {path}: {e}") from e
         inp = self._session.get_inputs()[0]
         self._input = inp.name
-        self.bag = inp.type == "tensor(int32)" and not isinstance(inp.shape[-1], int)
-        if self.bag:
-            size = self._session.get_modelmeta().custom_metadata_map.get(VOCAB_SIZE_KEY)
-            if size is None:
-                raise EngineError(f"{path}: a word-id model that does not record {VOCAB_SIZE_KEY!r}")
-            self.input_size = int(size)
-        else:
-            self.input_size = int(inp.shape[-1])
+        self.word_ids = inp.type == "tensor(int32)" and not isinstance(inp.shape[-1], int)
+        size = self._session.get_modelmeta().custom_metadata_map.get(VOCAB_SIZE_KEY)
+        if size is None or not size.isdigit():
+            raise EngineError(f"{path}: the model does not record {VOCAB_SIZE_KEY!r} (exported by an older "
+                              f"version of this project?); export it again")
+        self.vocab_size = int(size)
+        self.length = None if self.word_ids else int(inp.shape[-1])
         self._empty = np.zeros((1, 1), dtype=np.int32)
 
-    def run_ids(self, ids: np.ndarray) -> float:
-        batch = ids.reshape(1, -1) if len(ids) else self._empty
+    def run_one(self, row: np.ndarray) -> float:
+        batch = row.reshape(1, -1) if len(row) else self._empty
         return float(self._session.run(None, {self._input: batch})[0][0, 0])
 
-    def run_raw(self, batch: np.ndarray) -> np.ndarray:
+    def _run(self, batch: np.ndarray) -> np.ndarray:
         return self._session.run(None, {self._input: batch})[0].reshape(-1)
 
 

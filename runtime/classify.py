@@ -5,11 +5,13 @@ JSON object per line). Files are read as text (UTF-8 unless --encoding says othe
 invalid bytes are replaced, with a warning). Many files are classified in batches; a file
 larger than 4 MiB is streamed, so memory stays bounded whatever its size.
 
-exit status:
-  0  every input was classified
-  2  some input could not be classified (missing, unreadable, empty or binary);
-     the others are still printed
-  1  the bundle or the engine failed (missing, corrupt or tampered bundle, no engine)
+exit status (as for every command, see runtime.exitcodes):
+  0   every input was classified
+  2   some input could not be classified (missing, unreadable, empty or binary);
+      the others are still printed
+  4   the bundle or the engine cannot be used (missing, corrupt or tampered bundle,
+      no engine); nothing was classified
+  64  usage error
 """
 
 from __future__ import annotations
@@ -24,11 +26,11 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 
+from runtime import exitcodes
 from runtime.backends import ENGINES, EngineError
 from runtime.bundle import BundleError
-from runtime.classifier import Classifier, load
+from runtime.classifier import Classifier, Prediction, load
 
-EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
 STREAM_ABOVE = 4 << 20
 BLOCK = 1 << 20
 BATCH = 256
@@ -42,18 +44,12 @@ class InputError(Exception):
 @dataclass
 class Result:
     name: str
-    probability: float
-    known_words: int
+    prediction: Prediction
     warnings: list[str]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m runtime.classify",
-        description=__doc__.split("\n\n")[0],
-        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = exitcodes.parser("python -m runtime.classify", __doc__)
     p.add_argument("files", nargs="+", metavar="FILE", help="review text files; - reads standard input")
     p.add_argument("--model", metavar="BUNDLE", help="bundle directory (default: the bundle shipped with the package)")
     p.add_argument("--artifact", help="artifact of the bundle to run (default: the manifest's default)")
@@ -63,7 +59,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", action="store_true", help="one JSON object per input instead of text lines")
     args = p.parse_args(argv)
     try:
-        codecs.lookup(args.encoding)
+        if not codecs.lookup(args.encoding)._is_text_encoding:
+            p.error(f"{args.encoding!r} is not a text encoding")
     except LookupError:
         p.error(f"unknown encoding {args.encoding!r}")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
@@ -130,10 +127,10 @@ def _read(name: str, encoding: str, clf: Classifier) -> _Text | Result:
             raise InputError("binary file (contains NUL bytes), not text")
         decoder = _Decoder(encoding)
         if size is not None and size > STREAM_ABOVE:
-            probability, known = clf.predict_stream(_pieces(f, first, decoder))
-            if known == 0 and not first.strip():
+            prediction = clf.predict_stream(_pieces(f, first, decoder))
+            if prediction.known_words == 0 and not first.strip():
                 raise InputError("empty or whitespace-only")
-            return Result(name, probability, known, _warnings(decoder.replaced, known, encoding))
+            return Result(name, prediction, _warnings(decoder.replaced, prediction.known_words, encoding))
         text = decoder.decode(first + f.read(), final=True)
     except OSError as e:
         raise InputError(e.strerror or str(e)) from None
@@ -161,11 +158,8 @@ def classify_files(clf: Classifier, names: list[str], encoding: str, emit, fail)
     def flush() -> None:
         if not pending:
             return
-        features = clf.encoder.encode([t.text for t in pending])
-        probs = clf.predict_features(features)
-        known = clf.encoder.known_words(features)
-        for t, p, k in zip(pending, probs, known):
-            emit(Result(t.name, float(p), int(k), _warnings(t.replaced, int(k), encoding)))
+        for t, prediction in zip(pending, clf.predict_batch([t.text for t in pending])):
+            emit(Result(t.name, prediction, _warnings(t.replaced, prediction.known_words, encoding)))
         pending.clear()
 
     for name in names:
@@ -191,20 +185,20 @@ def main(argv: list[str] | None = None) -> int:
         clf = load(args.model, args.artifact, args.backend, args.threshold)
     except (BundleError, EngineError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return EXIT_INTERNAL
+        return exitcodes.UNUSABLE
     failed = False
-    model = clf.bundle.manifest.get("recipe", str(clf.bundle.root))
+    model = clf.bundle.manifest.recipe or str(clf.bundle.root)
 
     def emit(r: Result) -> None:
-        label = clf.label(r.probability)
+        p = r.prediction
         for w in r.warnings:
             print(f"warning: {r.name}: {w}", file=sys.stderr)
         if args.json:
-            print(json.dumps({"file": r.name, "label": label, "probability": round(r.probability, 6),
-                              "known_words": r.known_words, "model": model, "artifact": clf.artifact,
+            print(json.dumps({"file": r.name, "label": p.label, "probability": round(p.probability, 6),
+                              "known_words": p.known_words, "model": model, "artifact": clf.artifact,
                               "engine": clf.engine, "warnings": r.warnings}, ensure_ascii=False))
         else:
-            print(f"{label}\t{r.probability:.4f}\t{r.name}")
+            print(f"{p.label}\t{p.probability:.4f}\t{r.name}")
 
     def fail(name: str, cause: str) -> None:
         nonlocal failed
@@ -215,10 +209,10 @@ def main(argv: list[str] | None = None) -> int:
         classify_files(clf, args.files, args.encoding, emit, fail)
     except (BundleError, EngineError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return EXIT_INTERNAL
+        return exitcodes.UNUSABLE
     except BrokenPipeError:
-        return EXIT_OK
-    return EXIT_INPUT if failed else EXIT_OK
+        return exitcodes.OK
+    return exitcodes.INPUT if failed else exitcodes.OK
 
 
 if __name__ == "__main__":

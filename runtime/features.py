@@ -1,4 +1,11 @@
-"""Feature encoders: text -> token ids -> the model's input array (numpy only).
+"""Feature encoders: text -> token ids -> what a model takes (numpy only).
+
+One encoder per feature family, shared by training and serving:
+
+* ``multi_hot``: a review's distinct word ids. The exported models take them as they are
+  (``model_input``); Keras trains on the equivalent dense multi-hot rows (``keras_inputs``).
+* ``sequence``: ``<start>`` and every token's id, truncated and padded at the front to a
+  fixed length, for Embedding + LSTM models (Keras and the exported models alike).
 
 Encoders memoize ``chunk -> token ids`` (see ``runtime.text``): a chunk's ids depend on
 that chunk alone, so the memo is exact, and a review costs little more than
@@ -19,6 +26,7 @@ from runtime.vocab import PAD_ID, START_ID, UNK_ID, Vocabulary
 
 MULTI_HOT = "multi_hot"
 SEQUENCE = "sequence"
+FAMILIES = (MULTI_HOT, SEQUENCE)
 
 
 class _ChunkMemo(dict):
@@ -36,24 +44,43 @@ class _ChunkMemo(dict):
         return ids
 
 
+def known_words(inputs: np.ndarray) -> np.ndarray:
+    """How many vocabulary words each model input holds (not padding, start or unknown).
+
+    Works for both families: word ids are never reserved ids, and padding is id 0.
+    """
+    return np.count_nonzero(np.asarray(inputs) > UNK_ID, axis=-1)
+
+
+def pad_word_ids(rows: Sequence[np.ndarray]) -> np.ndarray:
+    """Reviews' word ids as one int32 batch, padded with 0 to the longest (at least one column).
+
+    Id 0 is ``<pad>``, never a word, and the exported models give it a zero row.
+    """
+    batch = np.zeros((len(rows), max(1, max(map(len, rows), default=0))), dtype=np.int32)
+    for row, ids in zip(batch, rows):
+        row[: len(ids)] = ids
+    return batch
+
+
 class MultiHotEncoder:
-    """Multi-hot bag of words: column i is 1.0 when token id i occurs in the review.
+    """Multi-hot bag of words over a vocabulary; a review is the set of its word ids.
 
     The tokenizer never produces a reserved token (``<`` and ``>`` are tokens of their
-    own), so reserved columns stay 0 and a review with no known word is all zeros.
+    own), so reserved ids are never set and a review with no known word has no ids.
     """
 
-    kind = MULTI_HOT
+    family = MULTI_HOT
 
     def __init__(self, vocab: Vocabulary, memo_size: int = 400_000):
         self.vocab = vocab
-        self.size = len(vocab)
+        self.vocab_size = len(vocab)
         self._memo = _ChunkMemo(self._chunk_ids, memo_size)
         self._lookup = self._memo.__getitem__
 
     def spec(self) -> dict:
-        """What a manifest records about the features."""
-        return {"kind": self.kind, "size": self.size}
+        """What a model directory and a manifest record about the features."""
+        return {"family": self.family, "vocab_size": self.vocab_size}
 
     def _chunk_ids(self, chunk: str) -> tuple[int, ...]:
         tokens = _text.chunk_tokens(chunk)
@@ -63,41 +90,39 @@ class MultiHotEncoder:
             return () if i is None else (i,)
         return tuple(i for i in map(get, tokens) if i is not None)
 
-    def word_ids(self, text: str) -> np.ndarray:
-        """The distinct ids of the known words of ``text``, int32, ascending.
+    def _id_set(self, text: str) -> set[int]:
+        return set(chain.from_iterable(map(self._lookup, set(_text.chunks(text)))))
 
-        These are the multi-hot row's ones, and what the exported models take (see
-        ``bags``). Each distinct chunk is looked up once. Ascending order makes the models'
-        float sums, and so every probability, independent of how a review reached them.
-        """
-        ids = set(chain.from_iterable(map(self._lookup, set(_text.chunks(text)))))
+    @staticmethod
+    def _sorted(ids: set[int]) -> np.ndarray:
         array = np.fromiter(ids, dtype=np.int32, count=len(ids))
         array.sort()
         return array
 
-    @staticmethod
-    def bags(features: np.ndarray) -> list[np.ndarray]:
-        """The ids of each multi-hot row's ones, ascending: what ``word_ids`` gives for its review."""
-        rows, cols = np.nonzero(features)
-        return np.split(cols.astype(np.int32), np.searchsorted(rows, np.arange(1, len(features))))
+    def model_input(self, text: str) -> np.ndarray:
+        """The distinct word ids of ``text``, int32, ascending: what the exported models take.
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """A ``(len(texts), size)`` float32 batch."""
-        batch = np.zeros((len(texts), self.size), dtype=np.float32)
-        for row, text in zip(batch, texts):
-            row[self.word_ids(text)] = 1.0
-        return batch
+        Each distinct chunk is looked up once. Ascending order makes the models' float
+        sums, and so every probability, independent of how a review reached them.
+        """
+        return self._sorted(self._id_set(text))
 
-    @staticmethod
-    def known_words(features: np.ndarray) -> np.ndarray:
-        """Per row, how many distinct vocabulary words the batch holds."""
-        return np.count_nonzero(features, axis=1)
+    def model_inputs(self, texts: Sequence[str]) -> np.ndarray:
+        """A batch of reviews' word ids, padded with 0 (see ``pad_word_ids``)."""
+        return pad_word_ids([self.model_input(t) for t in texts])
 
-    def encode_stream(self, pieces: Iterable[str]) -> np.ndarray:
-        """A ``(1, size)`` batch for one text given in pieces (bounded memory)."""
-        batch = np.zeros((1, self.size), dtype=np.float32)
+    def model_input_stream(self, pieces: Iterable[str]) -> np.ndarray:
+        """``model_input`` of one text given in pieces (memory bounded by the vocabulary)."""
+        ids: set[int] = set()
         for segment in _text.whole_chunks(pieces):
-            batch[0, self.word_ids(segment)] = 1.0
+            ids |= self._id_set(segment)
+        return self._sorted(ids)
+
+    def keras_inputs(self, texts: Sequence[str]) -> np.ndarray:
+        """The dense ``(len(texts), vocab_size)`` float32 multi-hot rows Keras trains on."""
+        batch = np.zeros((len(texts), self.vocab_size), dtype=np.float32)
+        for row, text in zip(batch, texts):
+            row[self.model_input(text)] = 1.0
         return batch
 
 
@@ -109,18 +134,19 @@ class SequenceEncoder:
     is padded at the front with ``<pad>`` = 0, as Keras's ``pad_sequences`` does by default.
     """
 
-    kind = SEQUENCE
+    family = SEQUENCE
 
     def __init__(self, vocab: Vocabulary, length: int, memo_size: int = 400_000):
         if length < 1:
             raise ValueError(f"sequence length must be positive, got {length}")
         self.vocab = vocab
-        self.length = self.size = length
+        self.vocab_size = len(vocab)
+        self.length = length
         self._memo = _ChunkMemo(self._chunk_ids, memo_size)
         self._lookup = self._memo.__getitem__
 
     def spec(self) -> dict:
-        return {"kind": self.kind, "size": self.length, "length": self.length, "vocab_size": len(self.vocab),
+        return {"family": self.family, "vocab_size": self.vocab_size, "length": self.length,
                 "padding": "pre", "truncating": "pre",
                 "ids": {"padding": PAD_ID, "start": START_ID, "unknown": UNK_ID}}
 
@@ -134,57 +160,43 @@ class SequenceEncoder:
         ids.extend(chain.from_iterable(map(self._lookup, _text.chunks(text))))
         return ids
 
-    def _row(self, ids: Sequence[int], row: np.ndarray) -> None:
+    def _row(self, ids: Sequence[int]) -> np.ndarray:
+        row = np.zeros(self.length, dtype=np.int32)
         kept = ids[-self.length :]
         row[self.length - len(kept) :] = kept
+        return row
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
+    def model_input(self, text: str) -> np.ndarray:
+        """One review's ``(length,)`` int32 row."""
+        return self._row(self.token_ids(text))
+
+    def model_inputs(self, texts: Sequence[str]) -> np.ndarray:
         """A ``(len(texts), length)`` int32 batch."""
         batch = np.zeros((len(texts), self.length), dtype=np.int32)
-        for row, text in zip(batch, texts):
-            self._row(self.token_ids(text), row)
+        for i, text in enumerate(texts):
+            batch[i] = self.model_input(text)
         return batch
 
-    @staticmethod
-    def known_words(features: np.ndarray) -> np.ndarray:
-        """Per row, how many of the kept ids are vocabulary words (not padding, start or unknown)."""
-        return np.count_nonzero(features > UNK_ID, axis=1)
+    keras_inputs = model_inputs
 
-    def encode_stream(self, pieces: Iterable[str]) -> np.ndarray:
-        """A ``(1, length)`` batch for one text given in pieces: only the last ids are kept."""
+    def model_input_stream(self, pieces: Iterable[str]) -> np.ndarray:
+        """``model_input`` of one text given in pieces: only the last ids are kept."""
         tail: deque[int] = deque([START_ID], maxlen=self.length)
         for segment in _text.whole_chunks(pieces):
             tail.extend(chain.from_iterable(map(self._lookup, _text.chunks(segment))))
-        batch = np.zeros((1, self.length), dtype=np.int32)
-        self._row(list(tail), batch[0])
-        return batch
+        return self._row(list(tail))
 
 
 Encoder = MultiHotEncoder | SequenceEncoder
 
 
-def pad_bags(bags: Sequence[np.ndarray]) -> np.ndarray:
-    """Reviews' word ids as one int32 batch, padded with 0 to the longest (at least one column).
-
-    Id 0 is ``<pad>``, never a word, and the exported models give it a zero row.
-    """
-    batch = np.zeros((len(bags), max(1, max(map(len, bags), default=0))), dtype=np.int32)
-    for row, ids in zip(batch, bags):
-        row[: len(ids)] = ids
-    return batch
-
-
-def make_encoder(spec: dict, vocab: Vocabulary) -> Encoder:
-    """The encoder a manifest's feature spec names, checked against the vocabulary."""
-    kind = spec.get("kind")
-    if kind == SEQUENCE:
-        if spec.get("vocab_size") != len(vocab):
-            raise ValueError(f"the model embeds {spec.get('vocab_size')} ids but the vocabulary has {len(vocab)} tokens")
+def encoder_from_spec(spec: dict, vocab: Vocabulary) -> Encoder:
+    """The encoder a feature spec names (as ``Encoder.spec`` wrote it), checked against the vocabulary."""
+    family = spec.get("family")
+    if family not in FAMILIES:
+        raise ValueError(f"unsupported feature family {family!r}")
+    if spec.get("vocab_size") != len(vocab):
+        raise ValueError(f"the features index {spec.get('vocab_size')} words but the vocabulary has {len(vocab)} tokens")
+    if family == SEQUENCE:
         return SequenceEncoder(vocab, int(spec["length"]))
-    if kind != MULTI_HOT:
-        raise ValueError(f"unsupported feature kind {kind!r}")
-    if spec.get("size") != len(vocab):
-        raise ValueError(
-            f"features expect {spec.get('size')} columns but the vocabulary has {len(vocab)} tokens"
-        )
     return MultiHotEncoder(vocab)

@@ -3,18 +3,19 @@
 ``python -m runtime.parity BUNDLE [--data PATH] [--engines ...] [--json FILE] [--junit FILE]``
 
 Checks, without TensorFlow: every file's sha256 against the manifest; every artifact on
-every installed engine against the golden set (the manifest's tolerances; single reviews
-and batches alike); and with --data, every quantized artifact against the bundle's float
-artifact on that corpus (label agreement, largest probability difference, accuracy when
-labels are known).
+every installed engine against the golden set (the manifest's tolerances; single reviews,
+batches and streamed text alike); and with --data, every quantized artifact against the
+bundle's float artifact on that corpus (label agreement, largest probability difference,
+accuracy when labels are known). An artifact whose engine is not installed is reported as
+skipped; asking for an engine that is not installed, or checking nothing, is a failure.
 
-exit status: 0 all checks passed; 1 some check failed; 2 bad input (bundle or data missing
-or unreadable).
+exit status (as for every command, see runtime.exitcodes): 0 all checks passed; 3 some
+check failed; 4 bundle or data missing or unreadable, or a requested engine not installed;
+64 usage error.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import xml.etree.ElementTree as ET
@@ -23,12 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime import exitcodes
+from runtime.atomic import write_atomic
 from runtime.backends import ENGINES, EngineError, engine_version, installed_engines
 from runtime.bundle import Bundle, BundleError, open_bundle
 from runtime.classifier import Classifier
-from runtime.corpus import CorpusError, read_reviews
+from runtime.reviews import CorpusError, read_reviews
 
-EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
+STREAM_PIECE = 50  # characters per piece when the golden reviews are fed as a stream
 
 
 @dataclass
@@ -36,56 +39,74 @@ class Check:
     artifact: str
     engine: str
     version: str | None
-    kind: str  # sha256 | load | golden | corpus
-    passed: bool | None  # None: not applicable (the engine cannot load this artifact, as recorded)
+    kind: str  # sha256 | load | golden | corpus | engine
+    passed: bool | None  # None: skipped (engine not installed, or recorded as unable to load it)
     message: str
     figures: dict = field(default_factory=dict)
 
 
-def _recorded(info: dict, engine: str, version: str | None) -> dict | None:
-    for rec in info.get("engines", []):
-        if rec["engine"] == engine and rec["version"] == version:
-            return rec
-    return None
+@dataclass
+class GoldenRun:
+    """One artifact's answers on the golden reviews, by every path a review can take."""
+
+    want: np.ndarray  # the recorded golden probabilities
+    single: np.ndarray  # Classifier.probability, one review at a time
+    batch: np.ndarray  # Classifier.predict_proba on all of them
+    stream: np.ndarray  # Classifier.predict_stream, each review in pieces
 
 
-def check_golden(clf: Classifier, name: str, golden: list[dict]) -> Check:
-    info = clf.bundle.artifacts[name]
-    tol = info["golden_tolerance"]
+def golden_run(clf: Classifier, golden: list[dict], piece: int = STREAM_PIECE) -> GoldenRun:
+    """The golden reviews through ``clf`` as single reviews, one batch and streams."""
     texts = [g["text"] for g in golden]
-    want = np.array([g["probabilities"][name] for g in golden])
-    single = np.array([clf.probability(t) for t in texts])
-    batch = clf.predict_proba(texts).astype(np.float64)
-    diff = np.abs(single - want)
+    return GoldenRun(
+        want=np.array([g["probabilities"][clf.artifact] for g in golden]),
+        single=np.array([clf.probability(t) for t in texts]),
+        batch=clf.predict_proba(texts).astype(np.float64),
+        stream=np.array([clf.predict_stream(t[i : i + piece] for i in range(0, len(t), piece)).probability
+                         for t in texts]),
+    )
+
+
+def check_golden(clf: Classifier, golden: list[dict]) -> Check:
+    name = clf.artifact
+    tol = clf.bundle.artifacts[name].golden_tolerance
+    run = golden_run(clf, golden)
+    diff = np.abs(run.single - run.want)
     worst = int(diff.argmax())
-    batch_gap = float(np.abs(batch - single).max())
+    batch_gap = float(np.abs(run.batch - run.single).max())
+    stream_gap = float(np.abs(run.stream - run.single).max())
     figures = {"reviews": len(golden), "max_abs_diff": float(diff.max()), "tolerance": tol,
-               "worst_review": golden[worst]["id"], "batch_vs_single_max_diff": batch_gap}
+               "worst_review": golden[worst]["id"], "batch_vs_single_max_diff": batch_gap,
+               "stream_vs_single_max_diff": stream_gap}
+    version = clf.backend.version
     if diff.max() > tol:
-        msg = (f"{name} on {clf.engine}: review {golden[worst]['id']} gives {single[worst]:.6f}, golden "
-               f"{want[worst]:.6f} (|diff| {diff.max():.3g} > tolerance {tol:g})")
-        return Check(name, clf.engine, clf.backend.version, "golden", False, msg, figures)
-    if batch_gap > tol:
-        return Check(name, clf.engine, clf.backend.version, "golden", False,
-                     f"{name} on {clf.engine}: batched results differ from single ones by {batch_gap:.3g}", figures)
-    return Check(name, clf.engine, clf.backend.version, "golden", True,
+        msg = (f"{name} on {clf.engine}: review {golden[worst]['id']} gives {run.single[worst]:.6f}, golden "
+               f"{run.want[worst]:.6f} (|diff| {diff.max():.3g} > tolerance {tol:g})")
+        return Check(name, clf.engine, version, "golden", False, msg, figures)
+    for path, gap in (("batched", batch_gap), ("streamed", stream_gap)):
+        if gap > tol:
+            return Check(name, clf.engine, version, "golden", False,
+                         f"{name} on {clf.engine}: {path} results differ from single ones by {gap:.3g}", figures)
+    return Check(name, clf.engine, version, "golden", True,
                  f"{len(golden)} golden reviews within {tol:g} (max {diff.max():.2g})", figures)
 
 
 def _float_reference(bundle: Bundle) -> str | None:
-    floats = [n for n, a in bundle.artifacts.items() if a["precision"] == "float32"]
-    return next((n for n in floats if installed_engines(bundle.artifacts[n]["format"])), None)
+    floats = [n for n, a in bundle.artifacts.items() if a.is_float32]
+    return next((n for n in floats if installed_engines(bundle.artifacts[n].format)), None)
 
 
-def check_corpus(clf: Classifier, name: str, ids: list[str], probs_ref: np.ndarray, texts: list[str],
+def check_corpus(clf: Classifier, ids: list[str], probs_ref: np.ndarray, texts: list[str],
                  labels: np.ndarray | None, criteria: dict, reference: str) -> Check:
+    name = clf.artifact
     probs = clf.predict_proba(texts).astype(np.float64)
     diff = np.abs(probs - probs_ref)
-    agree = (probs >= 0.5) == (probs_ref >= 0.5)
+    t = clf.threshold
+    agree = (probs >= t) == (probs_ref >= t)
     figures = {"reviews": len(texts), "reference": reference, "label_agreement": float(agree.mean()),
                "max_abs_diff": float(diff.max()), "worst_review": ids[int(diff.argmax())]}
     failures = []
-    if clf.bundle.artifacts[name]["precision"] == "float32":
+    if clf.bundle.artifacts[name].is_float32:
         if diff.max() > criteria["float32_max_abs_diff"]:
             failures.append(f"max |diff| {diff.max():.3g} > {criteria['float32_max_abs_diff']:g} "
                             f"(review {figures['worst_review']})")
@@ -94,8 +115,8 @@ def check_corpus(clf: Classifier, name: str, ids: list[str], probs_ref: np.ndarr
         failures.append(f"label agreement {agree.mean():.4f} < {criteria['min_label_agreement']} "
                         f"(first disagreement: review {first})")
     if labels is not None:
-        acc = float(np.mean((probs >= 0.5) == (labels == 1)))
-        ref_acc = float(np.mean((probs_ref >= 0.5) == (labels == 1)))
+        acc = float(np.mean((probs >= t) == (labels == 1)))
+        ref_acc = float(np.mean((probs_ref >= t) == (labels == 1)))
         figures.update(accuracy=acc, reference_accuracy=ref_acc)
         if acc < ref_acc - criteria["max_test_accuracy_drop"]:
             failures.append(f"accuracy {acc:.4f} is {(ref_acc - acc) * 100:.2f} points below {reference}")
@@ -112,45 +133,56 @@ def run(bundle_path: str | Path, engines: list[str] | None = None, data: str | P
     """Every check on every installed (or requested) engine; raises BundleError/CorpusError on bad input."""
     bundle = open_bundle(bundle_path)
     checks: list[Check] = []
-    broken = set()
     for problem in bundle.verify_all():
-        culprit = next((n for n, a in bundle.artifacts.items() if f"/{a['file']}:" in problem), "bundle")
-        broken.add(culprit)
-        checks.append(Check(culprit, "-", None, "sha256", False, problem))
-    if "bundle" in broken:
+        checks.append(Check(problem.artifact or "bundle", "-", None, "sha256", False, problem.message))
+    if any(c.artifact == "bundle" for c in checks):
         return checks
-    checks.append(Check("bundle", "-", None, "sha256", True, "every file matches the manifest"))
+    broken = {c.artifact for c in checks}
+    whole = "every file matches the manifest" if not broken else "every other file matches the manifest"
+    checks.append(Check("bundle", "-", None, "sha256", True, whole))
+    installed = installed_engines()
+    for engine in engines or []:
+        if engine not in installed:
+            checks.append(Check("-", engine, None, "engine", False,
+                                f"engine {engine} was asked for but is not installed: pip install {ENGINES[engine][2]}"))
     golden = bundle.golden()
     corpus = read_reviews(data, limit) if data is not None else None
+    for skipped in corpus.skipped if corpus is not None else []:
+        checks.append(Check("-", "-", None, "corpus", None, f"skipped (not a review): {skipped}"))
     reference = _float_reference(bundle) if corpus is not None else None
     ref_probs = None
     if corpus is not None and reference is not None:
-        ref_probs = Classifier(bundle, reference).predict_proba(corpus.texts).astype(np.float64)
-    for name, info in bundle.artifacts.items():
+        ref_probs = Classifier.from_bundle(bundle, reference).predict_proba(corpus.texts).astype(np.float64)
+    for name, entry in bundle.artifacts.items():
         if name in broken:
             continue
-        for engine in installed_engines(info["format"]):
-            if engines and engine not in engines:
-                continue
+        wanted = [e for e, (fmt, _, _) in ENGINES.items() if fmt == entry.format and (not engines or e in engines)]
+        for engine in wanted:
             version = engine_version(engine)
+            if engine not in installed:
+                if not engines:
+                    checks.append(Check(name, engine, None, "load", None, "skipped (engine not installed)"))
+                continue
             try:
-                clf = Classifier(bundle, name, backend=engine)
+                clf = Classifier.from_bundle(bundle, name, backend=engine)
             except EngineError as e:
-                rec = _recorded(info, engine, version)
-                known = rec is not None and rec["loads"] is False
+                known = entry.refuses(engine, version)
                 checks.append(Check(name, engine, version, "load", None if known else False, str(e)))
                 continue
-            checks.append(check_golden(clf, name, golden))
+            checks.append(check_golden(clf, golden))
             if ref_probs is not None and name != reference:
-                checks.append(check_corpus(clf, name, corpus.ids, ref_probs, corpus.texts, corpus.labels,
-                                           bundle.manifest["validation_criteria"], reference))
+                checks.append(check_corpus(clf, corpus.ids, ref_probs, corpus.texts, corpus.labels,
+                                           bundle.manifest.validation_criteria, reference))
+    if not any(c.kind == "golden" for c in checks):
+        checks.append(Check("-", "-", None, "golden", False,
+                            "nothing was checked: no artifact of the bundle runs on the installed or requested engines"))
     return checks
 
 
 def table(checks: list[Check]) -> str:
     rows = [("artifact", "engine", "check", "result", "detail")]
     for c in checks:
-        result = {True: "pass", False: "FAIL", None: "n/a"}[c.passed]
+        result = {True: "pass", False: "FAIL", None: "skipped"}[c.passed]
         rows.append((c.artifact, f"{c.engine} {c.version or ''}".strip(), c.kind, result, c.message))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     return "\n".join("  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4] for r in rows)
@@ -166,13 +198,11 @@ def junit(checks: list[Check], path: Path) -> None:
             ET.SubElement(case, "failure", message=c.message)
         elif c.passed is None:
             ET.SubElement(case, "skipped", message=c.message)
-    ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
+    write_atomic(path, ET.tostring(suite, encoding="utf-8", xml_declaration=True))
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m runtime.parity", description=__doc__.split("\n\n")[0],
-                                epilog="\n\n".join(__doc__.split("\n\n")[1:]),
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = exitcodes.parser("python -m runtime.parity", __doc__)
     p.add_argument("bundle", type=Path)
     p.add_argument("--data", help="folder or .tar.gz of review .txt files (aclImdb layout: its test split)")
     p.add_argument("--limit", type=int, help="use at most N reviews of --data (seeded sample)")
@@ -180,21 +210,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="write the checks as JSON here")
     p.add_argument("--junit", type=Path, help="write JUnit XML here, for CI systems")
     args = p.parse_args(argv)
+    for out in (args.json, args.junit):
+        if out is not None and not out.parent.is_dir():
+            print(f"error: {out}: its directory {out.parent} does not exist", file=sys.stderr)
+            return exitcodes.USAGE
     try:
         checks = run(args.bundle, args.engines, args.data, args.limit)
     except (BundleError, CorpusError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return EXIT_INPUT
+        return exitcodes.UNUSABLE
     print(table(checks))
-    if args.json:
-        args.json.write_text(json.dumps([asdict(c) for c in checks], indent=2) + "\n", encoding="utf-8")
-    if args.junit:
-        junit(checks, args.junit)
+    try:
+        if args.json:
+            write_atomic(args.json, json.dumps([asdict(c) for c in checks], indent=2) + "\n")
+        if args.junit:
+            junit(checks, args.junit)
+    except OSError as e:
+        print(f"error: cannot write the report: {e}", file=sys.stderr)
+        return exitcodes.INTERNAL
     failed = [c for c in checks if c.passed is False]
     for c in failed:
         print(f"FAIL: {c.message}", file=sys.stderr)
-    print(f"{sum(c.passed is True for c in checks)} passed, {len(failed)} failed")
-    return EXIT_FAILED if failed else EXIT_OK
+    skipped = sum(c.passed is None for c in checks)
+    print(f"{sum(c.passed is True for c in checks)} passed, {len(failed)} failed" + (f", {skipped} skipped" if skipped else ""))
+    if any(c.kind == "engine" for c in failed):
+        return exitcodes.UNUSABLE
+    return exitcodes.CHECK_FAILED if failed else exitcodes.OK
 
 
 if __name__ == "__main__":

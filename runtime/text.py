@@ -126,9 +126,3 @@ def _safe_cut(buf: str) -> int:
         end -= len(last)
     return len(buf) if len(buf) > MAX_CHUNK else 0
 
-
-def preview(text: str, width: int = 240) -> str:
-    """A one-line start of a review for reports: breaks and runs of whitespace become one space."""
-    for br in _BREAKS:
-        text = text.replace(br, " ")
-    return " ".join(text.split())[:width]

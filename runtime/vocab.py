@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
 from runtime import text as _text
+from runtime.atomic import write_atomic
 
 PAD, START, UNK = "<pad>", "<start>", "<unk>"
 RESERVED = (PAD, START, UNK)
@@ -78,17 +78,8 @@ class Vocabulary:
         return hashlib.sha256(self.to_text().encode("utf-8")).hexdigest()
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the file atomically (a temporary file renamed into place)."""
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-                f.write(self.to_text())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        """Write the file atomically."""
+        write_atomic(path, self.to_text())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Vocabulary":

@@ -28,7 +28,7 @@ def corpus():
         if os.environ.get("CI"):
             pytest.fail("IMDB_DATA is not set and ../shared/data/aclImdb_v1.tar.gz is missing")
         pytest.skip("no IMDB corpus: set IMDB_DATA")
-    from runtime.corpus import read_corpus
+    from train.corpus import read_corpus
 
     return read_corpus(path)
 
@@ -66,11 +66,11 @@ def train_small(corpus, out: Path, recipe, n_train: int, n_test: int, seed: int,
     """Train ``recipe`` (with ``changes``) on seeded samples of the corpus into ``out``."""
     import dataclasses
 
-    from runtime.corpus import Corpus
     from train import trainer
+    from train.corpus import Corpus
 
-    sub = Corpus(corpus.source, {"train": trainer.subset(corpus.splits["train"], n_train, 1),
-                                 "test": trainer.subset(corpus.splits["test"], n_test, 2)},
+    sub = Corpus(corpus.source, {"train": corpus.splits["train"].sample(n_train, 1),
+                                 "test": corpus.splits["test"].sample(n_test, 2)},
                  corpus.archive_sha256, corpus.content_sha256)
     trainer.run(sub, dataclasses.replace(recipe, **changes), seed=seed, out=out, verbose=0)
     return out

@@ -53,7 +53,12 @@ def test_threshold_backend_and_help(reviews):
     assert classify("--threshold", "1.0", good).stdout.startswith(b"negative")
     assert classify("--backend", "onnxruntime", "--artifact", "onnx-int8", good).returncode == 0
     out = classify("--backend", "onnxruntime", "--artifact", "tflite-int8", good)
-    assert out.returncode == 1 and b"cannot run tflite artifacts" in out.stderr
+    assert out.returncode == 4 and b"cannot run tflite artifacts" in out.stderr
+    usage = classify("--threshold", "2", good)
+    assert usage.returncode == 64 and b"--threshold must be between 0 and 1" in usage.stderr
+    for encoding in ("rot13", "base64"):
+        refused = classify("--encoding", encoding, good)
+        assert refused.returncode == 64 and b"is not a text encoding" in refused.stderr and b"Traceback" not in refused.stderr
     help_text = classify("--help").stdout.decode()
     for word in ("--json", "--model", "--artifact", "--backend", "--threshold", "--encoding", "exit status"):
         assert word in help_text
@@ -132,7 +137,7 @@ def test_permission_denied(tmp_path, reviews, monkeypatch, capsys):
     (lambda b: (b / "manifest.json").unlink(), "manifest.json: missing"),
     (lambda b: (b / "model_int8.tflite").write_bytes(b"tampered"), "model_int8.tflite: sha256 does not match"),
 ])
-def test_missing_or_tampered_bundle_exits_1(tmp_path, reviews, damage, message):
+def test_missing_or_tampered_bundle_exits_4(tmp_path, reviews, damage, message):
     import shutil
 
     from runtime.classifier import DEFAULT_BUNDLE
@@ -142,7 +147,7 @@ def test_missing_or_tampered_bundle_exits_1(tmp_path, reviews, damage, message):
     shutil.copytree(DEFAULT_BUNDLE, bundle)
     damage(bundle)
     out = classify("--model", bundle, good)
-    assert out.returncode == 1 and out.stdout == b""
+    assert out.returncode == 4 and out.stdout == b""
     err = out.stderr.decode().strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
 

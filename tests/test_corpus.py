@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, make_archive, tiny_reviews
-from runtime.corpus import CorpusError, read_corpus
+from runtime.reviews import CorpusError
+from train.corpus import read_corpus
 
 
 def test_reads_archive_in_fixed_order(tiny_archive):
@@ -107,7 +108,7 @@ def test_train_cli_reports_bad_data_in_one_line(tmp_path):
         [sys.executable, "-m", "train", "--data", str(tmp_path / "missing.tar.gz"), "--out", str(tmp_path / "m")],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
-    assert out.returncode == 2
+    assert out.returncode == 4
     lines = [l for l in out.stderr.splitlines() if l.startswith("error:")]
     assert lines == [f"error: {tmp_path / 'missing.tar.gz'}: no such file or directory"]
     assert "Traceback" not in out.stderr

@@ -21,50 +21,51 @@ def naive_multi_hot(texts, vocab):
 def test_matches_naive_reference(corpus):
     vocab = Vocabulary.build(corpus.splits["train"].texts[:3000], 4000)
     texts = corpus.splits["test"].texts[:1500]
-    got = MultiHotEncoder(vocab).encode(texts)
+    got = MultiHotEncoder(vocab).keras_inputs(texts)
     assert got.dtype == np.float32 and got.shape == (1500, 4000)
     np.testing.assert_array_equal(got, naive_multi_hot(texts, vocab))
 
 
 def test_word_ids_are_the_ones_of_the_row_ascending_and_round_trip(corpus):
     """What the exported models take: each review's distinct word ids, sorted."""
-    from runtime.features import pad_bags
+    from runtime.features import known_words, pad_word_ids
 
     vocab = Vocabulary.build(corpus.splits["train"].texts[:3000], 4000)
     enc = MultiHotEncoder(vocab)
     texts = corpus.splits["test"].texts[:500] + ["", "zzzqqq", "the the the"]
     dense = naive_multi_hot(texts, vocab)
-    bags = [enc.word_ids(t) for t in texts]
-    for ids, row in zip(bags, dense):
+    word_ids = [enc.model_input(t) for t in texts]
+    for ids, row in zip(word_ids, dense):
         assert ids.dtype == np.int32
         np.testing.assert_array_equal(ids, np.flatnonzero(row))
-    assert [list(b) for b in MultiHotEncoder.bags(dense)] == [list(b) for b in bags]
-    padded = pad_bags(bags)
-    assert padded.shape == (len(texts), max(map(len, bags))) and padded.dtype == np.int32
-    for ids, row in zip(bags, padded):
+    padded = pad_word_ids(word_ids)
+    np.testing.assert_array_equal(enc.model_inputs(texts), padded)
+    assert padded.shape == (len(texts), max(map(len, word_ids))) and padded.dtype == np.int32
+    for ids, row in zip(word_ids, padded):
         assert list(row[: len(ids)]) == list(ids) and not row[len(ids) :].any()
-    assert pad_bags([np.zeros(0, np.int32)]).shape == (1, 1)
+    np.testing.assert_array_equal(known_words(padded), np.count_nonzero(dense, axis=1))
+    assert pad_word_ids([np.zeros(0, np.int32)]).shape == (1, 1)
 
 
 def test_memo_never_changes_results(corpus):
     vocab = Vocabulary.build(corpus.splits["train"].texts[:2000], 3000)
     texts = corpus.splits["test"].texts[:800]
-    full = MultiHotEncoder(vocab).encode(texts)
+    full = MultiHotEncoder(vocab).keras_inputs(texts)
     tiny = MultiHotEncoder(vocab, memo_size=50)
-    np.testing.assert_array_equal(tiny.encode(texts), full)
-    np.testing.assert_array_equal(tiny.encode(texts), full)  # second pass: memo full
+    np.testing.assert_array_equal(tiny.keras_inputs(texts), full)
+    np.testing.assert_array_equal(tiny.keras_inputs(texts), full)  # second pass: memo full
     assert len(tiny._memo) == 50
 
 
 def test_reserved_columns_are_never_set():
     vocab = Vocabulary.build(["a b c <pad> <unk> <start>"], 10)
-    x = MultiHotEncoder(vocab).encode(["<pad> <unk> <start> a zzz"])
+    x = MultiHotEncoder(vocab).keras_inputs(["<pad> <unk> <start> a zzz"])
     assert x[0, :3].sum() == 0 and x[0, vocab.index["a"]] == 1
 
 
 def test_no_known_words_is_all_zeros():
     vocab = Vocabulary.build(["a b c"], 10)
-    assert MultiHotEncoder(vocab).encode(["xyz qqq", ""]).sum() == 0
+    assert MultiHotEncoder(vocab).keras_inputs(["xyz qqq", ""]).sum() == 0
 
 
 def test_stream_equals_whole(corpus):
@@ -72,7 +73,7 @@ def test_stream_equals_whole(corpus):
     enc = MultiHotEncoder(vocab)
     text = " ".join(corpus.splits["test"].texts[:50])
     pieces = [text[i : i + 997] for i in range(0, len(text), 997)]
-    np.testing.assert_array_equal(enc.encode_stream(pieces), enc.encode([text]))
+    np.testing.assert_array_equal(enc.model_input_stream(pieces), enc.model_input(text))
 
 
 def seq_vocab():
@@ -88,15 +89,16 @@ def seq_vocab():
 ])
 def test_sequence_golden_cases(text, length, row):
     enc = SequenceEncoder(seq_vocab(), length)
-    got = enc.encode([text])
+    got = enc.model_inputs([text])
     assert got.dtype == np.int32 and got.tolist() == [row]
+    np.testing.assert_array_equal(enc.model_input(text), got[0])
 
 
 def test_sequence_matches_keras_pad_sequences_rule(corpus):
     vocab = Vocabulary.build(corpus.splits["train"].texts[:2000], 3000)
     enc = SequenceEncoder(vocab, 200)
     texts = corpus.splits["test"].texts[:300]
-    got = enc.encode(texts)
+    got = enc.model_inputs(texts)
     for row, text in zip(got, texts):
         ids = [1] + [vocab.index.get(t, 2) for t in tokenize(text)]
         want = ([0] * max(0, 200 - len(ids)) + ids)[-200:]
@@ -108,13 +110,16 @@ def test_sequence_stream_equals_whole(corpus):
     enc = SequenceEncoder(vocab, 300)
     for text in (corpus.splits["test"].texts[0], " ".join(corpus.splits["test"].texts[:30])):
         pieces = [text[i : i + 501] for i in range(0, len(text), 501)]
-        np.testing.assert_array_equal(enc.encode_stream(pieces), enc.encode([text]))
+        np.testing.assert_array_equal(enc.model_input_stream(pieces), enc.model_input(text))
 
 
-def test_make_encoder_checks_the_vocabulary():
-    from runtime.features import make_encoder
+def test_encoder_from_spec_checks_the_vocabulary():
+    from runtime.features import encoder_from_spec
 
     spec = SequenceEncoder(seq_vocab(), 8).spec()
-    assert isinstance(make_encoder(spec, seq_vocab()), SequenceEncoder)
-    with pytest.raises(ValueError, match="embeds 7 ids"):
-        make_encoder(spec, Vocabulary(("<pad>", "<start>", "<unk>", "x")))
+    assert isinstance(encoder_from_spec(spec, seq_vocab()), SequenceEncoder)
+    assert isinstance(encoder_from_spec(MultiHotEncoder(seq_vocab()).spec(), seq_vocab()), MultiHotEncoder)
+    with pytest.raises(ValueError, match="index 7 words but the vocabulary has 4 tokens"):
+        encoder_from_spec(spec, Vocabulary(("<pad>", "<start>", "<unk>", "x")))
+    with pytest.raises(ValueError, match="unsupported feature family 'bag'"):
+        encoder_from_spec({**spec, "family": "bag"}, seq_vocab())

@@ -30,7 +30,7 @@ def test_seed_lstm_reaches_87_percent(corpus, tmp_path):
           f"(kept {metrics['best_epoch']})")
     assert metrics["test_accuracy"] >= 0.870
     config = json.loads((tmp_path / "seed-lstm" / "config.json").read_text())
-    assert config["features"]["kind"] == "sequence" and config["features"]["length"] == 400
+    assert config["features"]["family"] == "sequence" and config["features"]["length"] == 400
     data = config["data"]
     assert data["validation_holds_out"] == "movies" and 5000 <= data["validation_reviews"] < 5100
     assert data["train_reviews"] + data["validation_reviews"] == 25000

@@ -58,9 +58,11 @@ def test_corpus_agreement_and_accuracy(small_bundle, tmp_path, corpus):
 def test_tampered_artifact_fails_naming_the_file(small_bundle, tmp_path):
     bad = copy(small_bundle, tmp_path)
     (bad / "model_int8.onnx").write_bytes((bad / "model_int8.onnx").read_bytes()[:-10])
-    failed = failures(parity.run(bad))
+    checks = parity.run(bad)
+    failed = failures(checks)
     assert [c.artifact for c in failed] == ["onnx-int8"]
     assert "model_int8.onnx" in failed[0].message and "sha256" in failed[0].message
+    assert "every other file matches the manifest" in [c.message for c in checks if c.artifact == "bundle"]
 
 
 def test_changed_golden_value_fails_naming_artifact_engine_and_review(small_bundle, tmp_path):
@@ -103,9 +105,27 @@ def test_cli_table_json_junit_and_exit_codes(small_bundle, tmp_path):
     suite = ET.parse(tmp_path / "p.xml").getroot()
     assert suite.get("failures") == "0" and len(suite.findall("testcase")) >= len(FAMILY_ARTIFACTS["multi_hot"]) + 1
     failed = run(bad, "--junit", tmp_path / "bad.xml")
-    assert failed.returncode == 1 and "FAIL: " in failed.stderr and "vocab.txt" in failed.stderr
+    assert failed.returncode == 3 and "FAIL: " in failed.stderr and "vocab.txt" in failed.stderr
     assert ET.parse(tmp_path / "bad.xml").getroot().get("failures") != "0"
-    assert run(tmp_path / "nothing").returncode == 2
+    missing = run(tmp_path / "nothing")
+    assert missing.returncode == 4 and missing.stderr.count("\n") == 1 and "not a bundle directory" in missing.stderr
+    assert run(small_bundle, "--json", tmp_path / "no" / "dir.json").returncode == 64
+    assert run(small_bundle, "--bogus").returncode == 64
+
+
+def test_missing_engines_are_skipped_or_fail_when_asked_for(small_bundle, monkeypatch):
+    """An artifact whose engine is absent says so; an engine asked for but absent, or a run
+    that checked nothing, fails."""
+    only_onnx = lambda fmt=None: [] if fmt == "tflite" else ["onnxruntime"]  # noqa: E731
+    monkeypatch.setattr(parity, "installed_engines", only_onnx)
+    checks = parity.run(small_bundle)
+    skipped = [c for c in checks if c.passed is None]
+    assert {c.artifact for c in skipped} == set(FAMILY_ARTIFACTS["multi_hot"][:4])
+    assert all(c.message == "skipped (engine not installed)" for c in skipped) and not failures(checks)
+    asked = failures(parity.run(small_bundle, engines=["litert"]))
+    assert [c.kind for c in asked] == ["engine", "golden"]
+    assert "litert was asked for but is not installed" in asked[0].message
+    assert "nothing was checked" in asked[1].message
 
 
 @pytest.mark.skipif(corpus_path() is None, reason="no corpus")
@@ -118,7 +138,8 @@ def test_compatibility_matrix_across_engine_versions(small_bundle, tmp_path):
     from export import compat
 
     bundle = copy(small_bundle, tmp_path)
-    manifest = compat.run(bundle, ["tflite-runtime==2.14.0", "onnxruntime==1.17.0"])
+    compat.run(bundle, ["tflite-runtime==2.14.0", "onnxruntime==1.17.0"])
+    manifest = json.loads((bundle / "manifest.json").read_text())
     table = {name: {(e["engine"], e["version"]): e for e in a["engines"]} for name, a in manifest["artifacts"].items()}
     tfl = ("tflite-runtime", "2.14.0")
     for name in ("tflite-float32", "tflite-float16", "tflite-dynamic-int8", "tflite-int8"):
@@ -136,7 +157,8 @@ def test_an_engine_that_cannot_load_the_default_falls_back(small_lstm_bundle, tm
     from export import compat
 
     bundle = copy(small_lstm_bundle, tmp_path)
-    manifest = compat.run(bundle, ["tflite-runtime==2.14.0"])
+    compat.run(bundle, ["tflite-runtime==2.14.0"])
+    manifest = json.loads((bundle / "manifest.json").read_text())
     table = {name: {(e["engine"], e["version"]): e for e in a["engines"]} for name, a in manifest["artifacts"].items()}
     dyn = table["tflite-dynamic-int8"][("tflite-runtime", "2.14.0")]
     assert dyn["loads"] is False
@@ -154,4 +176,4 @@ def test_an_engine_that_cannot_load_the_default_falls_back(small_lstm_bundle, tm
     explicit = subprocess.run([str(py), "-m", "runtime.classify", "--model", str(bundle), "--artifact",
                                "tflite-dynamic-int8", "-"], cwd=tmp_path, input="a film", capture_output=True,
                               text=True, timeout=120)
-    assert explicit.returncode == 1 and "pip install ai-edge-litert" in explicit.stderr
+    assert explicit.returncode == 4 and "pip install ai-edge-litert" in explicit.stderr

@@ -12,6 +12,7 @@ import pytest
 import runtime
 from conftest import ROOT
 from export.convert import FAMILY_ARTIFACTS
+from runtime import parity
 from runtime.backends import EngineError, choose_engine
 from runtime.bundle import BundleError
 from runtime.classifier import DEFAULT_BUNDLE
@@ -35,16 +36,11 @@ def test_importing_and_classifying_never_imports_tensorflow():
 @pytest.mark.parametrize("artifact", FAMILY_ARTIFACTS["multi_hot"])
 def test_single_batch_and_stream_agree_with_golden(small_bundle, artifact):
     clf = runtime.load(small_bundle, artifact=artifact)
-    golden = clf.bundle.golden()
-    texts = [g["text"] for g in golden]
-    want = np.array([g["probabilities"][artifact] for g in golden])
-    tol = clf.bundle.artifacts[artifact]["golden_tolerance"]
-    single = np.array([clf.probability(t) for t in texts])
-    batch = clf.predict_proba(texts)
-    stream = np.array([clf.predict_stream([t[i : i + 50] for i in range(0, len(t), 50)])[0] for t in texts])
-    assert np.abs(single - want).max() <= tol / 10
-    np.testing.assert_array_equal(single.astype(np.float32), batch)  # batching never changes an answer
-    np.testing.assert_array_equal(single, stream)
+    run = parity.golden_run(clf, clf.bundle.golden(), piece=50)
+    tol = clf.bundle.artifacts[artifact].golden_tolerance
+    assert np.abs(run.single - run.want).max() <= tol / 10
+    np.testing.assert_array_equal(run.single, run.batch)  # batching never changes an answer
+    np.testing.assert_array_equal(run.single, run.stream)
 
 
 def test_predict_returns_label_and_probability(small_bundle):
@@ -77,8 +73,8 @@ def test_shipped_default_bundle_passes_its_golden_set():
         c = runtime.load(artifact=name)
         got = c.predict_proba([g["text"] for g in golden])
         want = np.array([g["probabilities"][name] for g in golden])
-        assert np.abs(got - want).max() <= info["golden_tolerance"] / 10, name
-    assert clf.bundle.manifest["model"]["float_test_accuracy"] >= 0.88
+        assert np.abs(got - want).max() <= info.golden_tolerance / 10, name
+    assert clf.bundle.manifest.model["float_test_accuracy"] >= 0.88
 
 
 def test_engine_choice_errors_say_what_to_install(monkeypatch):
@@ -158,5 +154,5 @@ def test_a_review_is_not_changed_by_the_reviews_before_it(small_bundle, corpus, 
     for t in by_length:
         clf.probability(t)
     assert [clf.probability(t) for t in texts[:20]] == fresh
-    widths = {len(clf.encoder.word_ids(t)).bit_length() for t in texts}
+    widths = {len(clf.encoder.model_input(t)).bit_length() for t in texts}
     assert len(widths) >= 3  # the sample spans several padded widths

@@ -16,7 +16,7 @@ from runtime import parity
 def test_every_sequence_artifact_is_exported_and_validated(small_lstm_bundle):
     m = json.loads((small_lstm_bundle / "manifest.json").read_text())
     assert list(m["artifacts"]) == FAMILY_ARTIFACTS["sequence"]
-    assert m["input"]["dtype"] == "int32" and m["input"]["features"]["kind"] == "sequence"
+    assert m["input"]["dtype"] == "int32" and m["input"]["features"]["family"] == "sequence"
     assert m["input"]["features"]["length"] == 64 and m["input"]["features"]["padding"] == "pre"
     assert m["validation_criteria"]["float32_max_abs_diff"] == 1e-4
     for name, a in m["artifacts"].items():
@@ -34,15 +34,10 @@ def test_every_sequence_artifact_is_exported_and_validated(small_lstm_bundle):
 @pytest.mark.parametrize("artifact", FAMILY_ARTIFACTS["sequence"])
 def test_single_batch_and_stream_agree_with_golden(small_lstm_bundle, artifact):
     clf = runtime.load(small_lstm_bundle, artifact=artifact)
-    golden = clf.bundle.golden()
-    texts = [g["text"] for g in golden]
-    want = np.array([g["probabilities"][artifact] for g in golden])
-    single = np.array([clf.probability(t) for t in texts])
-    batch = clf.predict_proba(texts)
-    stream = np.array([clf.predict_stream([t[i : i + 40] for i in range(0, len(t), 40)])[0] for t in texts])
-    assert np.abs(single - want).max() <= clf.bundle.artifacts[artifact]["golden_tolerance"] / 10
-    assert np.abs(batch - single).max() <= 1e-6
-    np.testing.assert_array_equal(single, stream)
+    run = parity.golden_run(clf, clf.bundle.golden(), piece=40)
+    assert np.abs(run.single - run.want).max() <= clf.bundle.artifacts[artifact].golden_tolerance / 10
+    assert np.abs(run.batch - run.single).max() <= 1e-6
+    np.testing.assert_array_equal(run.single, run.stream)
 
 
 def test_parity_passes_with_corpus_checks(small_lstm_bundle, corpus, tmp_path):

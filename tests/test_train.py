@@ -2,7 +2,6 @@
 
 import json
 import re
-import sys
 
 import numpy as np
 
@@ -62,7 +61,7 @@ def test_seed_lstm_validates_on_held_out_movies(small_lstm_model, small_model, c
 def test_validation_by_movie_falls_back_to_reviews_without_titles(capsys):
     import dataclasses
 
-    from runtime.corpus import Split
+    from train.corpus import Split
     from train.recipes import SEED_LSTM
     from train.trainer import movie_groups
 
@@ -76,92 +75,127 @@ def test_validation_by_movie_falls_back_to_reviews_without_titles(capsys):
 
 def test_same_seed_same_vocabulary(corpus):
     from runtime.vocab import Vocabulary
-    from train.trainer import subset
 
-    a = subset(corpus.splits["train"], 1000, 3)
-    b = subset(corpus.splits["train"], 1000, 3)
+    a = corpus.splits["train"].sample(1000, 3)
+    b = corpus.splits["train"].sample(1000, 3)
     assert a.ids == b.ids
     assert Vocabulary.build(a.texts, 500).tokens == Vocabulary.build(b.texts, 500).tokens
 
 
-def _code_lines(path):
-    """Each line's code with string literals emptied and comments removed (labels may name split())."""
-    import tokenize as pytokenize
+def _imports(path):
+    """(line, module) of every import in a file, relative ones resolved against its package."""
+    import ast
 
-    lines: dict[int, list[str]] = {}
-    with open(path, "rb") as f:
-        for tok in pytokenize.tokenize(f.readline):
-            if tok.type == pytokenize.COMMENT or tok.type >= pytokenize.N_TOKENS:
-                continue
-            text = tok.string
-            if tok.type == pytokenize.STRING or (sys.version_info >= (3, 12) and tok.type == pytokenize.FSTRING_START):
-                text = '""'
-            elif sys.version_info >= (3, 12) and tok.type in (pytokenize.FSTRING_MIDDLE, pytokenize.FSTRING_END):
-                continue
-            lines.setdefault(tok.start[0], []).append(text)
-    return {n: "".join(parts) for n, parts in lines.items()}
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = path.parent.name
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name, None) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:
+                module = f"{package}.{module}".rstrip(".")
+            found += [(node.lineno, module, alias.name) for alias in node.names]
+    return found
 
 
-def test_no_second_tokenizer_outside_runtime():
-    """train/, export/ and benchmarks/ may not tokenize or normalize text themselves.
+def _top(module):
+    return module.split(".")[0]
 
-    benchmarks/peers.py is the one exception: it holds the naive pipelines that are measured
-    against the runtime, and nothing imports it to make features.
+
+def _violations(folder, rule):
+    out = []
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        for line, module, name in _imports(path):
+            problem = rule(path, module, name)
+            if problem:
+                out.append(f"{path.relative_to(ROOT)}:{line}: {problem}")
+    return out
+
+
+def test_import_rules_keep_one_way_layers_and_one_tokenizer():
+    """runtime imports nothing of train, export or benchmarks (nor TensorFlow); benchmarks
+    import nothing of export; outside runtime/ no module reaches the tokenizer or normalizes
+    text itself: features are made only through runtime.features' encoders.
+
+    benchmarks/peers.py holds the deliberately naive pipelines that are measured against the
+    runtime, and nothing imports it to make features; benchmarks/measure.py times the
+    runtime's own ``tokenize`` as a floor.
     """
-    forbidden = re.compile(r"\.split\(\)|\.lower\(\)|re\.compile|unicodedata|str\.maketrans|Counter\(")
-    offenders = []
+    allowed = {("peers.py", None), ("measure.py", "tokenize")}
+    def runtime_rule(path, module, name):
+        if _top(module) in ("train", "export", "benchmarks", "tensorflow", "keras", "tf2onnx"):
+            return f"runtime imports {module}"
+
+    def benchmarks_rule(path, module, name):
+        if _top(module) == "export":
+            return f"benchmarks import {module}"
+
+    def tokenizer_rule(path, module, name):
+        if path.parent.name == "benchmarks" and ((path.name, None) in allowed or (path.name, name) in allowed):
+            return None
+        if module == "runtime.text" and name != "settings":
+            return f"imports runtime.text.{name}: only runtime.features may tokenize"
+        if module == "runtime" and name == "text":
+            return "imports runtime.text: only runtime.features may tokenize"
+        if module in ("unicodedata", "string"):
+            return f"imports {module}: text normalization belongs to runtime.text"
+
+    offenders = _violations("runtime", runtime_rule) + _violations("benchmarks", benchmarks_rule)
     for folder in ("train", "export", "benchmarks"):
-        for path in (ROOT / folder).rglob("*.py"):
-            if path == ROOT / "benchmarks" / "peers.py":
-                continue
-            for n, code in _code_lines(path).items():
-                if forbidden.search(code):
-                    offenders.append(f"{path.relative_to(ROOT)}:{n}: {code}")
+        offenders += _violations(folder, tokenizer_rule)
     assert not offenders, "\n".join(offenders)
 
 
-def test_the_guard_sees_calls_but_not_labels(tmp_path):
-    p = tmp_path / "m.py"
-    p.write_text('label = "lower().split()"  # text.lower().split()\nwords = text.lower().split()\n')
-    assert [n for n, code in _code_lines(p).items() if re.search(r"\.split\(\)", code)] == [2]
+def test_the_import_rules_see_what_they_must(tmp_path):
+    pkg = tmp_path / "runtime"
+    pkg.mkdir()
+    (pkg / "m.py").write_text("import numpy\nfrom .text import chunks\nfrom train import data\n")
+    assert [(m, n) for _, m, n in _imports(pkg / "m.py")] == [("numpy", None), ("runtime.text", "chunks"),
+                                                               ("train", "data")]
 
 
 def test_training_features_are_the_runtime_features(small_model, corpus):
     """The features train/ fed the model are byte-identical to what the runtime computes."""
-    from runtime.features import MultiHotEncoder
+    from runtime.features import MultiHotEncoder, known_words
     from runtime.vocab import Vocabulary
-    from train.trainer import encode_with_progress
+    from train.recipes import SEED_MLP
+    from train.trainer import encoder_for_recipe, keras_inputs
 
     vocab = Vocabulary.load(small_model / "vocab.txt")
     texts = corpus.splits["test"].texts[:500]
-    trained = encode_with_progress(MultiHotEncoder(vocab), texts, "test")
-    runtime_side = MultiHotEncoder(Vocabulary.load(small_model / "vocab.txt")).encode(texts)
+    trained = keras_inputs(encoder_for_recipe(SEED_MLP, vocab), texts, "test")
+    runtime_side = MultiHotEncoder(Vocabulary.load(small_model / "vocab.txt")).keras_inputs(texts)
     np.testing.assert_array_equal(trained, runtime_side)
+    # What the exported models are fed is exactly the ones of those rows.
+    exported = MultiHotEncoder(vocab).model_inputs(texts)
+    np.testing.assert_array_equal(known_words(exported), np.count_nonzero(trained, axis=1))
 
 
 def test_sequence_recipe_trains_on_the_runtime_encoder(corpus, tmp_path):
     """seed-lstm's path on a subset: int32 id sequences from runtime's SequenceEncoder."""
     import dataclasses
 
-    from runtime.corpus import Corpus
     from runtime.features import SequenceEncoder
     from runtime.vocab import Vocabulary
     from train import trainer
+    from train.corpus import Corpus
     from train.recipes import SEED_LSTM
 
-    sub = Corpus(corpus.source, {"train": trainer.subset(corpus.splits["train"], 1500, 1),
-                                 "test": trainer.subset(corpus.splits["test"], 500, 2)}, None, "")
+    sub = Corpus(corpus.source, {"train": corpus.splits["train"].sample(1500, 1),
+                                 "test": corpus.splits["test"].sample(500, 2)}, None, "")
     recipe = dataclasses.replace(SEED_LSTM, vocab_size=1500, sequence_length=48, embedding_dim=8,
                                  hidden=(8,), validation_size=500, max_epochs=2, batch_size=64)
     metrics = trainer.run(sub, recipe, seed=3, out=tmp_path / "lstm", verbose=0)
     assert 0 <= metrics["test_accuracy"] <= 1 and metrics["epochs_trained"] >= 1
     config = json.loads((tmp_path / "lstm" / "config.json").read_text())
-    assert config["features"]["kind"] == "sequence" and config["features"]["length"] == 48
+    assert config["features"]["family"] == "sequence" and config["features"]["length"] == 48
     vocab = Vocabulary.load(tmp_path / "lstm" / "vocab.txt")
     assert config["features"]["vocab_size"] == len(vocab)
     texts = sub.splits["test"].texts[:50]
-    np.testing.assert_array_equal(trainer.encode_with_progress(SequenceEncoder(vocab, 48), texts, "t"),
-                                  SequenceEncoder(Vocabulary.load(tmp_path / "lstm" / "vocab.txt"), 48).encode(texts))
+    np.testing.assert_array_equal(trainer.keras_inputs(SequenceEncoder(vocab, 48), texts, "t"),
+                                  SequenceEncoder(Vocabulary.load(tmp_path / "lstm" / "vocab.txt"), 48).model_inputs(texts))
 
 
 def test_weight_average_is_what_validation_scored_and_what_is_kept(corpus):
@@ -172,7 +206,7 @@ def test_weight_average_is_what_validation_scored_and_what_is_kept(corpus):
     from train import trainer
     from train.recipes import SEED_MLP
 
-    train = trainer.subset(corpus.splits["train"], 2500, 1)
+    train = corpus.splits["train"].sample(2500, 1)
     recipe = dataclasses.replace(SEED_MLP, vocab_size=2000, validation_size=1000, max_epochs=4, patience=4,
                                  monitor="val_accuracy", ema_momentum=0.9)
     fit = trainer.fit(train, recipe, seed=4, verbose=0)
@@ -180,7 +214,7 @@ def test_weight_average_is_what_validation_scored_and_what_is_kept(corpus):
     # The same seed takes the same raw steps, so different figures mean the average was scored.
     assert all(abs(a - b) > 1e-4 for a, b in zip(fit.history["val_loss"][1:], raw.history["val_loss"][1:]))
     best = trainer.best_epoch_of(fit.history, recipe.monitor)
-    x = fit.encoder.encode([train.texts[i] for i in fit.val_idx])
+    x = fit.encoder.keras_inputs([train.texts[i] for i in fit.val_idx])
     y = np.asarray([train.labels[i] for i in fit.val_idx], dtype=np.float32)
     loss, accuracy = fit.model.evaluate(x, y, batch_size=512, verbose=0)
     assert abs(loss - fit.history["val_loss"][best - 1]) < 1e-5

@@ -1,6 +1,7 @@
 """``python -m train``: train a recipe and write the model directory.
 
-Exit codes: 0 trained; 2 bad input (data or arguments); 1 internal error.
+exit status (as for every command, see runtime.exitcodes): 0 trained; 4 the corpus is
+missing or unreadable; 64 usage error; 1 internal error.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import os
 import sys
 from pathlib import Path
 
-from runtime.corpus import CorpusError
+from runtime import exitcodes
+from runtime.reviews import CorpusError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from train.recipes import RECIPES
 
-    p = argparse.ArgumentParser(prog="python -m train", description=__doc__.split("\n")[0])
+    p = exitcodes.parser("python -m train", __doc__)
     p.add_argument("--recipe", choices=sorted(RECIPES), default="seed-mlp")
     p.add_argument("--data", help="aclImdb .tar.gz or directory (default: $IMDB_DATA, else download)")
     p.add_argument("--out", required=True, type=Path, help="model directory to write")
@@ -40,10 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         corpus = data.load(args.data)
     except CorpusError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return exitcodes.UNUSABLE
     if args.subset:
         for i, name in enumerate(("train", "test")):
-            corpus.splits[name] = trainer.subset(corpus.splits[name], args.subset, args.seed + i)
+            corpus.splits[name] = corpus.splits[name].sample(args.subset, args.seed + i)
         n = len(corpus.splits["train"])
         recipe = dataclasses.replace(recipe, validation_size=min(recipe.validation_size, int(n * 0.4)))
     if args.vocab_size:
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{recipe.name}: test accuracy {metrics['test_accuracy']:.4f}, ROC AUC {metrics['roc_auc']:.4f}, "
         f"{metrics['epochs_trained']} epochs (kept {metrics['best_epoch']}) -> {args.out}"
     )
-    return 0
+    return exitcodes.OK
 
 
 if __name__ == "__main__":

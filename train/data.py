@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import urllib.request
 from pathlib import Path
 
 from tqdm import tqdm
 
-from runtime.corpus import Corpus, CorpusError, read_corpus
+from runtime.atomic import atomic_file
+from runtime.reviews import CorpusError
+from train.corpus import Corpus, read_corpus
 
 OFFICIAL_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 ARCHIVE_NAME = "aclImdb_v1.tar.gz"
@@ -30,21 +31,15 @@ def download(url: str = OFFICIAL_URL, dest_dir: Path | None = None) -> Path:
     if dest.exists():
         return dest
     dest_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=ARCHIVE_NAME, suffix=".part")
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, os.fdopen(fd, "wb") as out:
+        with urllib.request.urlopen(url, timeout=60) as response, atomic_file(dest) as out:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc="download IMDB") as bar:
                 while block := response.read(1 << 20):
                     out.write(block)
                     bar.update(len(block))
-        os.replace(tmp, dest)
     except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
         raise CorpusError(f"{url}: download failed ({e}); pass --data or set IMDB_DATA") from e
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return dest
 
 

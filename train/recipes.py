@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from runtime.features import MULTI_HOT, SEQUENCE
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -15,7 +17,7 @@ class Recipe:
     max_epochs: int
     patience: int
     validation_size: int
-    features: str = "multi_hot"  # or "sequence"
+    family: str = MULTI_HOT  # the feature family: runtime.features.MULTI_HOT or SEQUENCE
     sequence_length: int = 0
     embedding_dim: int = 0
     dropout: float = 0.0  # on the LSTM's inputs
@@ -42,20 +44,8 @@ SEED_MLP = Recipe(
 )
 
 # Embedding + LSTM on front-padded word-id sequences (padding id 0 masked). Validation holds
-# out whole movies (5,018 reviews of 683 movies with seed 1337), as the official test split does:
-# with single reviews held out, validation rewarded memorizing the training movies' names and
-# overstated test accuracy by 1.6-2.4 points. Chosen on that validation only:
-# - last LSTM state, 20,000 words, 64/64, dropout 0.3, Adam 1e-3: 0.876 (epoch 1);
-# - the same with 10,000 words: 0.874; with dropout 0.5: 0.864 (epoch 2);
-# - the average of the LSTM outputs instead of the last state: 0.856;
-# - Adam 5e-4: 0.878 at epoch 2 (seed 1337), but over seeds 1, 2, 3 its best epochs scored
-#   0.834, 0.869, 0.868: validation swung by up to 7 points from one epoch to the next;
-# - bidirectional LSTM(32), 128-dim embedding, dropout 0.5 before the output, rmsprop 1e-3
-#   (Chollet's second edition): 0.864, 0.859 on seeds 1, 2, at 1.7 times the time;
-# - Adam 5e-4 with gradient clipping (norm 1) and validation on a moving average of the
-#   weights (momentum 0.99), which is also what is kept: 0.867, 0.866, 0.870 on seeds 1, 2, 3,
-#   moving by under half a point after epoch 3. Kept.
-# About 35-45 s an epoch on 2 cores (Intel Xeon).
+# out whole movies; the configuration was chosen on that validation only (the trials are in
+# docs/seed-lstm.md). About 35-45 s an epoch on 2 cores (Intel Xeon).
 SEED_LSTM = Recipe(
     name="seed-lstm",
     vocab_size=20_000,
@@ -65,7 +55,7 @@ SEED_LSTM = Recipe(
     max_epochs=4,
     patience=2,
     validation_size=5_000,
-    features="sequence",
+    family=SEQUENCE,
     sequence_length=400,
     embedding_dim=64,
     dropout=0.3,
@@ -88,7 +78,7 @@ def build_model(recipe: Recipe, input_size: int, vocab_size: int, dropout: float
     import keras
 
     rate = recipe.dropout if dropout is None else dropout
-    if recipe.features == "sequence":
+    if recipe.family == SEQUENCE:
         inputs = keras.Input(shape=(input_size,), dtype="int32", name="features")
         x = keras.layers.Embedding(vocab_size, recipe.embedding_dim, mask_zero=True)(inputs)
         for i, units in enumerate(recipe.hidden):

@@ -7,13 +7,12 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, roc_auc_score
 
-from runtime.corpus import Split
-from runtime.text import preview
+from runtime.bundle import DEFAULT_THRESHOLD, LABELS
+from train.corpus import Split
+from train.plotting import pyplot, save
 
-THRESHOLD = 0.5
 
-
-def classification_metrics(y_true: np.ndarray, probs: np.ndarray, threshold: float = THRESHOLD) -> dict:
+def classification_metrics(y_true: np.ndarray, probs: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> dict:
     """Accuracy, precision, recall, F1, ROC AUC and the confusion matrix (rows: truth)."""
     pred = (probs >= threshold).astype(np.int64)
     precision, recall, f1, _ = precision_recall_fscore_support(y_true, pred, average="binary", zero_division=0)
@@ -24,22 +23,18 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, threshold: flo
         "recall": float(recall),
         "f1": float(f1),
         "roc_auc": float(roc_auc_score(y_true, probs)),
-        "confusion_matrix": {"labels": ["negative", "positive"], "rows_true_cols_predicted": cm.tolist()},
+        "confusion_matrix": {"labels": list(LABELS), "rows_true_cols_predicted": cm.tolist()},
         "threshold": threshold,
     }
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+def preview(text: str, width: int = 240) -> str:
+    """A one-line start of a review: HTML breaks and runs of whitespace become one space."""
+    return " ".join(text.replace("<br />", " ").split())[:width]
 
 
 def plot_history(history: dict, best_epoch: int, monitor: str, path: Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     epochs = np.arange(1, len(history["loss"]) + 1)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, key, title in ((axes[0], "loss", "Binary cross-entropy"), (axes[1], "accuracy", "Accuracy")):
@@ -53,13 +48,11 @@ def plot_history(history: dict, best_epoch: int, monitor: str, path: Path) -> No
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(f"Training vs validation (early stopping on {monitor.replace('val_', 'validation ')})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def plot_confusion(metrics: dict, path: Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     cm = np.asarray(metrics["confusion_matrix"]["rows_true_cols_predicted"])
     labels = metrics["confusion_matrix"]["labels"]
     fig, ax = plt.subplots(figsize=(5, 4.4))
@@ -74,36 +67,32 @@ def plot_confusion(metrics: dict, path: Path) -> None:
     ax.set_ylabel("true")
     ax.set_title(f"Test confusion matrix (accuracy {metrics['test_accuracy']:.2%})")
     fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def plot_probabilities(y_true: np.ndarray, probs: np.ndarray, path: Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))
     bins = np.linspace(0, 1, 41)
     ax.hist(probs[y_true == 0], bins=bins, alpha=0.6, label="negative reviews", color="tab:red")
     ax.hist(probs[y_true == 1], bins=bins, alpha=0.6, label="positive reviews", color="tab:blue")
-    ax.axvline(THRESHOLD, color="black", linestyle="--", label="threshold 0.5")
+    ax.axvline(DEFAULT_THRESHOLD, color="black", linestyle="--", label=f"threshold {DEFAULT_THRESHOLD:g}")
     ax.set_xlabel("predicted probability of positive")
     ax.set_ylabel("test reviews")
     ax.set_yscale("log")
     ax.set_title("Predicted probabilities on the test split")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def confident_mistakes(y_true: np.ndarray, probs: np.ndarray, split: Split, k: int = 25) -> str:
     """The ``k`` wrong predictions the model was surest of, with the start of each review."""
-    pred = probs >= THRESHOLD
+    pred = probs >= DEFAULT_THRESHOLD
     wrong = np.flatnonzero(pred != (y_true == 1))
-    confidence = np.abs(probs[wrong] - 0.5)
+    confidence = np.abs(probs[wrong] - DEFAULT_THRESHOLD)
     lines = ["Most confident mistakes on the test split (probability = P(positive))", ""]
     for i in wrong[np.argsort(-confidence, kind="stable")][:k]:
-        truth = "positive" if y_true[i] else "negative"
+        truth = LABELS[int(y_true[i])]
         start = preview(split.texts[i])
         lines.append(f"{split.ids[i]}  true={truth}  p={probs[i]:.4f}")
         lines.append(f"    {start}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import platform
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,18 +9,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from runtime import text as tokenizer
-from runtime.corpus import Corpus, Split
+from runtime.text import settings as tokenizer_settings
 from runtime.features import SEQUENCE, Encoder, MultiHotEncoder, SequenceEncoder
 from runtime.vocab import Vocabulary
-from train import report
-from train.artifacts import staging_dir, write_json
+from train import model_dir, report
+from train.corpus import Corpus, Split
+from train.environment import library_versions
 from train.recipes import Recipe, build_model
-
-MODEL_FILE = "model.keras"
-VOCAB_FILE = "vocab.txt"
-CONFIG_FILE = "config.json"
-SPLITS_FILE = "splits.json"
 
 
 @dataclass
@@ -33,15 +27,6 @@ class Trained:
     train_idx: np.ndarray
     val_idx: np.ndarray
     held_out: str  # what validation holds out: "movies" or "reviews"
-
-
-def subset(split: Split, n: int, seed: int) -> Split:
-    """A seeded sample of ``n`` reviews of ``split``, kept in corpus order."""
-    if n >= len(split):
-        return split
-    keep = np.sort(np.random.default_rng(seed).choice(len(split), n, replace=False))
-    return Split([split.texts[i] for i in keep], [split.labels[i] for i in keep], [split.ids[i] for i in keep],
-                 [split.movies[i] for i in keep] if split.movies else [])
 
 
 def validation_split(n: int, size: int, seed: int, groups: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -79,18 +64,18 @@ def movie_groups(split: Split, recipe: Recipe) -> list[str] | None:
     return None
 
 
-def make_encoder(recipe: Recipe, vocab: Vocabulary) -> Encoder:
+def encoder_for_recipe(recipe: Recipe, vocab: Vocabulary) -> Encoder:
     """The runtime's encoder for the recipe's feature kind."""
-    if recipe.features == SEQUENCE:
+    if recipe.family == SEQUENCE:
         return SequenceEncoder(vocab, recipe.sequence_length)
     return MultiHotEncoder(vocab)
 
 
-def encode_with_progress(encoder: Encoder, texts: list[str], desc: str, chunk: int = 1000) -> np.ndarray:
-    """``encoder.encode`` over ``texts`` in chunks, with a progress bar."""
-    parts = [encoder.encode(texts[i : i + chunk])
+def keras_inputs(encoder: Encoder, texts: list[str], desc: str, chunk: int = 1000) -> np.ndarray:
+    """``encoder.keras_inputs`` over ``texts`` in chunks, with a progress bar."""
+    parts = [encoder.keras_inputs(texts[i : i + chunk])
              for i in tqdm(range(0, len(texts), chunk), desc=desc, unit="k reviews", mininterval=1.0)]
-    return np.concatenate(parts) if parts else encoder.encode([])
+    return np.concatenate(parts) if parts else encoder.keras_inputs([])
 
 
 def fit(train: Split, recipe: Recipe, seed: int, verbose: int = 2) -> Trained:
@@ -103,13 +88,14 @@ def fit(train: Split, recipe: Recipe, seed: int, verbose: int = 2) -> Trained:
 
     texts = tqdm(train.texts, desc="vocabulary", unit="review", mininterval=1.0)
     vocab = Vocabulary.build(texts, recipe.vocab_size)
-    encoder = make_encoder(recipe, vocab)
-    x = encode_with_progress(encoder, train.texts, "encode train")
+    encoder = encoder_for_recipe(recipe, vocab)
+    x = keras_inputs(encoder, train.texts, "encode train")
     y = np.asarray(train.labels, dtype=np.float32)
     groups = movie_groups(train, recipe)
     train_idx, val_idx = validation_split(len(y), recipe.validation_size, seed, groups)
 
-    model = build_model(recipe, encoder.size, len(vocab))
+    width = encoder.length if encoder.family == SEQUENCE else encoder.vocab_size
+    model = build_model(recipe, width, len(vocab))
     stop = keras.callbacks.EarlyStopping(
         monitor=recipe.monitor, patience=recipe.patience, restore_best_weights=True
     )
@@ -138,12 +124,9 @@ def best_epoch_of(history: dict, monitor: str) -> int:
 
 def run(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose: int = 2) -> dict:
     """Train, evaluate on the test split, and publish the model directory at ``out``."""
-    import keras
-    import tensorflow as tf
-
     train, test = corpus.splits["train"], corpus.splits["test"]
     trained = fit(train, recipe, seed, verbose)
-    x_test = encode_with_progress(trained.encoder, test.texts, "encode test")
+    x_test = keras_inputs(trained.encoder, test.texts, "encode test")
     y_test = np.asarray(test.labels, dtype=np.int64)
     test_loss = float(trained.model.evaluate(x_test, y_test.astype(np.float32), batch_size=recipe.batch_size, verbose=0)[0])
     probs = trained.model.predict(x_test, batch_size=recipe.batch_size, verbose=0).reshape(-1)
@@ -158,9 +141,9 @@ def run(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose: int = 2) 
     config = {
         "recipe": recipe.to_dict(),
         "seed": seed,
-        "tokenizer": tokenizer.settings(),
+        "tokenizer": tokenizer_settings(),
         "features": trained.encoder.spec(),
-        "vocabulary": {"file": VOCAB_FILE, "size": len(trained.vocab), "sha256": trained.vocab.sha256()},
+        "vocabulary": {"file": model_dir.VOCAB_FILE, "size": len(trained.vocab), "sha256": trained.vocab.sha256()},
         "data": {
             "source": corpus.source,
             "archive_sha256": corpus.archive_sha256,
@@ -171,17 +154,13 @@ def run(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose: int = 2) 
             "validation_holds_out": trained.held_out,
             "test_reviews": len(test),
         },
-        "versions": {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__},
+        "versions": library_versions(),
     }
-    with staging_dir(out) as stage:
-        trained.model.save(stage / MODEL_FILE)
-        trained.vocab.save(stage / VOCAB_FILE)
-        write_json(stage / CONFIG_FILE, config)
-        write_json(stage / SPLITS_FILE, {
-            "train_ids": [train.ids[i] for i in trained.train_idx],
-            "validation_ids": [train.ids[i] for i in trained.val_idx],
-        })
-        write_json(stage / "history.json", trained.history)
-        write_json(stage / "metrics.json", metrics)
-        report.write_all(stage, trained.history, metrics, y_test, probs, test)
+    splits = {"train_ids": [train.ids[i] for i in trained.train_idx],
+              "validation_ids": [train.ids[i] for i in trained.val_idx]}
+    with model_dir.publish(out) as writer:
+        writer.model(trained.model)
+        writer.vocabulary(trained.vocab)
+        writer.json(config, splits, trained.history, metrics)
+        report.write_all(writer.path, trained.history, metrics, y_test, probs, test)
     return metrics

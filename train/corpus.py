@@ -1,38 +1,28 @@
-"""Reading labelled review corpora in the aclImdb layout, from a .tar.gz or a directory.
+"""The training corpus: the labelled reviews of the aclImdb layout, from a .tar.gz or a
+directory, with their movies (from ``urls_*.txt``) and a content hash.
 
 The archive is streamed (never extracted), so the 50,000 labelled reviews of the real
-corpus are read in seconds. No TensorFlow (the parity suite uses this); numpy only for
-``read_reviews``' labels and sampling. Every expected failure is a ``CorpusError`` whose message names the path and
-what is wrong.
+corpus are read in seconds. Every expected failure is a ``CorpusError`` whose message names
+the path and what is wrong.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-import tarfile
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import numpy as np
+import numpy as np
 
-LABELS = {"neg": 0, "pos": 1}
+from runtime.reviews import LABELS, MEMBER as _MEMBER, CorpusError, HashingReader, archive_members
+
 SPLITS = ("train", "test")
-
-# <anything>/aclImdb/<split>/<pos|neg>/<id>_<stars>.txt, with or without the aclImdb prefix.
-_MEMBER = re.compile(r"(?:^|/)(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
 # Line i of urls_pos.txt is the IMDb page of the movie that review pos/i_* is about.
 _URLS = re.compile(r"(?:^|/)(train|test)/urls_(pos|neg)\.txt$")
 _CORPUS_FILE = re.compile(f"{_MEMBER.pattern}|{_URLS.pattern}")
 _MOVIE = re.compile(r"tt\d+")
-
-
-class CorpusError(Exception):
-    """A corpus that cannot be read; the message names the path and the cause."""
 
 
 @dataclass
@@ -46,6 +36,15 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.texts)
+
+    def sample(self, n: int | None, seed: int) -> Split:
+        """A seeded sample of ``n`` reviews, kept in corpus order (all of them when ``n`` is None
+        or not smaller than the split)."""
+        if n is None or n >= len(self):
+            return self
+        keep = np.sort(np.random.default_rng(seed).choice(len(self), n, replace=False))
+        return Split([self.texts[i] for i in keep], [self.labels[i] for i in keep], [self.ids[i] for i in keep],
+                     [self.movies[i] for i in keep] if self.movies else [])
 
 
 @dataclass
@@ -62,43 +61,6 @@ class Corpus:
         }
 
 
-class _HashingReader:
-    """A file wrapper that hashes what is read and reports progress in bytes."""
-
-    def __init__(self, f, on_bytes: Callable[[int], None] | None):
-        self._f = f
-        self._on_bytes = on_bytes
-        self.sha256 = hashlib.sha256()
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._f.read(n)
-        self.sha256.update(data)
-        if self._on_bytes is not None:
-            self._on_bytes(len(data))
-        return data
-
-    def close(self) -> None:
-        self._f.close()
-
-    def drain(self) -> None:
-        while self.read(1 << 20):
-            pass
-
-
-def _archive_members(path: Path, reader: _HashingReader, pattern: re.Pattern = _MEMBER) -> Iterator[tuple[str, bytes]]:
-    try:
-        with tarfile.open(fileobj=reader, mode="r|gz") as tar:
-            for member in tar:
-                if member.isfile() and pattern.search(member.name):
-                    f = tar.extractfile(member)
-                    yield member.name, f.read() if f else b""
-        reader.drain()
-    except (tarfile.ReadError, zlib.error, EOFError, OSError) as e:
-        if isinstance(e, tarfile.ReadError) and "not a gzip file" in str(e).lower():
-            raise CorpusError(f"{path}: not a .tar.gz archive") from e
-        raise CorpusError(f"{path}: archive is truncated or corrupt ({e})") from e
-
-
 def _directory_members(root: Path) -> Iterator[tuple[str, bytes]]:
     for split in SPLITS:
         for label in LABELS:
@@ -109,49 +71,6 @@ def _directory_members(root: Path) -> Iterator[tuple[str, bytes]]:
             urls = root / split / f"urls_{label}.txt"
             if urls.is_file():
                 yield f"{split}/urls_{label}.txt", urls.read_bytes()
-
-
-_TEXT_FILE = re.compile(r"\.txt$")
-
-
-@dataclass
-class Reviews:
-    """Review texts from any folder or archive of .txt files; labels when every file has one."""
-
-    ids: list[str]
-    texts: list[str]
-    labels: np.ndarray | None
-
-
-def read_reviews(path: str | Path, limit: int | None = None, seed: int = 0) -> Reviews:
-    """Every .txt review under ``path`` (the test split only, for an aclImdb layout).
-
-    A file's label comes from a ``pos`` or ``neg`` folder above it; labels are returned only
-    when every file has one. ``limit`` keeps a seeded sample.
-    """
-    import numpy as np
-
-    path = Path(path)
-    if not path.exists():
-        raise CorpusError(f"{path}: no such file or directory")
-    if path.is_dir():
-        items = [(str(p.relative_to(path)), p.read_bytes()) for p in sorted(path.rglob("*.txt")) if p.is_file()]
-    else:
-        with open(path, "rb") as f:
-            items = sorted(_archive_members(path, _HashingReader(f, None), _TEXT_FILE))
-    if not items:
-        raise CorpusError(f"{path}: no .txt reviews found")
-    test = [(n, b) for n, b in items if (m := _MEMBER.search(n)) and m.group(1) == "test"]
-    items = test or items
-    if limit is not None and limit < len(items):
-        keep = sorted(np.random.default_rng(seed).choice(len(items), limit, replace=False))
-        items = [items[i] for i in keep]
-    labels = [next((LABELS[part] for part in reversed(Path(n).parts[:-1]) if part in LABELS), None) for n, _ in items]
-    return Reviews(
-        ids=[n for n, _ in items],
-        texts=[b.decode("utf-8", "replace") for _, b in items],
-        labels=np.asarray(labels) if all(label is not None for label in labels) else None,
-    )
 
 
 def _directory_root(path: Path) -> Path:
@@ -180,8 +99,8 @@ def read_corpus(
             fobj = open(path, "rb")
         except OSError as e:
             raise CorpusError(f"{path}: cannot open ({e.strerror})") from e
-        reader = _HashingReader(fobj, on_bytes)
-        members = _archive_members(path, reader, _CORPUS_FILE)
+        reader = HashingReader(fobj, on_bytes)
+        members = archive_members(path, reader, _CORPUS_FILE)
     movies: dict[tuple[str, str], list[str]] = {}
     try:
         for name, data in members:

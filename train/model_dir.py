@@ -1,0 +1,136 @@
+"""The model directory: what ``python -m train`` publishes and export, the benchmark and the
+TensorFlow reference read. This module owns its layout; nothing else names its files.
+
+====================  ==========================================================
+file                  content
+====================  ==========================================================
+``model.keras``       the trained Keras model
+``vocab.txt``         the vocabulary (``runtime.vocab`` format)
+``config.json``       recipe, seed, tokenizer, feature spec, vocabulary, data, versions
+``splits.json``       the training and validation review ids
+``history.json``      per-epoch training and validation figures
+``metrics.json``      test-split figures
+``report.md``, PNGs   the human-readable report (``train.report``)
+====================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from runtime.text import settings as tokenizer_settings
+from runtime.atomic import staging_dir
+from runtime.bundle import sha256_file
+from runtime.features import SEQUENCE, Encoder, encoder_from_spec
+from runtime.vocab import Vocabulary, VocabularyError
+
+MODEL_FILE = "model.keras"
+VOCAB_FILE = "vocab.txt"
+CONFIG_FILE = "config.json"
+SPLITS_FILE = "splits.json"
+HISTORY_FILE = "history.json"
+METRICS_FILE = "metrics.json"
+
+
+class ModelDirError(Exception):
+    """A model directory that cannot be used."""
+
+
+def write_json(path: Path, data: object) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+class ModelDirWriter:
+    """Writes the files of a model directory into its staging directory."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def model(self, model) -> None:
+        model.save(self.path / MODEL_FILE)
+
+    def vocabulary(self, vocab: Vocabulary) -> None:
+        vocab.save(self.path / VOCAB_FILE)
+
+    def json(self, config: dict, splits: dict, history: dict, metrics: dict) -> None:
+        for name, data in ((CONFIG_FILE, config), (SPLITS_FILE, splits), (HISTORY_FILE, history),
+                           (METRICS_FILE, metrics)):
+            write_json(self.path / name, data)
+
+
+@contextmanager
+def publish(out: Path) -> Iterator[ModelDirWriter]:
+    """A writer whose directory replaces ``out`` in one rename when the block succeeds."""
+    with staging_dir(out) as stage:
+        yield ModelDirWriter(stage)
+
+
+class ModelDir:
+    """A published model directory, checked for what its readers need."""
+
+    def __init__(self, path: str | Path):
+        self.path = path = Path(path)
+        if not path.is_dir():
+            raise ModelDirError(f"{path}: not a model directory")
+        for name in (MODEL_FILE, VOCAB_FILE, CONFIG_FILE, SPLITS_FILE):
+            if not (path / name).is_file():
+                raise ModelDirError(f"{path / name}: missing from the model directory")
+        try:
+            self.config = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
+            self.splits = json.loads((path / SPLITS_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ModelDirError(f"{path}: unreadable config or splits ({e})") from e
+        try:
+            self.vocab = Vocabulary.load(path / VOCAB_FILE)
+        except VocabularyError as e:
+            raise ModelDirError(str(e)) from e
+        if self.config.get("tokenizer") != tokenizer_settings():
+            raise ModelDirError(f"{path}: trained with tokenizer {self.config.get('tokenizer')}, "
+                                f"this code has {tokenizer_settings()}")
+        try:
+            self.encoder: Encoder = encoder_from_spec(self.config.get("features", {}), self.vocab)
+        except (ValueError, KeyError, TypeError) as e:
+            raise ModelDirError(f"{path / CONFIG_FILE}: {e}") from e
+        self.family = self.encoder.family
+
+    @property
+    def model_file(self) -> Path:
+        return self.path / MODEL_FILE
+
+    def model_sha256(self) -> str:
+        return sha256_file(self.model_file)
+
+    def load_model(self):
+        """The Keras model, checked to take what the encoder makes (needs TensorFlow)."""
+        import keras
+
+        try:
+            model = keras.models.load_model(self.model_file)
+        except Exception as e:  # Keras raises many types for a bad file
+            raise ModelDirError(f"{self.model_file}: cannot load the Keras model ({e})") from e
+        shape = tuple(model.inputs[0].shape)
+        if len(model.inputs) != 1 or len(shape) != 2 or tuple(model.outputs[0].shape)[1:] != (1,):
+            raise ModelDirError(f"{self.path}: unsupported model: expected one (batch, N) input and a (batch, 1) "
+                                f"output, got inputs {[tuple(i.shape) for i in model.inputs]}")
+        width = self.encoder.length if self.family == SEQUENCE else self.encoder.vocab_size
+        if shape[1] != width:
+            what = "ids a sequence" if self.family == SEQUENCE else "tokens"
+            raise ModelDirError(f"{self.path / VOCAB_FILE}: {width} {what} but the model takes {shape[1]} features")
+        return model
+
+    def inference_model(self):
+        """The model as export converts it: for a sequence model, rebuilt with dropout 0
+        (identical at inference, without the dropout's random state, which would stay in the
+        converted graph)."""
+        from train.recipes import Recipe, build_model
+
+        model = self.load_model()
+        if self.family != SEQUENCE:
+            return model
+        recipe = Recipe(**{**self.config["recipe"], "hidden": tuple(self.config["recipe"]["hidden"])})
+        clean = build_model(recipe, self.encoder.length, len(self.vocab), dropout=0.0)
+        clean.set_weights(model.get_weights())
+        return clean
