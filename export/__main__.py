@@ -32,6 +32,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        return _export(args)
+    except KeyboardInterrupt:
+        print(f"interrupted; nothing was published to {args.out}", file=sys.stderr)
+        return exitcodes.INTERRUPTED
+
+
+def _export(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from export.exporter import export_bundle
     from export.validate import ValidationError
@@ -57,9 +65,6 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as e:
         print(f"error: {e}; nothing was published to {args.out}", file=sys.stderr)
         return exitcodes.CHECK_FAILED
-    except KeyboardInterrupt:
-        print(f"interrupted; nothing was published to {args.out}", file=sys.stderr)
-        return 130
     print(f"bundle {args.out}: {len(manifest.artifacts)} artifacts validated "
           f"(float test accuracy {manifest.model['float_test_accuracy']:.4f}), default {manifest.default_artifact}")
     for name, a in manifest.artifacts.items():

@@ -2,8 +2,9 @@
 
 Prints one line per input: label, P(positive) and the file name (or, with --json, one
 JSON object per line). Files are read as text (UTF-8 unless --encoding says otherwise;
-invalid bytes are replaced, with a warning). Many files are classified in batches; a file
-larger than 4 MiB is streamed, so memory stays bounded whatever its size.
+invalid bytes are replaced, with a warning). Many files are classified in batches; a review
+longer than 4 MiB is streamed, so memory stays bounded whatever its size, standard input
+included.
 
 exit status (as for every command, see runtime.exitcodes):
   0   every input was classified
@@ -17,28 +18,19 @@ exit status (as for every command, see runtime.exitcodes):
 from __future__ import annotations
 
 import argparse
-import codecs
 import json
 import os
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
-
 
 from runtime import exitcodes
 from runtime.backends import ENGINES, EngineError
 from runtime.bundle import BundleError
 from runtime.classifier import Classifier, Prediction, load
+from runtime.reading import InputError, is_text_encoding, open_review
 
-STREAM_ABOVE = 4 << 20
-BLOCK = 1 << 20
-BATCH = 256
-SNIFF = 8192
-
-
-class InputError(Exception):
-    """An input that cannot be classified; the message is the cause."""
+BATCH = 256  # files classified together
+BATCH_CHARS = 16 << 20  # and at most this much text held for one batch
 
 
 @dataclass
@@ -58,57 +50,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--encoding", default="utf-8", help="text encoding of the inputs (default: utf-8)")
     p.add_argument("--json", action="store_true", help="one JSON object per input instead of text lines")
     args = p.parse_args(argv)
-    try:
-        if not codecs.lookup(args.encoding)._is_text_encoding:
-            p.error(f"{args.encoding!r} is not a text encoding")
-    except LookupError:
-        p.error(f"unknown encoding {args.encoding!r}")
+    if not is_text_encoding(args.encoding):
+        p.error(f"{args.encoding!r} is not a text encoding")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         p.error("--threshold must be between 0 and 1")
     return args
-
-
-class _Decoder:
-    """Incremental decoding that replaces invalid bytes and remembers that it did."""
-
-    def __init__(self, encoding: str):
-        self._decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
-        self._lenient = codecs.getincrementaldecoder(encoding)(errors="replace")
-        self.replaced = False
-
-    def decode(self, data: bytes, final: bool = False) -> str:
-        if not self.replaced:
-            try:
-                return self._decoder.decode(data, final)
-            except UnicodeDecodeError:
-                self.replaced = True
-                self._lenient.setstate(self._decoder.getstate())
-        return self._lenient.decode(data, final)
-
-
-def _open(name: str) -> tuple[BinaryIO, int | None]:
-    if name == "-":
-        return sys.stdin.buffer, None
-    try:
-        if os.path.isdir(name):
-            raise InputError("is a directory")
-        f = open(name, "rb")
-    except FileNotFoundError:
-        raise InputError("no such file") from None
-    except PermissionError:
-        raise InputError("permission denied") from None
-    except IsADirectoryError:
-        raise InputError("is a directory") from None
-    except OSError as e:
-        raise InputError(e.strerror or str(e)) from None
-    return f, os.fstat(f.fileno()).st_size
-
-
-def _pieces(f: BinaryIO, first: bytes, decoder: _Decoder) -> Iterator[str]:
-    yield decoder.decode(first)
-    while block := f.read(BLOCK):
-        yield decoder.decode(block)
-    yield decoder.decode(b"", final=True)
 
 
 @dataclass
@@ -119,27 +65,14 @@ class _Text:
 
 
 def _read(name: str, encoding: str, clf: Classifier) -> _Text | Result:
-    """The text of a small input, or the finished result of a streamed large one."""
-    f, size = _open(name)
-    try:
-        first = f.read(SNIFF)
-        if b"\0" in first and not encoding.lower().replace("_", "-").startswith(("utf-16", "utf-32")):
-            raise InputError("binary file (contains NUL bytes), not text")
-        decoder = _Decoder(encoding)
-        if size is not None and size > STREAM_ABOVE:
-            prediction = clf.predict_stream(_pieces(f, first, decoder))
-            if prediction.known_words == 0 and not first.strip():
-                raise InputError("empty or whitespace-only")
-            return Result(name, prediction, _warnings(decoder.replaced, prediction.known_words, encoding))
-        text = decoder.decode(first + f.read(), final=True)
-    except OSError as e:
-        raise InputError(e.strerror or str(e)) from None
-    finally:
-        if f is not sys.stdin.buffer:
-            f.close()
-    if not text.strip():
-        raise InputError("empty or whitespace-only")
-    return _Text(name, text, decoder.replaced)
+    """The text of a short input, or the finished result of a streamed long one."""
+    with open_review(name, encoding) as review:
+        if review.text is not None:
+            return _Text(name, review.text, review.replaced)
+        prediction = clf.predict_stream(review.pieces)
+        if review.blank:
+            raise InputError("empty or whitespace-only")
+        return Result(name, prediction, _warnings(review.replaced, prediction.known_words, encoding))
 
 
 def _warnings(replaced: bool, known: int, encoding: str) -> list[str]:
@@ -154,13 +87,16 @@ def _warnings(replaced: bool, known: int, encoding: str) -> list[str]:
 def classify_files(clf: Classifier, names: list[str], encoding: str, emit, fail) -> None:
     """Classify ``names`` in batches; ``emit(result)`` in input order, ``fail(name, cause)`` for bad ones."""
     pending: list[_Text] = []
+    held = 0
 
     def flush() -> None:
+        nonlocal held
         if not pending:
             return
         for t, prediction in zip(pending, clf.predict_batch([t.text for t in pending])):
             emit(Result(t.name, prediction, _warnings(t.replaced, prediction.known_words, encoding)))
         pending.clear()
+        held = 0
 
     for name in names:
         try:
@@ -174,9 +110,17 @@ def classify_files(clf: Classifier, names: list[str], encoding: str, emit, fail)
             emit(item)
             continue
         pending.append(item)
-        if len(pending) >= BATCH:
+        held += len(item.text)
+        if len(pending) >= BATCH or held >= BATCH_CHARS:
             flush()
     flush()
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so that the interpreter's last flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,11 +151,17 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         classify_files(clf, args.files, args.encoding, emit, fail)
+        sys.stdout.flush()
     except (BundleError, EngineError) as e:
         print(f"error: {e}", file=sys.stderr)
         return exitcodes.UNUSABLE
     except BrokenPipeError:
+        _silence_stdout()
         return exitcodes.OK
+    except OSError as e:
+        _silence_stdout()
+        print(f"error: cannot write the output: {e.strerror or e}", file=sys.stderr)
+        return exitcodes.INTERNAL
     return exitcodes.INPUT if failed else exitcodes.OK
 
 

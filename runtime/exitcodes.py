@@ -10,6 +10,7 @@ status  meaning
 4       cannot start: the bundle, model directory, corpus or engine is missing, malformed
         or unusable; nothing was done
 64      usage error: the command line is wrong
+130     interrupted (Ctrl-C); nothing half-written is left behind
 ======  =================================================================================
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 
-OK, INTERNAL, INPUT, CHECK_FAILED, UNUSABLE, USAGE = 0, 1, 2, 3, 4, 64
+OK, INTERNAL, INPUT, CHECK_FAILED, UNUSABLE, USAGE, INTERRUPTED = 0, 1, 2, 3, 4, 64, 130
 
 
 class _Parser(argparse.ArgumentParser):

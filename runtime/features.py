@@ -9,8 +9,9 @@ One encoder per feature family, shared by training and serving:
 
 Encoders memoize ``chunk -> token ids`` (see ``runtime.text``): a chunk's ids depend on
 that chunk alone, so the memo is exact, and a review costs little more than
-``lower().split()`` plus one dictionary look-up per distinct chunk. The memo is bounded:
-once full it stops growing, which changes speed, never results.
+``lower().split()`` plus one dictionary look-up per distinct chunk. The memo is bounded in
+entries and in characters (a chunk longer than any word is never kept): once full it stops
+growing, which changes speed, never results.
 """
 
 from __future__ import annotations
@@ -29,18 +30,28 @@ SEQUENCE = "sequence"
 FAMILIES = (MULTI_HOT, SEQUENCE)
 
 
-class _ChunkMemo(dict):
-    """chunk -> ids, computed on a miss and kept while fewer than ``limit`` are kept."""
+MEMO_CHUNK_CHARS = 100  # longer chunks (rare: no word is that long) are never kept
+MEMO_CHARS = 8 << 20  # the most chunk text the memo keeps
 
-    def __init__(self, compute, limit: int):
+
+class _ChunkMemo(dict):
+    """chunk -> ids, computed on a miss and kept while fewer than ``limit`` chunks and
+    ``char_limit`` characters of chunk text are kept, so its memory is bounded whatever the
+    texts."""
+
+    def __init__(self, compute, limit: int, char_limit: int = MEMO_CHARS):
         super().__init__()
         self._compute = compute
         self._limit = limit
+        self.char_limit = char_limit
+        self._chars = 0
 
     def __missing__(self, chunk: str) -> tuple[int, ...]:
         ids = self._compute(chunk)
-        if len(self) < self._limit:
+        n = len(chunk)
+        if n <= MEMO_CHUNK_CHARS and len(self) < self._limit and self._chars + n <= self.char_limit:
             self[chunk] = ids
+            self._chars += n
         return ids
 
 

@@ -109,20 +109,28 @@ def whole_chunks(pieces: Iterable[str]) -> Iterator[str]:
         yield carry
 
 
-def _safe_cut(buf: str) -> int:
-    """The end of the last whole chunk of ``buf`` (0 when there is none).
+_SPACE = re.compile(r"\s")
+_WINDOW = 512  # characters searched at a time, from the end, for a place to cut
 
-    A space that belongs to a ``<br />`` is not a safe place to cut. A run of more than
-    ``MAX_CHUNK`` characters without whitespace is cut anyway, to bound memory.
+
+def _safe_cut(buf: str) -> int:
+    """The end of the last whole chunk of ``buf`` (0 when there is none), in time linear in
+    what it searches.
+
+    A cut falls just after a whitespace character. The one that is not a safe place is the
+    space inside ``<br />`` (a line break the tokenizer turns into a space as a whole), or a
+    space after ``<br`` with too little text after it to tell. Only the last ``MAX_CHUNK``
+    characters are searched: a longer run without a safe place is cut anyway, to bound memory.
     """
     end = len(buf)
-    while end > 0:
-        if buf[end - 1].isspace():
-            if not (buf[end - 1] == " " and buf[max(0, end - 4) : end - 1].lower() == "<br"):
-                return end
-            end -= 4
-            continue
-        last = buf[:end].rsplit(None, 1)[-1]
-        end -= len(last)
+    stop = max(0, end - MAX_CHUNK)
+    while end > stop:
+        start = max(stop, end - _WINDOW)
+        for match in reversed(list(_SPACE.finditer(buf, start, end))):
+            cut = match.end()
+            inside_break = (buf[cut - 1] == " " and buf[max(0, cut - 4) : cut - 1].lower() == "<br"
+                            and "/>".startswith(buf[cut : cut + 2]))
+            if not inside_break:
+                return cut
+        end = start
     return len(buf) if len(buf) > MAX_CHUNK else 0
-

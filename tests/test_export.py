@@ -150,3 +150,23 @@ def test_float32_limit_is_per_feature_family():
     assert failures(True, figures, "multi_hot") == ["max |p - p_float| 2e-05 > 1e-05"]
     assert failures(True, {"max_abs_diff": 2e-4, "test_max_abs_diff": 0.0}, "sequence") == [
         "max |p - p_float| 0.0002 > 0.0001"]
+
+
+def test_ctrl_c_during_export_is_one_line_and_leaves_nothing(small_model, tmp_path):
+    import signal
+    import time
+
+    from conftest import corpus_path
+
+    out = tmp_path / "bundle"
+    proc = subprocess.Popen([sys.executable, "-m", "export", str(small_model), "--out", str(out), "--data",
+                             str(corpus_path()), "--validation-size", "2000", "--test-limit", "500"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not list(tmp_path.glob(".bundle.staging-*")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == f"interrupted; nothing was published to {out}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

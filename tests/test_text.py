@@ -94,3 +94,21 @@ def test_letters_and_digits_shortcut_is_what_the_pattern_finds(corpus):
         assert _TOKEN_RE.findall(c) == [c], c
     assert chunk_tokens("abc123") == ("abc123",) and chunk_tokens("naïve") == ("naive",)
     assert chunk_tokens("²³") == ("23",)  # not ASCII: folded first, then the pattern
+
+
+def test_stream_cuts_are_exact_around_line_breaks_at_random():
+    """Texts dense in ``<br />``, ``<br`` followed by words, and ``/>``, cut into random pieces."""
+    rng = random.Random(7)
+    parts = ["<br />", "<BR />", "<br/>", "<br>", "<br ", "/>", "good", " ", "  ", "\n", "film", "<", "br"]
+    for _ in range(300):
+        s = "".join(rng.choice(parts) for _ in range(rng.randint(1, 60)))
+        cuts = sorted(rng.sample(range(len(s) + 1), min(len(s) + 1, rng.randint(1, 6))))
+        pieces = [s[a:b] for a, b in zip([0] + cuts, cuts + [len(s)])]
+        assert [t for seg in whole_chunks(pieces) for t in tokenize(seg)] == tokenize(s), (s, cuts)
+
+
+def test_stream_cutting_is_linear_when_every_space_follows_br():
+    """``good<br `` repeated: each space is a real separator, and is found as one at once."""
+    pieces = ["good<br " * 8192] * 40
+    segments = list(whole_chunks(pieces))
+    assert len(segments) >= 39 and "".join(segments) == "".join(pieces)
