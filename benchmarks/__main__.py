@@ -12,6 +12,7 @@ import datetime as dt
 import os
 import platform
 import sys
+import tempfile
 from pathlib import Path
 
 from runtime import exitcodes
@@ -43,12 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import numpy as np
 
-    from benchmarks import measure, peers, report
+    from benchmarks import measure, peers, report, volume
     from runtime.atomic import staging_dir
     from runtime.bundle import BundleError, open_bundle, sha256_file
     from runtime.features import MULTI_HOT
     from runtime.reviews import CorpusError
     from train import data
+    from train.corpus import all_review_texts
     from train.environment import library_versions
     from train.model_dir import ModelDir, ModelDirError, write_json
 
@@ -94,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     result["latency_e2e"], result["floors"], result["latency_model"] = measure.latency(
         clfs, keras_ref, tutorial, lat_texts, s)
     result["throughput"] = measure.batch_throughput(clfs, keras_ref, lat_texts, s)
+    with tempfile.TemporaryDirectory() as work:
+        result["volume"] = volume.measure(all_review_texts(data.resolve(args.data)), bundle.root, model_dir,
+                                          Path(work), s.volume_reviews, s.keras_volume_reviews)
     with staging_dir(args.out) as stage:
         median_review = sorted(lat_texts, key=len)[len(lat_texts) // 2]
         review = stage / "review.txt"
@@ -106,11 +111,14 @@ def main(argv: list[str] | None = None) -> int:
         report.plot_latency(result, stage / "latency.png")
         report.plot_accuracy_size(result, stage / "accuracy_size.png")
         report.plot_throughput(result, stage / "throughput.png")
+        volume.plot(result["volume"], stage / "volume.png")
     r = result["ratios"]
     print(f"benchmark ({result['meta']['mode']}) -> {args.out}/benchmark.md")
     for key, e in r.items():
         if isinstance(e, dict) and "goal" in e:
             print(f"  {e['meaning']}: {e['value']:.3g} (goal {e['goal']}: {'met' if e['met'] else 'NOT met'})")
+    for what, goal, value, met in volume.goals(result["volume"]):
+        print(f"  {what}: {value:.3g} (goal {goal}: {'met' if met else 'NOT met'})")
     print(f"  recommended default artifact: {result['recommended_default']}")
     return exitcodes.OK
 

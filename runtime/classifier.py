@@ -131,11 +131,24 @@ class Classifier:
         parts = [probs for _, probs in self._batches(texts)]
         return np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros(0, dtype=np.float32)
 
+    def score_batch(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """P(positive) (float32) and known-word counts (int32) for each review of a batch: the
+        compact form worker processes send back."""
+        _check_texts(texts)
+        probs, known = [np.zeros(0, np.float32)], [np.zeros(0, np.int32)]
+        for inputs, p in self._batches(texts):
+            probs.append(p.astype(np.float32, copy=False))
+            known.append(known_words(inputs).astype(np.int32))
+        return np.concatenate(probs), np.concatenate(known)
+
+    def predictions(self, probs: np.ndarray, known: np.ndarray) -> list[Prediction]:
+        """``Prediction`` objects from ``score_batch``'s arrays."""
+        t, negative, positive = self.threshold, self.labels[0], self.labels[1]
+        return [Prediction(positive if p >= t else negative, p, k) for p, k in zip(probs.tolist(), known.tolist())]
+
     def predict_batch(self, texts: Sequence[str]) -> list[Prediction]:
         """A ``Prediction`` for each review of a batch (one engine call per ``BATCH`` reviews)."""
-        _check_texts(texts)
-        return [self._prediction(float(p), row) for inputs, probs in self._batches(texts)
-                for row, p in zip(inputs, probs)]
+        return self.predictions(*self.score_batch(texts))
 
     def predict_stream(self, pieces: Iterable[str]) -> Prediction:
         """A ``Prediction`` for one text given in pieces (memory bounded, whatever its length)."""

@@ -1,15 +1,22 @@
-"""Classify review files as positive or negative.
+"""Classify reviews as positive or negative: one review per file, or many per file.
 
 Prints one line per input: label, P(positive) and the file name (or, with --json, one
-JSON object per line). Files are read as text (UTF-8 unless --encoding says otherwise;
-invalid bytes are replaced, with a warning). Many files are classified in batches; a review
-longer than 4 MiB is streamed, so memory stays bounded whatever its size, standard input
-included.
+JSON object per line). With --lines, --jsonl or --csv each file holds many reviews (one
+per line, a JSON object per line, or a CSV column): every record gives exactly one output,
+in input order, named by its source (file:line); a record that cannot be classified gives
+an error (a line "error<TAB>-<TAB>file:line", or a JSON object with "error"). --jobs N
+scores records in N worker processes (0: one per core) with identical results, and --ray
+on Ray. --out FILE writes the output atomically: a complete file or none.
+
+Files are read as text (UTF-8 unless --encoding says otherwise; invalid bytes are replaced,
+with a warning). Many files are classified in batches; a review longer than 4 MiB is
+streamed, so memory stays bounded whatever its size, standard input included.
 
 exit status (as for every command, see runtime.exitcodes):
   0   every input was classified
-  2   some input could not be classified (missing, unreadable, empty or binary);
-      the others are still printed
+  1   internal error, or a worker process died, or the output cannot be written
+  2   some input or record could not be classified (missing, unreadable, empty,
+      binary, malformed); the others are still printed
   4   the bundle or the engine cannot be used (missing, corrupt or tampered bundle,
       no engine); nothing was classified
   64  usage error
@@ -18,16 +25,25 @@ exit status (as for every command, see runtime.exitcodes):
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import io
 import json
 import os
 import sys
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
 
-from runtime import exitcodes
+from runtime import bulk, exitcodes
+from runtime.atomic import atomic_file
 from runtime.backends import ENGINES, EngineError
 from runtime.bundle import BundleError
 from runtime.classifier import Classifier, Prediction, load
-from runtime.reading import InputError, is_text_encoding, open_review
+from runtime.reading import InputError, is_text_encoding, open_input, open_review
+from runtime.records import CSV, JSONL, LINES, Record, read_records
 
 BATCH = 256  # files classified together
 BATCH_CHARS = 16 << 20  # and at most this much text held for one batch
@@ -36,22 +52,51 @@ BATCH_CHARS = 16 << 20  # and at most this much text held for one batch
 @dataclass
 class Result:
     name: str
-    prediction: Prediction
-    warnings: list[str]
+    prediction: Prediction | None  # None: not classified, ``error`` says why
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+    fields: dict = field(default_factory=dict)  # carried from a JSON record
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = exitcodes.parser("python -m runtime.classify", __doc__)
-    p.add_argument("files", nargs="+", metavar="FILE", help="review text files; - reads standard input")
+    p.add_argument("files", nargs="+", metavar="FILE", help="review files; - reads standard input")
     p.add_argument("--model", metavar="BUNDLE", help="bundle directory (default: the bundle shipped with the package)")
     p.add_argument("--artifact", help="artifact of the bundle to run (default: the manifest's default)")
     p.add_argument("--backend", default="auto", choices=["auto", *ENGINES], help="inference engine (default: auto)")
     p.add_argument("--threshold", type=float, help="P(positive) at or above which a review is positive (default: the bundle's)")
     p.add_argument("--encoding", default="utf-8", help="text encoding of the inputs (default: utf-8)")
     p.add_argument("--json", action="store_true", help="one JSON object per input instead of text lines")
+    formats = p.add_mutually_exclusive_group()
+    formats.add_argument("--lines", dest="format", action="store_const", const=LINES,
+                         help="each file holds one review per line")
+    formats.add_argument("--jsonl", dest="format", action="store_const", const=JSONL,
+                         help="each file holds one JSON object per line (see --field)")
+    formats.add_argument("--csv", dest="format", action="store_const", const=CSV,
+                         help="each file is a CSV with a header row (see --column)")
+    p.add_argument("--field", default="text", help="--jsonl: the field holding the review (default: text); "
+                   "the other fields are carried to --json output")
+    p.add_argument("--column", default="text", help="--csv: the column holding the review (default: text)")
+    p.add_argument("--jobs", type=int, metavar="N",
+                   help="with --lines/--jsonl/--csv: score in N worker processes, 0 = one per core (default: 1); "
+                        "with --ray, N Ray workers, 0 = one per CPU of the cluster")
+    p.add_argument("--ray", action="store_true",
+                   help="with --lines/--jsonl/--csv: score on Ray (the cluster RAY_ADDRESS names, else a local "
+                        "one); needs pip install 'imdb-edge[ray]'")
+    p.add_argument("--out", type=Path, metavar="FILE", help="write the output to FILE atomically instead of stdout")
     args = p.parse_args(argv)
     if not is_text_encoding(args.encoding):
         p.error(f"{args.encoding!r} is not a text encoding")
+    if args.format and args.encoding.lower().replace("_", "-").startswith(("utf-16", "utf-32")):
+        p.error("--lines, --jsonl and --csv need an encoding in which a newline is one byte (utf-8, latin-1, ...)")
+    if args.jobs is not None and args.jobs < 0:
+        p.error("--jobs must be 0 (one per core) or more")
+    if (args.jobs is not None or args.ray) and not args.format:
+        p.error("--jobs and --ray go with --lines, --jsonl or --csv")
+    if args.ray and importlib.util.find_spec("ray") is None:
+        p.error("--ray needs Ray: pip install 'imdb-edge[ray]'")
+    if args.out is not None and not args.out.parent.is_dir():
+        p.error(f"--out {args.out}: the directory {args.out.parent} does not exist")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         p.error("--threshold must be between 0 and 1")
     return args
@@ -116,6 +161,72 @@ def classify_files(clf: Classifier, names: list[str], encoding: str, emit, fail)
     flush()
 
 
+def _records(names: list[str], args: argparse.Namespace) -> Iterator[Record]:
+    """The records of every file in turn; a file that cannot be read is one error record."""
+    key = args.field if args.format == JSONL else args.column
+    for name in names:
+        try:
+            f = open_input(name)
+        except InputError as e:
+            yield Record(name, None, str(e))
+            continue
+        try:
+            yield from read_records(f, name, args.format, args.encoding, key)
+        except InputError as e:
+            yield Record(name, None, str(e))
+        finally:
+            if f is not sys.stdin.buffer:
+                f.close()
+
+
+def classify_records(clf: Classifier, args: argparse.Namespace, emit) -> None:
+    """Every record of every file, scored in order (in ``--jobs`` processes), to ``emit``."""
+    if args.ray:
+        scored = bulk.score(_records(args.files, args), clf, ray_workers=args.jobs or 0)
+    else:
+        scored = bulk.score(_records(args.files, args), clf, bulk.jobs_count(1 if args.jobs is None else args.jobs))
+    for record, prediction in scored:
+        if prediction is None:
+            emit(Result(record.source, None, error=record.error, fields=record.fields))
+        else:
+            emit(Result(record.source, prediction, _warnings(record.replaced, prediction.known_words, args.encoding),
+                        fields=record.fields))
+
+
+class _Progress:
+    """A line on stderr, renewed every second, when stderr is a terminal and a run is long."""
+
+    def __init__(self) -> None:
+        self.on = sys.stderr.isatty()
+        self.count = 0
+        self._start = self._shown = time.monotonic()
+
+    def step(self) -> None:
+        self.count += 1
+        if self.on and (now := time.monotonic()) - self._shown >= 1.0:
+            self._shown = now
+            rate = self.count / (now - self._start)
+            print(f"\r{self.count:,} classified, {rate:,.0f}/s", end="", file=sys.stderr, flush=True)
+
+    def done(self) -> None:
+        if self.on and self._shown > self._start:
+            print(file=sys.stderr)
+
+
+@contextmanager
+def _output(path: Path | None) -> Iterator[TextIO]:
+    """Standard output, or a file that appears complete or not at all."""
+    if path is None:
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    with atomic_file(path) as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8", newline="\n")
+        yield text
+        text.flush()
+        text.detach()
+
+
 def _silence_stdout() -> None:
     """Point standard output at /dev/null, so that the interpreter's last flush cannot fail again."""
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -132,29 +243,43 @@ def main(argv: list[str] | None = None) -> int:
         return exitcodes.UNUSABLE
     failed = False
     model = clf.bundle.manifest.recipe or str(clf.bundle.root)
+    progress = _Progress()
 
-    def emit(r: Result) -> None:
+    def emit(r: Result, out: TextIO) -> None:
+        nonlocal failed
+        progress.step()
+        if r.prediction is None:
+            failed = True
+            print(f"error: {r.name}: {r.error}", file=sys.stderr)
+            if args.format and args.json:
+                print(json.dumps({**r.fields, "source": r.name, "error": r.error}, ensure_ascii=False), file=out)
+            elif args.format:
+                print(f"error\t-\t{r.name}", file=out)
+            return
         p = r.prediction
         for w in r.warnings:
             print(f"warning: {r.name}: {w}", file=sys.stderr)
         if args.json:
-            print(json.dumps({"file": r.name, "label": p.label, "probability": round(p.probability, 6),
+            where = {"source": r.name} if args.format else {"file": r.name}
+            print(json.dumps({**r.fields, **where, "label": p.label, "probability": round(p.probability, 6),
                               "known_words": p.known_words, "model": model, "artifact": clf.artifact,
-                              "engine": clf.engine, "warnings": r.warnings}, ensure_ascii=False))
+                              "engine": clf.engine, "warnings": r.warnings}, ensure_ascii=False), file=out)
         else:
-            print(f"{p.label}\t{p.probability:.4f}\t{r.name}")
-
-    def fail(name: str, cause: str) -> None:
-        nonlocal failed
-        failed = True
-        print(f"error: {name}: {cause}", file=sys.stderr)
+            print(f"{p.label}\t{p.probability:.4f}\t{r.name}", file=out)
 
     try:
-        classify_files(clf, args.files, args.encoding, emit, fail)
-        sys.stdout.flush()
+        with _output(args.out) as out:
+            if args.format:
+                classify_records(clf, args, lambda r: emit(r, out))
+            else:
+                classify_files(clf, args.files, args.encoding, lambda r: emit(r, out),
+                               lambda name, cause: emit(Result(name, None, error=cause), out))
     except (BundleError, EngineError) as e:
         print(f"error: {e}", file=sys.stderr)
         return exitcodes.UNUSABLE
+    except bulk.WorkerError as e:
+        print(f"error: {e}" + (f"; {args.out} was not written" if args.out else ""), file=sys.stderr)
+        return exitcodes.INTERNAL
     except BrokenPipeError:
         _silence_stdout()
         return exitcodes.OK
@@ -162,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         _silence_stdout()
         print(f"error: cannot write the output: {e.strerror or e}", file=sys.stderr)
         return exitcodes.INTERNAL
+    finally:
+        progress.done()
     return exitcodes.INPUT if failed else exitcodes.OK
 
 

@@ -108,7 +108,8 @@ class Review:
         return self.decoder.blank
 
 
-def _open(name: str) -> BinaryIO:
+def open_input(name: str) -> BinaryIO:
+    """The binary stream of file ``name`` (``-``: standard input); ``InputError`` if it cannot be opened."""
     if name == "-":
         return sys.stdin.buffer
     try:
@@ -132,7 +133,7 @@ def open_review(name: str, encoding: str = "utf-8") -> Iterator[Review]:
     Raises ``InputError`` for a missing, unreadable, binary, empty or whitespace-only input;
     for a streamed review, non-text met later is raised while its pieces are consumed.
     """
-    f = _open(name)
+    f = open_input(name)
     try:
         decoder = _Decoder(encoding)
         pieces = decoder.pieces(f)

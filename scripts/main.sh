@@ -8,7 +8,7 @@
 # set, ../shared/data/aclImdb_v1.tar.gz is used when present, else the official archive is
 # downloaded once into ~/.cache/imdb-edge.
 set -euo pipefail
-source "$(dirname "$0")/setup.sh" train
+source "$(dirname "$0")/setup.sh" train,ray
 OUT=${OUT:-out}
 RECIPE=${RECIPE:-seed-mlp}
 .venv/bin/python -m train --recipe "$RECIPE" --out "$OUT/model"

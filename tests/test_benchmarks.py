@@ -64,7 +64,15 @@ def test_quick_mode_writes_every_section(small_bundle, small_model, tmp_path):
         assert np.isfinite(r["ratios"][key]["value"]) and r["ratios"][key]["value"] > 0
     assert r["ratios"]["lookup_floor_over_split"]["value"] > 1  # split plus a look-up per word
     assert r["meta"]["machine"]["cores"] >= 1 and r["meta"]["manifest_sha256"]
+    v = r["volume"]
+    assert v["reviews"] == 5000 and v["identical_outputs"]
+    assert set(v["runs"]) == {"--jobs 1", "--jobs 2", "--ray (2 workers)"}
+    for run in v["runs"].values():
+        assert run["reviews"] == 5000 and run["reviews_per_s"] > 0 and run["peak_rss_kb"] > 10_000
+        assert len(run["worker_peak_rss_kb"]) == (0 if run is v["runs"]["--jobs 1"] else 2)
+    assert v["ray_cluster_start_s"] > 0 and v["lookup_floor_reviews_per_s"] > v["runs"]["--jobs 1"]["reviews_per_s"]
     md = (out / "benchmark.md").read_text()
+    assert "## Volume: 5,000 reviews" in md
     assert "## Goals" in md and "## Cold start" in md
-    for png in ("latency.png", "accuracy_size.png", "throughput.png"):
+    for png in ("latency.png", "accuracy_size.png", "throughput.png", "volume.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"

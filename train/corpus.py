@@ -73,6 +73,31 @@ def _directory_members(root: Path) -> Iterator[tuple[str, bytes]]:
                 yield f"{split}/urls_{label}.txt", urls.read_bytes()
 
 
+_ANY_REVIEW = re.compile(r"(?:^|/)(?:train|test)/(?:pos|neg|unsup)/\d+_\d+\.txt$")
+
+
+def all_review_texts(path: str | Path) -> Iterator[str]:
+    """Every review of the archive or directory, labelled or not (train, test and unsup:
+    100,000 in the real corpus), streamed in archive order; for volume measurements."""
+    path = Path(path)
+    if path.is_dir():
+        root = _directory_root(path)
+        for split in SPLITS:
+            for label in (*LABELS, "unsup"):
+                folder = root / split / label
+                if folder.is_dir():
+                    for p in sorted(folder.iterdir()):
+                        yield p.read_bytes().decode("utf-8", "replace")
+        return
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise CorpusError(f"{path}: cannot open ({e.strerror})") from e
+    with f:
+        for _, data in archive_members(path, HashingReader(f, None), _ANY_REVIEW):
+            yield data.decode("utf-8", "replace")
+
+
 def _directory_root(path: Path) -> Path:
     for candidate in (path, path / "aclImdb"):
         if any((candidate / s).is_dir() for s in SPLITS):

@@ -1,0 +1,254 @@
+"""Volume: reviews per second when one file holds them all, by number of workers.
+
+Every review of the archive (train, test and unsup: 100,000) is written as one lines file
+and classified by ``runtime.classify --lines`` as a user runs it: ``--jobs 1``, ``--jobs 2``
+and ``--ray`` with two workers on a cluster started beforehand (its start is timed
+separately, as a cluster outlives one job). Each run's peak memory is read from /proc for
+the command and for each of its workers; the outputs must be byte-identical. Beside them,
+the look-up floor's rate over the same reviews and Keras ``predict`` at batch 256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from benchmarks.peers import LookupFloor
+from runtime.bulk import LOCAL_ONLY
+from train.model_dir import ModelDir
+
+ROOT = Path(__file__).resolve().parent.parent
+RAY_WORKERS = 2
+
+
+def write_lines_file(texts: Iterable[str], path: Path, limit: int | None = None) -> int:
+    """One review per line (runs of whitespace, newlines included, become one space)."""
+    n = 0
+    with open(path, "w", encoding="utf-8") as f:
+        for text in texts:
+            if limit is not None and n >= limit:
+                break
+            f.write(" ".join(text.split()) + "\n")
+            n += 1
+    return n
+
+
+def _peak_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _workers(pid: int) -> list[int]:
+    """Worker processes of a classify run: its spawned children, or Ray's scorer actors."""
+    found = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found += [int(c) for c in (task / "children").read_text().split()]
+    except OSError:
+        pass
+    found = [c for c in found if b"spawn_main" in _cmdline(c)]
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and _cmdline(int(proc.name)).startswith(b"ray::ReviewScorer"):
+            found.append(int(proc.name))
+    return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def classify_run(lines: Path, args: list[str], out: Path, env: dict | None = None) -> dict:
+    """One ``runtime.classify --lines`` run: seconds, rate, peak memory of it and of each worker."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "probe.py"), "runtime.classify", "--lines", *args, str(lines),
+           "--out", str(out)]
+    peaks: dict[int, int] = {}
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+    while proc.poll() is None:
+        for w in _workers(proc.pid):
+            peaks[w] = max(peaks.get(w, 0), _peak_kb(w))
+        time.sleep(0.05)
+    seconds = time.perf_counter() - start
+    err = proc.stderr.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"runtime.classify {' '.join(args)} failed ({proc.returncode}): {err.strip()[-500:]}")
+    n = sum(1 for _ in open(out, "rb"))
+    return {"seconds": seconds, "reviews": n, "reviews_per_s": n / seconds,
+            "peak_rss_kb": int(err.strip().splitlines()[-1].rpartition(" ")[2]),
+            "worker_peak_rss_kb": sorted(v for v in peaks.values() if v),
+            "output_sha256": hashlib.sha256(out.read_bytes()).hexdigest()}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RayCluster:
+    """A two-CPU Ray cluster started with ``ray start``, as one would start a real one, but on
+    the loopback interface only, with a token of its own; ``env`` is what a client needs."""
+
+    def __init__(self, cpus: int = RAY_WORKERS):
+        self.ray = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
+        self.port = _free_port()
+        self.cpus = cpus
+        self.start_seconds = 0.0
+        self.env = {**LOCAL_ONLY, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
+                    "RAY_ADDRESS": f"127.0.0.1:{self.port}"}
+
+    def _ray(self, *args: str) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in {**os.environ, **self.env}.items() if k != "RAY_ADDRESS"}
+        return subprocess.run([self.ray, *args], env=env, capture_output=True, text=True, timeout=300)
+
+    def __enter__(self) -> RayCluster:
+        t0 = time.perf_counter()
+        started = self._ray("start", "--head", "--node-ip-address=127.0.0.1", f"--port={self.port}",
+                            f"--num-cpus={self.cpus}", "--include-dashboard=false", "--disable-usage-stats")
+        if started.returncode != 0:
+            raise RuntimeError(f"ray start failed: {started.stderr.strip()[-500:]}")
+        self.start_seconds = time.perf_counter() - t0
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._ray("stop", "--force")
+
+
+def _ray_installed() -> bool:
+    return importlib.util.find_spec("ray") is not None
+
+
+def floor_rate(texts: list[str], model_dir: ModelDir) -> float:
+    """Reviews per second of the look-up floor over ``texts``."""
+    floor = LookupFloor(model_dir.vocab)
+    t0 = time.perf_counter()
+    for t in texts:
+        floor(t)
+    return len(texts) / (time.perf_counter() - t0)
+
+
+def keras_rate(texts: list[str], model_dir: ModelDir, batch: int = 256) -> float:
+    """Reviews per second of Keras ``predict`` at batch 256, encoding included."""
+    model = model_dir.load_model()
+    encoder = model_dir.encoder
+    model.predict(encoder.keras_inputs(texts[:batch]), batch_size=batch, verbose=0)
+    t0 = time.perf_counter()
+    for i in range(0, len(texts), batch):
+        model.predict(encoder.keras_inputs(texts[i : i + batch]), batch_size=batch, verbose=0)
+    return len(texts) / (time.perf_counter() - t0)
+
+
+def measure(texts: Iterable[str], bundle: Path, model_dir: ModelDir, work: Path, limit: int | None,
+            keras_reviews: int) -> dict:
+    """The whole volume section."""
+    lines = work / "reviews.txt"
+    n = write_lines_file(texts, lines, limit)
+    corpus = lines.read_text(encoding="utf-8").splitlines()
+    runs = {}
+    common = ["--model", str(bundle)]
+    runs["--jobs 1"] = classify_run(lines, [*common, "--jobs", "1"], work / "jobs1.txt")
+    runs["--jobs 2"] = classify_run(lines, [*common, "--jobs", "2"], work / "jobs2.txt")
+    cluster_start = None
+    if _ray_installed():
+        with RayCluster() as cluster:
+            cluster_start = cluster.start_seconds
+            runs[f"--ray ({RAY_WORKERS} workers)"] = classify_run(
+                lines, [*common, "--ray", "--jobs", str(RAY_WORKERS)], work / "ray.txt", cluster.env)
+    floor = floor_rate(corpus, model_dir)
+    keras = keras_rate(corpus[:keras_reviews], model_dir)
+    single = runs["--jobs 1"]["reviews_per_s"]
+    result = {
+        "reviews": n, "file_bytes": lines.stat().st_size, "runs": runs, "ray_cluster_start_s": cluster_start,
+        "ray": "measured" if cluster_start is not None else "skipped: ray is not installed (pip install '.[ray]')",
+        "lookup_floor_reviews_per_s": floor, "keras_predict_256_reviews_per_s": keras, "keras_reviews": keras_reviews,
+        "identical_outputs": len({r["output_sha256"] for r in runs.values()}) == 1,
+        "jobs2_over_jobs1": runs["--jobs 2"]["reviews_per_s"] / single,
+        "single_over_floor_target": single / (floor / 1.5),
+        "max_process_worker_peak_rss_kb": max(runs["--jobs 2"]["worker_peak_rss_kb"], default=0),
+    }
+    if cluster_start is not None:
+        ray_run = runs[f"--ray ({RAY_WORKERS} workers)"]
+        result["ray_over_jobs1"] = ray_run["reviews_per_s"] / single
+        result["max_ray_worker_peak_rss_kb"] = max(ray_run["worker_peak_rss_kb"], default=0)
+    for path in work.iterdir():
+        path.unlink()
+    return result
+
+
+def workers_of(run: str) -> int:
+    return int(run.split()[-1]) if run.startswith("--jobs") else RAY_WORKERS
+
+
+def plot(volume: dict, path: Path) -> None:
+    """Reviews per second against workers, with the floor's target and Keras."""
+    from train.plotting import pyplot, save
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.6))
+    procs = [(workers_of(k), r["reviews_per_s"]) for k, r in volume["runs"].items() if k.startswith("--jobs")]
+    ax.plot(*zip(*procs), "o-", color="tab:blue", label="runtime.classify --jobs N (processes)")
+    for k, r in volume["runs"].items():
+        if k.startswith("--ray"):
+            ax.plot([workers_of(k)], [r["reviews_per_s"]], "s", color="tab:green", markersize=9,
+                    label=f"{k}, cluster start {volume['ray_cluster_start_s']:.1f} s excluded")
+    ideal = procs[0][1]
+    ax.plot([1, 2], [ideal, 2 * ideal], ":", color="grey", label="linear scaling")
+    ax.axhline(volume["lookup_floor_reviews_per_s"] / 1.5, color="tab:red", linestyle="--",
+               label="goal for one process: 1 / (1.5 x look-up floor)")
+    ax.axhline(volume["keras_predict_256_reviews_per_s"], color="tab:orange", linestyle="-.",
+               label="Keras predict, batch 256 (one process)")
+    ax.set_xticks([1, 2])
+    ax.set_xlabel("workers")
+    ax.set_ylabel("reviews per second")
+    ax.set_ylim(0, None)
+    ax.set_title(f"Volume: {volume['reviews']:,} reviews in one lines file")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    save(fig, path)
+
+
+def table(volume: dict) -> str:
+    rows = ["| run | reviews/s | seconds | peak RSS, command | peak RSS per worker |", "|---|---|---|---|---|"]
+    for k, r in volume["runs"].items():
+        workers = ", ".join(f"{w / 1024:.0f} MiB" for w in r["worker_peak_rss_kb"]) or "–"
+        rows.append(f"| `{k}` | {r['reviews_per_s']:,.0f} | {r['seconds']:.1f} | {r['peak_rss_kb'] / 1024:.0f} MiB | "
+                    f"{workers} |")
+    rows.append(f"| look-up floor (no model, one process) | {volume['lookup_floor_reviews_per_s']:,.0f} | | | |")
+    rows.append(f"| Keras `predict`, batch 256 ({volume['keras_reviews']:,} reviews) | "
+                f"{volume['keras_predict_256_reviews_per_s']:,.0f} | | | |")
+    return "\n".join(rows)
+
+
+def goals(volume: dict) -> list[tuple[str, str, float, bool]]:
+    """(what, goal, measured, met) for the volume goals."""
+    out = [("`--jobs 2` / `--jobs 1` reviews/s", ">= 1.7", volume["jobs2_over_jobs1"], volume["jobs2_over_jobs1"] >= 1.7),
+           ("one process / (1 / (1.5 x look-up floor per review))", ">= 1", volume["single_over_floor_target"],
+            volume["single_over_floor_target"] >= 1),
+           ("peak RSS per `--jobs` worker process, MiB", "<= 150", volume["max_process_worker_peak_rss_kb"] / 1024,
+            volume["max_process_worker_peak_rss_kb"] / 1024 <= 150),
+           ("outputs byte-identical across runs", "yes", float(volume["identical_outputs"]), volume["identical_outputs"])]
+    if "ray_over_jobs1" in volume:
+        out.insert(1, ("Ray, 2 workers / `--jobs 1` reviews/s (cluster start excluded)", ">= 1.5",
+                       volume["ray_over_jobs1"], volume["ray_over_jobs1"] >= 1.5))
+        ray_mib = volume["max_ray_worker_peak_rss_kb"] / 1024
+        out.append(("peak RSS per Ray worker (Ray's own runtime included), MiB", "<= 150", ray_mib, ray_mib <= 150))
+    return out
+
