@@ -60,7 +60,7 @@ class Classifier:
         _check_threshold(threshold)
         if backend.word_ids != (encoder.family == MULTI_HOT):
             raise BundleError(f"{name}: the model does not take the {encoder.family} encoder's input")
-        if backend.word_ids and backend.vocab_size != encoder.vocab_size:
+        if backend.vocab_size is not None and backend.vocab_size != encoder.vocab_size:
             raise BundleError(f"{name}: the model takes {backend.vocab_size} features but the "
                               f"{encoder.family} encoder makes {encoder.vocab_size}")
         if not backend.word_ids and backend.length != encoder.length:
@@ -127,9 +127,7 @@ class Classifier:
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """P(positive) for each review of a batch, as a float32 ``(n,)`` array."""
-        _check_texts(texts)
-        parts = [probs for _, probs in self._batches(texts)]
-        return np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros(0, dtype=np.float32)
+        return self.score_batch(texts)[0]
 
     def score_batch(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """P(positive) (float32) and known-word counts (int32) for each review of a batch: the

@@ -22,7 +22,7 @@ OK, INTERNAL, INPUT, CHECK_FAILED, UNUSABLE, USAGE, INTERRUPTED = 0, 1, 2, 3, 4,
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # noqa: D401 - argparse's hook
+    def error(self, message: str):
         self.print_usage()
         self.exit(USAGE, f"{self.prog}: error: {message}\n")
 

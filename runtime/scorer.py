@@ -9,7 +9,8 @@ arguments, and takes a batch of texts:
                      batch_format="numpy", concurrency=4)
 
   ``__call__`` takes a dict of columns and returns it with ``probability`` and ``label``.
-* Spark, with ``pyspark.ml.functions.predict_batch_udf``::
+* Spark, with ``pyspark.ml.functions.predict_batch_udf``, whose predict function takes an
+  array of inputs and returns an array (the tests call it so; Spark itself is not run here)::
 
       predict_batch_udf(lambda: ReviewScorer("out/bundle"), return_type=FloatType(), batch_size=256)
 
