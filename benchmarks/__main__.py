@@ -25,6 +25,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--data", help="aclImdb .tar.gz or directory (default: $IMDB_DATA, else download)")
     p.add_argument("--out", required=True, type=Path, help="report directory")
     p.add_argument("--quick", action="store_true", help="a sample of reviews and fewer repetitions (CI)")
+    p.add_argument("--peers", action=argparse.BooleanOptionalAction, default=None,
+                   help="train and score the desktop peers (scikit-learn, fastText) on the model's split "
+                        "(default: in full mode only; about two minutes)")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
@@ -62,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         model_dir = ModelDir(args.model_dir)
         if model_dir.model_sha256() != bundle.manifest.model.get("keras_sha256"):
             raise BundleError(f"{model_dir.model_file}: not the model {args.bundle} was exported from (sha256 differs)")
-        test = data.load(args.data, splits=("test",)).splits["test"]
+        with_peers = (not args.quick) if args.peers is None else args.peers
+        corpus = data.load(args.data, splits=("train", "test") if with_peers else ("test",))
+        test = corpus.splits["test"]
     except (BundleError, CorpusError, ModelDirError) as e:
         print(f"error: {e}", file=sys.stderr)
         return exitcodes.UNUSABLE
@@ -96,6 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     result["latency_e2e"], result["floors"], result["latency_model"] = measure.latency(
         clfs, keras_ref, tutorial, lat_texts, s)
     result["throughput"] = measure.batch_throughput(clfs, keras_ref, lat_texts, s)
+    if with_peers:
+        from benchmarks import peer_models
+
+        train = corpus.splits["train"]
+        held = set(model_dir.splits["validation_ids"])
+        result["peers"] = peer_models.measure(train.texts, np.asarray(train.labels),
+                                              np.array([i in held for i in train.ids]), acc_texts, labels,
+                                              lat_texts, s.repeats)
     with tempfile.TemporaryDirectory() as work:
         result["volume"] = volume.measure(all_review_texts(data.resolve(args.data)), bundle.root, model_dir,
                                           Path(work), s.volume_reviews, s.keras_volume_reviews)

@@ -174,6 +174,7 @@ def markdown(result: dict) -> str:
         size = f"{a['size_bytes'] / 1024:,.1f}" if a["size_bytes"] else ""
         lines.append(f"| {name} | {a['accuracy']:.4f} | {a['roc_auc']:.4f} | {a['agreement_with_float']:.4f} | "
                      f"{a['max_abs_diff_vs_float']:.2e} | {size} |")
+    lines += _peer_lines(result)
     lines += ["", "## Single-review latency, raw text to probability (µs)", "",
               "| candidate | p50 | p90 | p99 | model only p50 |", "|---|---|---|---|---|"]
     for name, s in sorted({**result["floors"], **result["latency_e2e"]}.items(), key=lambda kv: kv[1]["p50_us"]):
@@ -202,3 +203,23 @@ def markdown(result: dict) -> str:
               "![throughput](throughput.png)", "",
               "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()), ""]
     return "\n".join(lines)
+
+
+def _peer_lines(result: dict) -> list[str]:
+    """The desktop peers beside the default artifact: same split, same test reviews, same run."""
+    if "peers" not in result:
+        return []
+    key = result["ratios"]["artifact"]
+    acc, lat = result["accuracy"].get(key), result["latency_e2e"].get(key)
+    through = result["throughput"].get(key, {})
+    lines = ["", "## Peers, trained on the same split (settings chosen on validation, refitted on all training reviews)", "",
+             "| model | test accuracy | ROC AUC | size KiB | single review p50 µs | batch reviews/s | settings |",
+             "|---|---|---|---|---|---|---|"]
+    if acc and lat:
+        best = max(through.values(), default=0.0)
+        lines.append(f"| **{key}** (this toolkit's default) | {acc['accuracy']:.4f} | {acc['roc_auc']:.4f} | "
+                     f"{acc['size_bytes'] / 1024:,.0f} | {lat['p50_us']:.1f} | {best:,.0f} | |")
+    for name, p in result["peers"].items():
+        lines.append(f"| {name} | {p['accuracy']:.4f} | {p['roc_auc']:.4f} | {p['size_bytes'] / 1024:,.0f} | "
+                     f"{p['latency_p50_us']:.1f} | {p['batch_reviews_per_s']:,.0f} | `{p['settings']}` |")
+    return lines

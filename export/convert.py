@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.backends import ONNX, TFLITE, VOCAB_SIZE_KEY, WORD_TABLE
-from runtime.features import MULTI_HOT, SEQUENCE
+from runtime.features import MULTI_HOT, NGRAM, SEQUENCE
 from runtime.vocab import RESERVED
 
 ONNX_OPSET = 17
@@ -70,6 +70,7 @@ ARTIFACTS = {
 # tflite-runtime 2.14 loads.
 FAMILY_ARTIFACTS = {
     MULTI_HOT: [n for n in ARTIFACTS if n != "tflite-dynamic-int8-compat"],
+    NGRAM: [n for n in ARTIFACTS if n != "tflite-dynamic-int8-compat"],
     SEQUENCE: ["tflite-float32", "tflite-float16", "tflite-dynamic-int8", "tflite-dynamic-int8-compat",
                  "onnx-float32", "onnx-dynamic-int8"],
 }
@@ -87,6 +88,8 @@ def serving_function(model, family: str, input_size: int, batch: int | None = No
 
     if family == MULTI_HOT:
         return word_id_function(model, batch)
+    if family == NGRAM:
+        return ngram_function(model, batch)
 
     @tf.function(input_signature=[tf.TensorSpec([batch, input_size], tf.int32, name="features")])
     def serve(features):
@@ -123,6 +126,28 @@ def word_id_function(model, batch: int | None = None):
         for layer in rest:
             h = layer(h, training=False)
         return h
+
+    return serve
+
+
+def ngram_function(model, batch: int | None = None):
+    """An n-gram model as a gather, a sum and a sigmoid over its ids (padded with 0).
+
+    The Naive-Bayes ratios and the learned weights are folded into one ``(rows, 1)`` table,
+    named ``WORD_TABLE`` like the multi-hot one, whose reserved rows are zero.
+    """
+    import tensorflow as tf
+
+    from train.ngram_model import bag_of
+
+    table, bias = bag_of(model).table()
+    table = table.reshape(-1, 1)
+    table[: len(RESERVED)] = 0.0
+
+    @tf.function(input_signature=[tf.TensorSpec([batch, None], tf.int32, name="ids")])
+    def serve(ids):
+        logit = tf.reduce_sum(tf.gather(tf.constant(table, name=WORD_TABLE), ids), axis=1) + tf.constant([bias])
+        return tf.sigmoid(logit)
 
     return serve
 

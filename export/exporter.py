@@ -17,7 +17,7 @@ from runtime.atomic import staging_dir
 from runtime.backends import load_backend
 from runtime.bundle import DEFAULT_THRESHOLD, LABELS, MANIFEST, Artifact, EngineRecord, Manifest, sha256_file
 from runtime.classifier import Classifier
-from runtime.features import MULTI_HOT, SEQUENCE, Encoder
+from runtime.features import MULTI_HOT, NGRAM, SEQUENCE, Encoder
 from train.corpus import Corpus
 from train.environment import library_versions
 from train.model_dir import VOCAB_FILE, ModelDir, ModelDirError
@@ -51,6 +51,9 @@ def model_input(encoder: Encoder, sequence_batch: int | None) -> dict:
     if encoder.family == MULTI_HOT:
         return {"name": "ids", "dtype": "int32", "shape": [None, None],
                 "meaning": "each review's distinct vocabulary ids (the multi-hot row's ones), padded with 0"}
+    if encoder.family == NGRAM:
+        return {"name": "ids", "dtype": "int32", "shape": [None, None],
+                "meaning": "each review's distinct unigram and hashed bigram ids, ascending, padded with 0"}
     return {"name": "features", "dtype": "int32", "shape": [sequence_batch, encoder.length],
             "meaning": "token ids, <start> first, padded and truncated at the front"}
 
@@ -102,7 +105,7 @@ def export_bundle(
     with staging_dir(out) as stage:
         # Sequence models' TFLite forms take a fixed batch of 1 and so run row by row.
         tflite_batch = 1 if md.family == SEQUENCE else None
-        width = encoder.length if md.family == SEQUENCE else encoder.vocab_size
+        width = encoder.length if md.family == SEQUENCE else encoder.table_rows
         frozen = convert.frozen_function(convert.serving_function(model, md.family, width, tflite_batch))
         serve = convert.serving_function(model, md.family, width)
         onnx_float = None
@@ -113,12 +116,12 @@ def export_bundle(
             if spec.format == "tflite":
                 path.write_bytes(convert.to_tflite(frozen, spec.precision, calibration, spec.per_tensor))
             elif spec.is_float32:
-                convert.to_onnx(serve, path, len(md.vocab))
+                convert.to_onnx(serve, path, encoder.table_rows)
             else:
                 if onnx_float is None:
                     onnx_float = stage / ".float32-for-quantization.onnx"
-                    convert.to_onnx(serve, onnx_float, len(md.vocab))
-                convert.quantize_onnx(onnx_float, path, spec.precision, calibration, len(md.vocab))
+                    convert.to_onnx(serve, onnx_float, encoder.table_rows)
+                convert.quantize_onnx(onnx_float, path, spec.precision, calibration, encoder.table_rows)
             batch_invariant = spec.batch_invariant and not (spec.format == "tflite" and tflite_batch == 1)
             backend = load_backend(path, spec.format, batch_invariant=batch_invariant)
             clf = Classifier(encoder, backend, name=str(path), artifact=name)

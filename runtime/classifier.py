@@ -18,7 +18,7 @@ import numpy as np
 
 from runtime.backends import ENGINES, Backend, engine_version, installed_engines, load_backend
 from runtime.bundle import DEFAULT_THRESHOLD, LABELS, Bundle, BundleError, open_bundle
-from runtime.features import MULTI_HOT, Encoder, known_words
+from runtime.features import Encoder
 
 DEFAULT_BUNDLE = Path(__file__).parent / "default_bundle"
 BATCH = 1000  # reviews encoded and run at once by predict_proba: bounds memory for any batch
@@ -58,11 +58,11 @@ class Classifier:
                  threshold: float = DEFAULT_THRESHOLD, name: str = "model", bundle: Bundle | None = None,
                  artifact: str | None = None):
         _check_threshold(threshold)
-        if backend.word_ids != (encoder.family == MULTI_HOT):
+        if backend.word_ids != encoder.word_ids:
             raise BundleError(f"{name}: the model does not take the {encoder.family} encoder's input")
-        if backend.vocab_size is not None and backend.vocab_size != encoder.vocab_size:
+        if backend.vocab_size is not None and backend.vocab_size != encoder.table_rows:
             raise BundleError(f"{name}: the model takes {backend.vocab_size} features but the "
-                              f"{encoder.family} encoder makes {encoder.vocab_size}")
+                              f"{encoder.family} encoder makes {encoder.table_rows}")
         if not backend.word_ids and backend.length != encoder.length:
             raise BundleError(f"{name}: the model takes rows of {backend.length} ids but the "
                               f"{encoder.family} encoder makes {encoder.length}")
@@ -110,7 +110,7 @@ class Classifier:
         return self.labels[1] if probability >= t else self.labels[0]
 
     def _prediction(self, probability: float, row: np.ndarray, threshold: float | None = None) -> Prediction:
-        return Prediction(self.label(probability, threshold), probability, int(known_words(row)))
+        return Prediction(self.label(probability, threshold), probability, int(self.encoder.known_words(row)))
 
     def predict(self, text: str, threshold: float | None = None) -> Prediction:
         """Label, P(positive) and known-word count for one review."""
@@ -136,7 +136,7 @@ class Classifier:
         probs, known = [np.zeros(0, np.float32)], [np.zeros(0, np.int32)]
         for inputs, p in self._batches(texts):
             probs.append(p.astype(np.float32, copy=False))
-            known.append(known_words(inputs).astype(np.int32))
+            known.append(self.encoder.known_words(inputs).astype(np.int32))
         return np.concatenate(probs), np.concatenate(known)
 
     def predictions(self, probs: np.ndarray, known: np.ndarray) -> list[Prediction]:

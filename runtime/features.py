@@ -6,6 +6,9 @@ One encoder per feature family, shared by training and serving:
   (``model_input``); Keras trains on the equivalent dense multi-hot rows (``keras_inputs``).
 * ``sequence``: ``<start>`` and every token's id, truncated and padded at the front to a
   fixed length, for Embedding + LSTM models (Keras and the exported models alike).
+* ``ngram``: a review's distinct word ids and hashed word-bigram ids, for linear models
+  over a table of ``vocab_size + buckets`` rows (see ``NgramEncoder``). Like multi-hot, the
+  exported models and Keras both take the ids, padded with 0.
 
 Encoders memoize ``chunk -> token ids`` (see ``runtime.text``): a chunk's ids depend on
 that chunk alone, so the memo is exact, and a review costs little more than
@@ -27,7 +30,9 @@ from runtime.vocab import PAD_ID, START_ID, UNK_ID, Vocabulary
 
 MULTI_HOT = "multi_hot"
 SEQUENCE = "sequence"
-FAMILIES = (MULTI_HOT, SEQUENCE)
+NGRAM = "ngram"
+FAMILIES = (MULTI_HOT, SEQUENCE, NGRAM)
+WORD_ID_FAMILIES = (MULTI_HOT, NGRAM)  # models that take distinct ids padded with 0
 
 
 MEMO_CHUNK_CHARS = 100  # longer chunks (rare: no word is that long) are never kept
@@ -56,10 +61,8 @@ class _ChunkMemo(dict):
 
 
 def known_words(inputs: np.ndarray) -> np.ndarray:
-    """How many vocabulary words each model input holds (not padding, start or unknown).
-
-    Works for both families: word ids are never reserved ids, and padding is id 0.
-    """
+    """How many vocabulary words each multi-hot or sequence model input holds (not padding,
+    start or unknown): word ids are never reserved ids, and padding is id 0."""
     return np.count_nonzero(np.asarray(inputs) > UNK_ID, axis=-1)
 
 
@@ -82,10 +85,12 @@ class MultiHotEncoder:
     """
 
     family = MULTI_HOT
+    word_ids = True
 
     def __init__(self, vocab: Vocabulary, memo_size: int = 400_000):
         self.vocab = vocab
         self.vocab_size = len(vocab)
+        self.table_rows = self.vocab_size  # the rows the model's ids index
         self._memo = _ChunkMemo(self._chunk_ids, memo_size)
         self._lookup = self._memo.__getitem__
 
@@ -129,6 +134,9 @@ class MultiHotEncoder:
             ids |= self._id_set(segment)
         return self._sorted(ids)
 
+    def known_words(self, inputs: np.ndarray) -> np.ndarray:
+        return known_words(inputs)
+
     def keras_inputs(self, texts: Sequence[str]) -> np.ndarray:
         """The dense ``(len(texts), vocab_size)`` float32 multi-hot rows Keras trains on."""
         batch = np.zeros((len(texts), self.vocab_size), dtype=np.float32)
@@ -146,12 +154,14 @@ class SequenceEncoder:
     """
 
     family = SEQUENCE
+    word_ids = False
 
     def __init__(self, vocab: Vocabulary, length: int, memo_size: int = 400_000):
         if length < 1:
             raise ValueError(f"sequence length must be positive, got {length}")
         self.vocab = vocab
         self.vocab_size = len(vocab)
+        self.table_rows = self.vocab_size
         self.length = length
         self._memo = _ChunkMemo(self._chunk_ids, memo_size)
         self._lookup = self._memo.__getitem__
@@ -197,8 +207,147 @@ class SequenceEncoder:
             tail.extend(chain.from_iterable(map(self._lookup, _text.chunks(segment))))
         return self._row(list(tail))
 
+    def known_words(self, inputs: np.ndarray) -> np.ndarray:
+        return known_words(inputs)
 
-Encoder = MultiHotEncoder | SequenceEncoder
+
+# The n-gram family's bigram hash, fixed forever for NGRAM_HASH: changing it, the bucket
+# count or the order makes a different encoder, which a bundle's spec names and old runtimes
+# refuse. ``BIGRAM_MULTIPLIER`` is 2^64 divided by the golden ratio (Fibonacci hashing).
+NGRAM_HASH = "fibonacci64-v1"
+BIGRAM_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
+_HIGH_BITS = np.uint64(32)
+
+
+def bigram_ids(left: np.ndarray, right: np.ndarray, vocab_size: int, buckets: int) -> np.ndarray:
+    """The feature ids of bigrams ``(left[i], right[i])`` of token ids (uint64 arrays).
+
+    ``vocab_size + ((((left * vocab_size + right) * BIGRAM_MULTIPLIER) mod 2^64) >> 32) mod buckets``:
+    the pair's unique index, mixed by one 64-bit multiply, its high 32 bits reduced to a bucket.
+    Unsigned numpy arithmetic wraps modulo 2^64 on every platform, so the ids are the same
+    on x86 and ARM, 32- or 64-bit.
+    """
+    h = left * np.uint64(vocab_size)
+    h += right
+    h *= BIGRAM_MULTIPLIER
+    h >>= _HIGH_BITS
+    h %= np.uint64(buckets)
+    h += np.uint64(vocab_size)
+    return h
+
+
+class _TokenTable(dict):
+    """chunk -> row of a flat token-id table, so that a review's token ids are gathered by
+    numpy instead of joined in Python. Bounded like ``_ChunkMemo``: a chunk it cannot keep
+    maps to -1, and the review takes the plain path."""
+
+    def __init__(self, chunk_ids, limit: int, char_limit: int = MEMO_CHARS):
+        super().__init__()
+        self._chunk_ids = chunk_ids
+        self._limit = limit
+        self._chars = 0
+        self.char_limit = char_limit
+        self.tokens = np.zeros(1024, dtype=np.uint64)  # every kept chunk's ids, one after another
+        self.start = np.zeros(1024, dtype=np.int64)  # row -> its first position in tokens
+        self.size = np.zeros(1024, dtype=np.int64)  # row -> its number of tokens
+        self._used = 0
+
+    def __missing__(self, chunk: str) -> int:
+        n = len(chunk)
+        if n > MEMO_CHUNK_CHARS or len(self) >= self._limit or self._chars + n > self.char_limit:
+            return -1
+        ids = self._chunk_ids(chunk)
+        row = len(self)
+        if row == len(self.start):
+            self.start = np.concatenate((self.start, np.zeros_like(self.start)))
+            self.size = np.concatenate((self.size, np.zeros_like(self.size)))
+        while self._used + len(ids) > len(self.tokens):
+            self.tokens = np.concatenate((self.tokens, np.zeros_like(self.tokens)))
+        self.tokens[self._used : self._used + len(ids)] = ids
+        self.start[row], self.size[row] = self._used, len(ids)
+        self._used += len(ids)
+        self._chars += n
+        self[chunk] = row
+        return row
+
+
+class NgramEncoder:
+    """Word unigrams and hashed token bigrams: the inputs of a linear model over a table.
+
+    A review's features are its distinct token ids (unigrams, exact: ``0 .. vocab_size - 1``)
+    and the ``bigram_ids`` of every two consecutive tokens (from ``vocab_size`` up: bigrams
+    share ``buckets`` rows by hashing). A token outside the vocabulary is ``<unk>``: its
+    unigram row is zero like every reserved id's, and its bigrams ("not <unk>") are kept. As
+    for multi-hot, the ids are sorted and distinct and padding is id 0.
+    """
+
+    family = NGRAM
+    word_ids = True
+    order = 2
+
+    def __init__(self, vocab: Vocabulary, buckets: int, memo_size: int = 400_000):
+        if not isinstance(buckets, int) or isinstance(buckets, bool) or buckets < 1:
+            raise ValueError(f"buckets must be a positive integer, got {buckets!r}")
+        self.vocab = vocab
+        self.vocab_size = len(vocab)
+        self.buckets = buckets
+        self.table_rows = self.vocab_size + buckets
+        self._memo = _TokenTable(self._chunk_ids, memo_size)
+        self._row_of = self._memo.__getitem__
+
+    def spec(self) -> dict:
+        return {"family": self.family, "vocab_size": self.vocab_size, "order": self.order,
+                "buckets": self.buckets, "hash": NGRAM_HASH, "rows": self.table_rows}
+
+    _chunk_ids = SequenceEncoder._chunk_ids  # every token's id, <unk> outside the vocabulary
+
+    def _token_ids(self, text: str) -> np.ndarray:
+        """Every token's id in order (uint64): gathered from the chunk table in a few numpy calls."""
+        chunks = _text.chunks(text)
+        rows = np.fromiter(map(self._row_of, chunks), dtype=np.int64, count=len(chunks))
+        if len(rows) == 0 or rows.min() < 0:
+            return np.fromiter(chain.from_iterable(map(self._chunk_ids, chunks)), dtype=np.uint64)
+        sizes = self._memo.size[rows]
+        ends = np.cumsum(sizes)
+        offsets = np.repeat(self._memo.start[rows] - (ends - sizes), sizes)
+        offsets += np.arange(ends[-1])
+        return self._memo.tokens[offsets]
+
+    def _features(self, ids: np.ndarray) -> np.ndarray:
+        """The sorted distinct unigram and bigram ids of consecutive token ids, int32."""
+        found = np.concatenate((ids, bigram_ids(ids[:-1], ids[1:], self.vocab_size, self.buckets)))
+        found.sort()
+        if len(found) > 1:
+            found = found[np.concatenate(((True,), found[1:] != found[:-1]))]
+        return found.astype(np.int32)
+
+    def model_input(self, text: str) -> np.ndarray:
+        """The distinct unigram and bigram ids of ``text``, int32, ascending."""
+        return self._features(self._token_ids(text))
+
+    def model_inputs(self, texts: Sequence[str]) -> np.ndarray:
+        """A batch of reviews' ids, padded with 0 (see ``pad_word_ids``)."""
+        return pad_word_ids([self.model_input(t) for t in texts])
+
+    keras_inputs = model_inputs
+
+    def model_input_stream(self, pieces: Iterable[str]) -> np.ndarray:
+        """``model_input`` of one text given in pieces (memory bounded by the table)."""
+        found = np.zeros(0, dtype=np.int32)
+        last = np.zeros(0, dtype=np.uint64)  # the segment's previous token, for the bigram across
+        for segment in _text.whole_chunks(pieces):
+            ids = np.concatenate((last, self._token_ids(segment)))
+            found = np.union1d(found, self._features(ids))
+            last = ids[-1:]
+        return found.astype(np.int32)
+
+    def known_words(self, inputs: np.ndarray) -> np.ndarray:
+        """How many vocabulary words (unigram ids, not bigrams or padding) each input holds."""
+        inputs = np.asarray(inputs)
+        return np.count_nonzero((inputs > UNK_ID) & (inputs < self.vocab_size), axis=-1)
+
+
+Encoder = MultiHotEncoder | SequenceEncoder | NgramEncoder
 
 
 def encoder_from_spec(spec: dict, vocab: Vocabulary) -> Encoder:
@@ -210,4 +359,17 @@ def encoder_from_spec(spec: dict, vocab: Vocabulary) -> Encoder:
         raise ValueError(f"the features index {spec.get('vocab_size')} words but the vocabulary has {len(vocab)} tokens")
     if family == SEQUENCE:
         return SequenceEncoder(vocab, int(spec["length"]))
+    if family == NGRAM:
+        for field, expected in (("order", NgramEncoder.order), ("hash", NGRAM_HASH)):
+            if spec.get(field) != expected:
+                raise ValueError(f"features field {field!r} is {spec.get(field)!r}; this runtime's "
+                                 f"n-gram encoder has {expected!r}")
+        buckets = spec.get("buckets")
+        if not isinstance(buckets, int) or isinstance(buckets, bool) or buckets < 1:
+            raise ValueError(f"features field 'buckets' must be a positive integer, not {buckets!r}")
+        encoder = NgramEncoder(vocab, buckets)
+        if spec.get("rows") != encoder.table_rows:
+            raise ValueError(f"features field 'rows' is {spec.get('rows')!r}, but {len(vocab)} words and "
+                             f"{buckets} buckets make {encoder.table_rows}")
+        return encoder
     return MultiHotEncoder(vocab)

@@ -64,6 +64,21 @@ def tiny_archive(tmp_path: Path) -> Path:
     return make_archive(tmp_path / "tiny.tar.gz", tiny_reviews())
 
 
+def assert_single_batch_and_stream_agree_with_golden(bundle: Path, artifact: str) -> None:
+    """One review at a time, in batches and streamed in 40-character pieces, the artifact
+    reproduces its golden probabilities (a tenth of the gate's tolerance), identically."""
+    import numpy as np
+
+    import runtime
+    from runtime import parity
+
+    clf = runtime.load(bundle, artifact=artifact)
+    run = parity.golden_run(clf, clf.bundle.golden(), piece=40)
+    assert np.abs(run.single - run.want).max() <= clf.bundle.artifacts[artifact].golden_tolerance / 10
+    assert np.abs(run.batch - run.single).max() <= 1e-6
+    np.testing.assert_array_equal(run.single, run.stream)
+
+
 def train_small(corpus, out: Path, recipe, n_train: int, n_test: int, seed: int, **changes) -> Path:
     """Train ``recipe`` (with ``changes``) on seeded samples of the corpus into ``out``."""
     import dataclasses
@@ -129,3 +144,18 @@ def small_lstm_model(corpus, tmp_path_factory) -> Path:
 def small_lstm_bundle(small_lstm_model, corpus, tmp_path_factory) -> Path:
     """Every sequence artifact of the tiny seed-lstm, validated."""
     return export_small(small_lstm_model, corpus, tmp_path_factory.mktemp("bundles") / "lstm", 1000)
+
+
+@pytest.fixture(scope="session")
+def small_ngram_model(corpus, tmp_path_factory) -> Path:
+    """The n-gram recipe on 4,000 train reviews: 3,000 words and 2^16 bigram buckets."""
+    from train.recipes import NGRAM_RECIPE
+
+    return train_small(corpus, tmp_path_factory.mktemp("models") / "ngram", NGRAM_RECIPE, 4000, 1500, seed=3,
+                       vocab_size=3000, buckets=1 << 16, validation_size=1000, max_epochs=4)
+
+
+@pytest.fixture(scope="session")
+def small_ngram_bundle(small_ngram_model, corpus, tmp_path_factory) -> Path:
+    """Every n-gram artifact of the small model, validated on 1,500 held-out and test reviews."""
+    return export_small(small_ngram_model, corpus, tmp_path_factory.mktemp("bundles") / "ngram", 1500)

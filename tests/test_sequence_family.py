@@ -4,11 +4,9 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
-import runtime
-from conftest import ROOT
+from conftest import ROOT, assert_single_batch_and_stream_agree_with_golden
 from export.convert import FAMILY_ARTIFACTS
 from runtime import parity
 
@@ -33,11 +31,7 @@ def test_every_sequence_artifact_is_exported_and_validated(small_lstm_bundle):
 
 @pytest.mark.parametrize("artifact", FAMILY_ARTIFACTS["sequence"])
 def test_single_batch_and_stream_agree_with_golden(small_lstm_bundle, artifact):
-    clf = runtime.load(small_lstm_bundle, artifact=artifact)
-    run = parity.golden_run(clf, clf.bundle.golden(), piece=40)
-    assert np.abs(run.single - run.want).max() <= clf.bundle.artifacts[artifact].golden_tolerance / 10
-    assert np.abs(run.batch - run.single).max() <= 1e-6
-    np.testing.assert_array_equal(run.single, run.stream)
+    assert_single_batch_and_stream_agree_with_golden(small_lstm_bundle, artifact)
 
 
 def test_parity_passes_with_corpus_checks(small_lstm_bundle, corpus, tmp_path):

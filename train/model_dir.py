@@ -24,7 +24,7 @@ from pathlib import Path
 from runtime.text import settings as tokenizer_settings
 from runtime.atomic import staging_dir
 from runtime.bundle import sha256_file
-from runtime.features import SEQUENCE, Encoder, encoder_from_spec
+from runtime.features import NGRAM, SEQUENCE, Encoder, encoder_from_spec
 from runtime.vocab import Vocabulary, VocabularyError
 
 MODEL_FILE = "model.keras"
@@ -107,18 +107,34 @@ class ModelDir:
         """The Keras model, checked to take what the encoder makes (needs TensorFlow)."""
         import keras
 
+        from train.ngram_model import NgramBag
+
         try:
-            model = keras.models.load_model(self.model_file)
+            model = keras.models.load_model(self.model_file, custom_objects={"NgramBag": NgramBag})
         except Exception as e:  # Keras raises many types for a bad file
             raise ModelDirError(f"{self.model_file}: cannot load the Keras model ({e})") from e
         shape = tuple(model.inputs[0].shape)
         if len(model.inputs) != 1 or len(shape) != 2 or tuple(model.outputs[0].shape)[1:] != (1,):
             raise ModelDirError(f"{self.path}: unsupported model: expected one (batch, N) input and a (batch, 1) "
                                 f"output, got inputs {[tuple(i.shape) for i in model.inputs]}")
+        if self.family == NGRAM:
+            return self._checked_ngram(model)
         width = self.encoder.length if self.family == SEQUENCE else self.encoder.vocab_size
         if shape[1] != width:
             what = "ids a sequence" if self.family == SEQUENCE else "tokens"
             raise ModelDirError(f"{self.path / VOCAB_FILE}: {width} {what} but the model takes {shape[1]} features")
+        return model
+
+    def _checked_ngram(self, model):
+        from train.ngram_model import bag_of
+
+        try:
+            rows = bag_of(model).rows
+        except ValueError as e:
+            raise ModelDirError(f"{self.model_file}: {e}") from e
+        if rows != self.encoder.table_rows:
+            raise ModelDirError(f"{self.path / CONFIG_FILE}: the features make {self.encoder.table_rows} ids "
+                                f"but the model's table has {rows} rows")
         return model
 
     def inference_model(self):

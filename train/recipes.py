@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from runtime.features import MULTI_HOT, SEQUENCE
+from runtime.features import MULTI_HOT, NGRAM, SEQUENCE
 
 
 @dataclass(frozen=True)
@@ -17,15 +17,18 @@ class Recipe:
     max_epochs: int
     patience: int
     validation_size: int
-    family: str = MULTI_HOT  # the feature family: runtime.features.MULTI_HOT or SEQUENCE
+    family: str = MULTI_HOT  # the feature family: runtime.features.MULTI_HOT, SEQUENCE or NGRAM
     sequence_length: int = 0
     embedding_dim: int = 0
-    dropout: float = 0.0  # on the LSTM's inputs
+    dropout: float = 0.0  # on the LSTM's inputs, or on an n-gram model's features
+    buckets: int = 0  # n-gram family: rows shared by hashed bigrams
+    l2: float = 0.0  # n-gram family: L2 penalty on the weights
     clipnorm: float | None = None  # gradient norm clipping
     ema_momentum: float | None = None  # validate and keep a moving average of the weights
     optimizer: str = "rmsprop"
     monitor: str = "val_loss"  # early stopping keeps the best epoch by this validation metric
     validation_by: str = "review"  # or "movie": hold out whole movies (see trainer.validation_split)
+    refit: bool = False  # after early stopping, train again on all training reviews for the kept epochs
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -66,11 +69,34 @@ SEED_LSTM = Recipe(
     validation_by="movie",
 )
 
-RECIPES = {r.name: r for r in (SEED_MLP, SEED_LSTM)}
+# Naive-Bayes-scaled logistic regression over word unigrams and hashed bigrams (NBSVM's
+# features, Wang & Manning 2012), trained as a Keras embedding bag. Validation holds out
+# whole movies; buckets, L2, dropout and learning rate were chosen on it (docs/ngram.md).
+NGRAM_RECIPE = Recipe(
+    name="ngram",
+    vocab_size=30_000,
+    hidden=(),
+    learning_rate=1e-2,
+    batch_size=256,
+    max_epochs=12,
+    patience=2,
+    validation_size=5_000,
+    family=NGRAM,
+    buckets=1_000_000,
+    dropout=0.3,
+    l2=1e-4,
+    optimizer="adam",
+    monitor="val_loss",
+    validation_by="movie",
+    refit=True,
+)
+
+RECIPES = {r.name: r for r in (SEED_MLP, SEED_LSTM, NGRAM_RECIPE)}
 
 
 def build_model(recipe: Recipe, input_size: int, vocab_size: int, dropout: float | None = None):
-    """The compiled Keras model of ``recipe`` (binary cross-entropy).
+    """The compiled Keras model of ``recipe`` (binary cross-entropy). ``input_size``: the
+    sequence length, the multi-hot width, or the n-gram table's rows.
 
     ``dropout`` overrides the recipe's (export rebuilds the model with 0: dropout does nothing
     at inference, and its random state would otherwise stay in the converted graph).
@@ -78,6 +104,25 @@ def build_model(recipe: Recipe, input_size: int, vocab_size: int, dropout: float
     import keras
 
     rate = recipe.dropout if dropout is None else dropout
+    name = recipe.name.replace("-", "_")
+    if recipe.family == NGRAM:
+        from train import ngram_model
+
+        model = ngram_model.build(input_size, rate, recipe.l2, name)
+    else:
+        model = _layered_model(keras, recipe, input_size, vocab_size, rate, name)
+    optimizer = {"rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam}[recipe.optimizer]
+    averaging = {"use_ema": True, "ema_momentum": recipe.ema_momentum} if recipe.ema_momentum else {}
+    model.compile(
+        optimizer=optimizer(learning_rate=recipe.learning_rate, clipnorm=recipe.clipnorm, **averaging),
+        loss="binary_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def _layered_model(keras, recipe: Recipe, input_size: int, vocab_size: int, rate: float, name: str):
+    """The multi-hot MLP or the Embedding + LSTM model, uncompiled."""
     if recipe.family == SEQUENCE:
         inputs = keras.Input(shape=(input_size,), dtype="int32", name="features")
         x = keras.layers.Embedding(vocab_size, recipe.embedding_dim, mask_zero=True)(inputs)
@@ -89,12 +134,4 @@ def build_model(recipe: Recipe, input_size: int, vocab_size: int, dropout: float
         for units in recipe.hidden:
             x = keras.layers.Dense(units, activation="relu")(x)
     outputs = keras.layers.Dense(1, activation="sigmoid", name="probability")(x)
-    model = keras.Model(inputs, outputs, name=recipe.name.replace("-", "_"))
-    optimizer = {"rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam}[recipe.optimizer]
-    averaging = {"use_ema": True, "ema_momentum": recipe.ema_momentum} if recipe.ema_momentum else {}
-    model.compile(
-        optimizer=optimizer(learning_rate=recipe.learning_rate, clipnorm=recipe.clipnorm, **averaging),
-        loss="binary_crossentropy",
-        metrics=["accuracy"],
-    )
-    return model
+    return keras.Model(inputs, outputs, name=name)

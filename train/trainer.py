@@ -10,7 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from runtime.text import settings as tokenizer_settings
-from runtime.features import SEQUENCE, Encoder, MultiHotEncoder, SequenceEncoder
+from runtime.features import NGRAM, SEQUENCE, Encoder, MultiHotEncoder, NgramEncoder, SequenceEncoder, pad_word_ids
 from runtime.vocab import Vocabulary
 from train import model_dir, report
 from train.corpus import Corpus, Split
@@ -68,14 +68,23 @@ def encoder_for_recipe(recipe: Recipe, vocab: Vocabulary) -> Encoder:
     """The runtime's encoder for the recipe's feature kind."""
     if recipe.family == SEQUENCE:
         return SequenceEncoder(vocab, recipe.sequence_length)
+    if recipe.family == NGRAM:
+        return NgramEncoder(vocab, recipe.buckets)
     return MultiHotEncoder(vocab)
 
 
 def keras_inputs(encoder: Encoder, texts: list[str], desc: str, chunk: int = 1000) -> np.ndarray:
-    """``encoder.keras_inputs`` over ``texts`` in chunks, with a progress bar."""
+    """``encoder.keras_inputs`` over ``texts`` in chunks, with a progress bar.
+
+    Id rows (n-gram family) are padded with 0 to the longest of all the chunks.
+    """
     parts = [encoder.keras_inputs(texts[i : i + chunk])
              for i in tqdm(range(0, len(texts), chunk), desc=desc, unit="k reviews", mininterval=1.0)]
-    return np.concatenate(parts) if parts else encoder.keras_inputs([])
+    if not parts:
+        return encoder.keras_inputs([])
+    if encoder.family == NGRAM:
+        return pad_word_ids([row for part in parts for row in part])
+    return np.concatenate(parts)
 
 
 def fit(train: Split, recipe: Recipe, seed: int, verbose: int = 2) -> Trained:
@@ -94,8 +103,8 @@ def fit(train: Split, recipe: Recipe, seed: int, verbose: int = 2) -> Trained:
     groups = movie_groups(train, recipe)
     train_idx, val_idx = validation_split(len(y), recipe.validation_size, seed, groups)
 
-    width = encoder.length if encoder.family == SEQUENCE else encoder.vocab_size
-    model = build_model(recipe, width, len(vocab))
+    width = encoder.length if encoder.family == SEQUENCE else encoder.table_rows
+    model = _compiled(recipe, encoder, width, x[train_idx], y[train_idx])
     stop = keras.callbacks.EarlyStopping(
         monitor=recipe.monitor, patience=recipe.patience, restore_best_weights=True
     )
@@ -112,8 +121,24 @@ def fit(train: Split, recipe: Recipe, seed: int, verbose: int = 2) -> Trained:
         shuffle=True,
         verbose=verbose,
     )
+    if recipe.refit:
+        # The epochs were chosen on validation; the final model learns from every training review.
+        keras.utils.set_random_seed(seed)
+        model = _compiled(recipe, encoder, width, x, y)
+        model.fit(x, y, epochs=best_epoch_of(history.history, recipe.monitor), batch_size=recipe.batch_size,
+                  callbacks=averaging, shuffle=True, verbose=verbose)
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     return Trained(model, vocab, encoder, hist, train_idx, val_idx, "reviews" if groups is None else "movies")
+
+
+def _compiled(recipe: Recipe, encoder: Encoder, width: int, x: np.ndarray, y: np.ndarray):
+    """A new compiled model; an n-gram model gets its Naive-Bayes ratios from ``(x, y)``."""
+    model = build_model(recipe, width, len(encoder.vocab))
+    if encoder.family == NGRAM:
+        from train.ngram_model import bag_of, log_count_ratios
+
+        bag_of(model).ratios.assign(log_count_ratios(x, y, encoder.table_rows))
+    return model
 
 
 def best_epoch_of(history: dict, monitor: str) -> int:

@@ -1,0 +1,143 @@
+"""Desktop peers, trained on the model directory's own split and scored in the same run.
+
+* scikit-learn: TF-IDF over word uni+bigrams and logistic regression;
+* fastText supervised with word bigrams, on text cleaned as fastText's own tutorial does
+  (``sed "s/\([.!?,'/()]\)/ \1 /g" | tr upper lower``; fastText splits on spaces only).
+
+Each peer picks its settings on the model directory's validation reviews (whole movies held
+out), is refitted on every training review, as the n-gram recipe is, and is scored once on
+the test split. Benchmark-only dependencies: never the runtime's.
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+import re
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+_PUNCTUATION = re.compile(r"([.!?,'/()])")
+SKLEARN = "scikit-learn TF-IDF uni+bigram + LR"
+FASTTEXT = "fastText supervised, word bigrams"
+SKLEARN_C = (1.0, 4.0, 16.0)
+FASTTEXT_SETTINGS = ({"lr": 0.1, "epoch": 5}, {"lr": 0.5, "epoch": 5}, {"lr": 0.25, "epoch": 10})
+
+
+class SklearnPeer:
+    def __init__(self, c: float):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+
+        self.settings = {"C": c, "ngram_range": [1, 2], "min_df": 2, "sublinear_tf": True}
+        self.pipeline = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
+                                      LogisticRegression(C=c, solver="liblinear"))
+
+    def fit(self, texts: Sequence[str], labels: np.ndarray) -> SklearnPeer:
+        self.pipeline.fit(list(texts), labels)
+        return self
+
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        return self.pipeline.predict_proba(list(texts))[:, 1]
+
+    def size_bytes(self) -> int:
+        return len(pickle.dumps(self.pipeline, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+class FastTextPeer:
+    def __init__(self, lr: float, epoch: int, seed: int = 0):
+        self.settings = {"lr": lr, "epoch": epoch, "wordNgrams": 2, "dim": 10, "bucket": 2_000_000, "thread": 2}
+        self.seed = seed
+        self.model = None
+
+    @staticmethod
+    def line(text: str) -> str:
+        """fastText's tutorial preprocessing: punctuation spaced out, lowercased, one line."""
+        return " ".join(_PUNCTUATION.sub(r" \1 ", text).lower().split())
+
+    def fit(self, texts: Sequence[str], labels: np.ndarray) -> FastTextPeer:
+        import fasttext
+
+        rows = [f"__label__{int(y)} {self.line(t)}" for t, y in zip(texts, labels)]
+        random.Random(self.seed).shuffle(rows)  # fastText learns in file order
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "train.txt"
+            path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+            self.model = fasttext.train_supervised(str(path), verbose=0, seed=self.seed, **self.settings)
+        return self
+
+    def probability(self, text: str) -> float:
+        labels, probs = self.model.predict(self.line(text), k=2)
+        return float(dict(zip(labels, probs)).get("__label__1", 0.0))
+
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        labels, probs = self.model.predict([self.line(t) for t in texts], k=2)
+        return np.array([dict(zip(ls, ps)).get("__label__1", 0.0) for ls, ps in zip(labels, probs)])
+
+    def size_bytes(self) -> int:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model.bin"
+            self.model.save_model(str(path))
+            return path.stat().st_size
+
+
+def _choose(make: Callable[[dict], object], grid: Sequence[dict], train: tuple, val: tuple) -> tuple[dict, float]:
+    """The settings of ``grid`` with the best validation accuracy."""
+    best = None
+    for settings in grid:
+        peer = make(settings).fit(*train)
+        acc = float(np.mean((peer.probabilities(val[0]) >= 0.5) == val[1]))
+        if best is None or acc > best[1]:
+            best = (settings, acc)
+    return best
+
+
+def _p50_us(run: Callable[[str], object], texts: Sequence[str], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        for t in texts:
+            start = time.perf_counter()
+            run(t)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e6
+
+
+def measure(texts: Sequence[str], labels: np.ndarray, val_mask: np.ndarray, test_texts: Sequence[str],
+            test_labels: np.ndarray, latency_texts: Sequence[str], repeats: int) -> dict:
+    """Each peer: chosen settings, validation and test accuracy, ROC AUC, size on disk,
+    single-review p50 from raw text and batch throughput (reviews/s)."""
+    from sklearn.metrics import roc_auc_score
+
+    texts, labels = list(texts), np.asarray(labels)
+    train = ([t for t, v in zip(texts, val_mask) if not v], labels[~val_mask])
+    val = ([t for t, v in zip(texts, val_mask) if v], labels[val_mask])
+    peers = {
+        SKLEARN: (lambda s: SklearnPeer(s["C"]), [{"C": c} for c in SKLEARN_C], None),
+        FASTTEXT: (lambda s: FastTextPeer(**s), list(FASTTEXT_SETTINGS), "probability"),
+    }
+    out = {}
+    for name, (make, grid, single) in peers.items():
+        settings, val_acc = _choose(make, grid, train, val)
+        peer = make(settings).fit(texts, labels)
+        probs = peer.probabilities(test_texts)
+        one = getattr(peer, single) if single else (lambda t, p=peer: p.probabilities([t]))
+        start = time.perf_counter()
+        peer.probabilities(latency_texts)
+        batch_seconds = time.perf_counter() - start
+        out[name] = {
+            "settings": peer.settings, "validation_accuracy": val_acc,
+            "accuracy": float(np.mean((probs >= 0.5) == test_labels)),
+            "roc_auc": float(roc_auc_score(test_labels, probs)),
+            "size_bytes": peer.size_bytes(),
+            "latency_p50_us": _p50_us(one, latency_texts, repeats),
+            "batch_reviews_per_s": len(latency_texts) / batch_seconds,
+            "test_reviews": len(test_texts),
+        }
+    return out

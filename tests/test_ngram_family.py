@@ -1,0 +1,150 @@
+"""The n-gram family: its encoder (fixed hash, exact streaming, refusals) and the path from
+training to every engine, as the runtime sees it."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import runtime
+from conftest import ROOT, assert_single_batch_and_stream_agree_with_golden
+from export.convert import FAMILY_ARTIFACTS
+from runtime import text
+from runtime.features import NGRAM_HASH, NgramEncoder, bigram_ids, encoder_from_spec
+from runtime.vocab import UNK_ID, Vocabulary
+
+WORDS = ["<pad>", "<start>", "<unk>", "the", "film", "was", "not", "good", "at", "all", ".", ","]
+
+
+@pytest.fixture
+def encoder() -> NgramEncoder:
+    return NgramEncoder(Vocabulary(WORDS), buckets=1000)
+
+
+def reference_ids(enc: NgramEncoder, review: str) -> np.ndarray:
+    """The definition, one token at a time in plain Python: unigrams and hashed bigrams."""
+    ids = [enc.vocab.index.get(t, UNK_ID) for t in text.tokenize(review)]
+    found = set(ids)
+    for a, b in zip(ids, ids[1:]):
+        h = ((a * enc.vocab_size + b) * 0x9E3779B97F4A7C15) % (1 << 64)
+        found.add(enc.vocab_size + (h >> 32) % enc.buckets)
+    return np.array(sorted(found), dtype=np.int32)
+
+
+def test_bigram_hash_is_fixed():
+    # Changing these values changes every n-gram bundle's features: it needs a new NGRAM_HASH.
+    left = np.array([3, 7, 29_999], dtype=np.uint64)
+    right = np.array([4, 3, 29_998], dtype=np.uint64)
+    got = bigram_ids(left, right, 30_000, 1_000_000)
+    want = [30_000 + ((((a * 30_000 + b) * 0x9E3779B97F4A7C15) % (1 << 64)) >> 32) % 1_000_000
+            for a, b in zip(left.tolist(), right.tolist())]
+    assert got.tolist() == want
+    assert NGRAM_HASH == "fibonacci64-v1"
+
+
+@pytest.mark.parametrize("review", [
+    "The film was not good at all.",
+    "NOT good, not good at all!!! the film<br />was good",
+    "unknown words break nothing: zyx the film",
+    "", "   ", "film",
+])
+def test_model_input_matches_the_definition(encoder, review):
+    np.testing.assert_array_equal(encoder.model_input(review), reference_ids(encoder, review))
+    np.testing.assert_array_equal(encoder.model_input(review), reference_ids(encoder, review))  # memoized
+
+
+def test_negation_is_a_feature(encoder):
+    good, not_good = encoder.model_input("good"), encoder.model_input("not good")
+    assert len(np.setdiff1d(not_good, good)) == 2  # "not" and the bigram "not good"
+    assert encoder.known_words(not_good[None, :]).tolist() == [2]
+
+
+def test_stream_equals_whole_for_any_cut(encoder):
+    review = "the film was not good at all. " * 50 + "not<br />good, the film."
+    whole = encoder.model_input(review)
+    for size in (1, 3, 7, 64, 1000):
+        pieces = [review[i : i + size] for i in range(0, len(review), size)]
+        np.testing.assert_array_equal(encoder.model_input_stream(pieces), whole)
+
+
+def test_full_memo_changes_nothing():
+    vocab = Vocabulary(WORDS)
+    small = NgramEncoder(vocab, buckets=1000, memo_size=2)
+    full = NgramEncoder(vocab, buckets=1000)
+    review = "the film was not good at all, not at all."
+    for _ in range(2):
+        np.testing.assert_array_equal(small.model_input(review), full.model_input(review))
+    assert len(small._memo) == 2
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("order", 3, "'order' is 3"),
+    ("hash", "crc32", "'hash' is 'crc32'"),
+    ("buckets", 0, "'buckets' must be a positive integer"),
+    ("buckets", "1000", "'buckets' must be a positive integer"),
+    ("rows", 999, "'rows' is 999"),
+])
+def test_a_spec_this_encoder_does_not_make_is_refused_naming_the_field(encoder, field, value, message):
+    spec = {**encoder.spec(), field: value}
+    with pytest.raises(ValueError, match=message):
+        encoder_from_spec(spec, encoder.vocab)
+    assert encoder_from_spec(encoder.spec(), encoder.vocab).spec() == encoder.spec()
+
+
+def test_every_ngram_artifact_is_exported_validated_and_small(small_ngram_bundle):
+    m = json.loads((small_ngram_bundle / "manifest.json").read_text())
+    assert list(m["artifacts"]) == FAMILY_ARTIFACTS["ngram"]
+    features = m["input"]["features"]
+    assert features["family"] == "ngram" and features["buckets"] == 1 << 16 and features["hash"] == NGRAM_HASH
+    rows = features["rows"]
+    assert rows == 3000 + (1 << 16)
+    for name, a in m["artifacts"].items():
+        v = a["validation"]
+        if a["precision"] == "float32":
+            assert v["max_abs_diff"] <= 1e-5, name
+        else:
+            assert v["label_agreement"] >= 0.99, name
+        if a["precision"] in ("int8", "dynamic-int8"):
+            assert a["size_bytes"] < rows * 1.1, name  # one byte a table row, and little else
+
+
+@pytest.mark.parametrize("artifact", FAMILY_ARTIFACTS["ngram"])
+def test_single_batch_and_stream_agree_with_golden(small_ngram_bundle, artifact):
+    assert_single_batch_and_stream_agree_with_golden(small_ngram_bundle, artifact)
+
+
+def test_the_runtime_sees_what_keras_saw(small_ngram_model, small_ngram_bundle, corpus):
+    from train.model_dir import ModelDir
+
+    md = ModelDir(small_ngram_model)
+    texts = corpus.splits["test"].texts[:300]
+    keras_probs = md.load_model()(md.encoder.keras_inputs(texts), training=False).numpy().reshape(-1)
+    clf = runtime.load(small_ngram_bundle, artifact="tflite-float32")
+    np.testing.assert_allclose(clf.predict_proba(texts), keras_probs, atol=1e-5)
+    assert [clf.probability(t) for t in texts[:20]] == clf.predict_proba(texts[:20]).tolist()
+
+
+def test_cli_classifies_with_an_ngram_bundle(small_ngram_bundle, tmp_path):
+    review = tmp_path / "r.txt"
+    review.write_text("Not good at all. A dull, boring film.")
+    out = subprocess.run([sys.executable, "-m", "runtime.classify", "--json", "--model", str(small_ngram_bundle),
+                          str(review)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    row = json.loads(out.stdout)
+    assert row["label"] == "negative" and row["known_words"] >= 6
+
+
+def test_a_bundle_with_other_buckets_fails_to_load_naming_the_field(small_ngram_bundle, tmp_path):
+    import shutil
+
+    copy = tmp_path / "b"
+    shutil.copytree(small_ngram_bundle, copy)
+    m = json.loads((copy / "manifest.json").read_text())
+    m["input"]["features"]["buckets"] += 1
+    (copy / "manifest.json").write_text(json.dumps(m))
+    out = subprocess.run([sys.executable, "-m", "runtime.classify", "--model", str(copy), str(copy / "vocab.txt")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 4 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "'rows'" in out.stderr or "buckets" in out.stderr
