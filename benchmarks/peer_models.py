@@ -2,7 +2,7 @@
 
 * scikit-learn: TF-IDF over word uni+bigrams and logistic regression;
 * fastText supervised with word bigrams, on text cleaned as fastText's own tutorial does
-  (``sed "s/\([.!?,'/()]\)/ \1 /g" | tr upper lower``; fastText splits on spaces only).
+  (each of . ! ? , ' / ( ) spaced out, then lowercased; fastText splits on spaces only).
 
 Each peer picks its settings on the model directory's validation reviews (whole movies held
 out), is refitted on every training review, as the n-gram recipe is, and is scored once on
