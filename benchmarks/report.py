@@ -210,8 +210,8 @@ def _peer_lines(result: dict) -> list[str]:
     if "peers" not in result:
         return []
     key = result["ratios"]["artifact"]
-    acc, lat = result["accuracy"].get(key), result["latency_e2e"].get(key)
-    through = result["throughput"].get(key, {})
+    acc, lat = result["accuracy"].get(key), result["latency_e2e"].get(f"runtime {key}")
+    through = result["throughput"].get(f"runtime {key}", {})
     lines = ["", "## Peers, trained on the same split (settings chosen on validation, refitted on all training reviews)", "",
              "| model | test accuracy | ROC AUC | size KiB | single review p50 µs | batch reviews/s | settings |",
              "|---|---|---|---|---|---|---|"]

@@ -65,12 +65,13 @@ ARTIFACTS = {
 # forms: the TFLite calibrator does not finish on the LSTM's WHILE loop, and ONNX static
 # quantization does not reach inside the Loop body.
 #
-# Multi-hot models have no "-compat" form: their word-id graph has no FULLY_CONNECTED layer
-# large enough to quantize, so it would be the same file as the dynamic int8 one, which
-# tflite-runtime 2.14 loads.
+# Multi-hot and n-gram models have no "-compat" form: their word-id graphs have no
+# FULLY_CONNECTED layer large enough to quantize, so it would be the same file as the dynamic
+# int8 one, which tflite-runtime 2.14 loads.
+_WORD_ID_ARTIFACTS = [n for n in ARTIFACTS if n != "tflite-dynamic-int8-compat"]
 FAMILY_ARTIFACTS = {
-    MULTI_HOT: [n for n in ARTIFACTS if n != "tflite-dynamic-int8-compat"],
-    NGRAM: [n for n in ARTIFACTS if n != "tflite-dynamic-int8-compat"],
+    MULTI_HOT: _WORD_ID_ARTIFACTS,
+    NGRAM: _WORD_ID_ARTIFACTS,
     SEQUENCE: ["tflite-float32", "tflite-float16", "tflite-dynamic-int8", "tflite-dynamic-int8-compat",
                  "onnx-float32", "onnx-dynamic-int8"],
 }

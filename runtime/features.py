@@ -32,7 +32,6 @@ MULTI_HOT = "multi_hot"
 SEQUENCE = "sequence"
 NGRAM = "ngram"
 FAMILIES = (MULTI_HOT, SEQUENCE, NGRAM)
-WORD_ID_FAMILIES = (MULTI_HOT, NGRAM)  # models that take distinct ids padded with 0
 
 
 MEMO_CHUNK_CHARS = 100  # longer chunks (rare: no word is that long) are never kept

@@ -40,7 +40,7 @@ def test_bigram_hash_is_fixed():
     got = bigram_ids(left, right, 30_000, 1_000_000)
     want = [30_000 + ((((a * 30_000 + b) * 0x9E3779B97F4A7C15) % (1 << 64)) >> 32) % 1_000_000
             for a, b in zip(left.tolist(), right.tolist())]
-    assert got.tolist() == want
+    assert got.tolist() == want == [187_828, 518_478, 815_679]
     assert NGRAM_HASH == "fibonacci64-v1"
 
 
@@ -147,4 +147,11 @@ def test_a_bundle_with_other_buckets_fails_to_load_naming_the_field(small_ngram_
     out = subprocess.run([sys.executable, "-m", "runtime.classify", "--model", str(copy), str(copy / "vocab.txt")],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 4 and len(out.stderr.strip().splitlines()) == 1, out.stderr
-    assert "'rows'" in out.stderr or "buckets" in out.stderr
+    assert "features field 'rows'" in out.stderr and "65537 buckets" in out.stderr
+
+
+def test_the_report_says_the_final_model_was_refitted_on_every_training_review(small_ngram_model):
+    metrics = json.loads((small_ngram_model / "metrics.json").read_text())
+    assert metrics["refit"] is True and metrics["final_model_reviews"] == 4000
+    assert "| final model trained on | 4,000 reviews (refitted on every training review" in \
+        (small_ngram_model / "report.md").read_text()

@@ -120,6 +120,7 @@ def write_all(out: Path, history: dict, metrics: dict, y_true: np.ndarray, probs
 | epochs trained / kept | {metrics['epochs_trained']} / {metrics['best_epoch']} |
 | best validation loss / accuracy | {metrics['best_val_loss']:.4f} / {metrics['best_val_accuracy']:.4f} |
 | validation holds out | {'whole movies' if metrics['validation_holds_out'] == 'movies' else 'single reviews'} |
+| final model trained on | {metrics['final_model_reviews']:,} reviews{' (refitted on every training review for the kept number of epochs)' if metrics['refit'] else ''} |
 
 Confusion matrix (rows: true negative, positive; columns: predicted): {cm}
 

@@ -162,7 +162,8 @@ def run(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose: int = 2) 
     metrics.update(test_loss=test_loss, epochs_trained=len(val_loss), best_epoch=best_epoch,
                    early_stopping_monitor=recipe.monitor, validation_holds_out=trained.held_out,
                    best_val_loss=float(val_loss[best_epoch - 1]),
-                   best_val_accuracy=float(trained.history["val_accuracy"][best_epoch - 1]))
+                   best_val_accuracy=float(trained.history["val_accuracy"][best_epoch - 1]),
+                   refit=recipe.refit, final_model_reviews=len(train) if recipe.refit else int(len(trained.train_idx)))
     config = {
         "recipe": recipe.to_dict(),
         "seed": seed,
