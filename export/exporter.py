@@ -46,6 +46,27 @@ def _select(corpus: Corpus, ids: list[str], n: int, seed: int) -> list[str]:
     return [texts[index[ids[i]]] for i in sorted(chosen)]
 
 
+def _calibration_texts(md: ModelDir, corpus: Corpus, model, n: int, seed: int) -> tuple[list[str], dict]:
+    """Training reviews for int8 calibration, and what the manifest records about them.
+
+    A recipe with ``calibration_logit_range`` R keeps only reviews whose float logit lies
+    within ±R. A full-integer linear model holds its logit in 8 bits, with a range calibrated
+    on these reviews: a few extreme ones would make the step coarse at the decision boundary.
+    Beyond R the logit saturates, which moves a probability by at most 1 - sigmoid(R).
+    """
+    limit = md.config["recipe"].get("calibration_logit_range")
+    if not limit:
+        return _select(corpus, md.splits["train_ids"], n, seed), {"training_reviews": n}
+    pool = _select(corpus, md.splits["train_ids"], 2 * n, seed)
+    p = validate.keras_probabilities(model, md.encoder, pool).astype(np.float64)
+    with np.errstate(divide="ignore"):
+        logits = np.log(p) - np.log1p(-p)
+    kept = [t for t, logit in zip(pool, logits) if abs(logit) <= limit][:n]
+    if not kept:
+        raise validate.ValidationError(f"no training review has a float logit within ±{limit} to calibrate on")
+    return kept, {"training_reviews": len(kept), "max_abs_float_logit": limit}
+
+
 def model_input(encoder: Encoder, sequence_batch: int | None) -> dict:
     """The manifest's description of the exported models' input."""
     if encoder.family == MULTI_HOT:
@@ -88,7 +109,8 @@ def export_bundle(
 
     test = corpus.splits["test"].sample(test_limit, seed)
     val_texts = _select(corpus, md.splits["validation_ids"], validation_size, seed)
-    calibration = encoder.model_inputs(_select(corpus, md.splits["train_ids"], calibration_size, seed + 1))
+    calibration_texts, calibration_record = _calibration_texts(md, corpus, model, calibration_size, seed + 1)
+    calibration = encoder.model_inputs(calibration_texts)
     ref = validate.Reference(
         val_texts=val_texts,
         val_probs=validate.keras_probabilities(model, encoder, val_texts),
@@ -154,6 +176,7 @@ def export_bundle(
             recipe=md.config["recipe"]["name"],
             model={
                 "keras_sha256": md.model_sha256(),
+                "int8_calibration": calibration_record,
                 "float_test_accuracy": ref.test_accuracy,
                 "test_reviews": len(test),
                 "training": {k: md.config[k] for k in ("recipe", "seed", "data")},

@@ -54,3 +54,4 @@ def test_ngram_reaches_its_bar_and_its_int8_forms_fit_in_one_mebibyte(corpus, tm
               f"test agreement {a.validation['test_label_agreement']:.4f}")
         assert a.size_bytes <= 1 << 20, name
         assert a.validation["test_accuracy"] >= 0.913, name
+        assert a.validation["test_label_agreement"] >= 0.995, name

@@ -100,6 +100,7 @@ def test_every_ngram_artifact_is_exported_validated_and_small(small_ngram_bundle
     assert features["family"] == "ngram" and features["buckets"] == 1 << 16 and features["hash"] == NGRAM_HASH
     rows = features["rows"]
     assert rows == 3000 + (1 << 16)
+    assert m["model"]["int8_calibration"] == {"training_reviews": 500, "max_abs_float_logit": 12.0}
     for name, a in m["artifacts"].items():
         v = a["validation"]
         if a["precision"] == "float32":

@@ -29,6 +29,7 @@ class Recipe:
     monitor: str = "val_loss"  # early stopping keeps the best epoch by this validation metric
     validation_by: str = "review"  # or "movie": hold out whole movies (see trainer.validation_split)
     refit: bool = False  # after early stopping, train again on all training reviews for the kept epochs
+    calibration_logit_range: float | None = None  # int8 calibration: only reviews with |float logit| <= this
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,7 +72,8 @@ SEED_LSTM = Recipe(
 
 # Naive-Bayes-scaled logistic regression over word unigrams and hashed bigrams (NBSVM's
 # features, Wang & Manning 2012), trained as a Keras embedding bag. Validation holds out
-# whole movies; buckets, L2, dropout and learning rate were chosen on it (docs/ngram.md).
+# whole movies; buckets, L2, dropout and learning rate were chosen on it, and the int8
+# calibration range on unlabelled reviews (docs/ngram.md).
 NGRAM_RECIPE = Recipe(
     name="ngram",
     vocab_size=30_000,
@@ -89,6 +91,7 @@ NGRAM_RECIPE = Recipe(
     monitor="val_loss",
     validation_by="movie",
     refit=True,
+    calibration_logit_range=12.0,
 )
 
 RECIPES = {r.name: r for r in (SEED_MLP, SEED_LSTM, NGRAM_RECIPE)}
