@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no artifact of {args.bundle} can run on the installed engines: {skipped}", file=sys.stderr)
         return exitcodes.UNUSABLE
     default_key = next((k for k in clfs if k.startswith(bundle.manifest.default_artifact + " @")), next(iter(clfs)))
-    keras_ref = measure.KerasReference(model_dir)
+    keras_ref = measure.KerasReference(model_dir, bundle.manifest.temperature)
     tutorial = None
     if "tflite-float32" in bundle.artifacts and model_dir.family == MULTI_HOT:
         tutorial = peers.TutorialPipeline(str(bundle.path(bundle.artifacts["tflite-float32"].file)), model_dir.vocab)
@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     result["latency_e2e"], result["floors"], result["latency_model"] = measure.latency(
         clfs, keras_ref, tutorial, lat_texts, s)
     result["throughput"] = measure.batch_throughput(clfs, keras_ref, lat_texts, s)
+    result["explanation_cost"] = measure.explanation_cost(clfs[default_key], lat_texts, s)
     if with_peers:
         from benchmarks import peer_models
 
@@ -124,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         report.plot_latency(result, stage / "latency.png")
         report.plot_accuracy_size(result, stage / "accuracy_size.png")
         report.plot_throughput(result, stage / "throughput.png")
+        report.plot_reliability(result, stage / "reliability.png")
         volume.plot(result["volume"], stage / "volume.png")
     r = result["ratios"]
     print(f"benchmark ({result['meta']['mode']}) -> {args.out}/benchmark.md")

@@ -20,6 +20,8 @@ from runtime.text import tokenize
 from runtime.backends import EngineError, installed_engines
 from runtime.bundle import Bundle
 from runtime.classifier import Classifier
+from runtime.temperature import tempered_all
+from train.calibration import reliability
 from train.model_dir import ModelDir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,12 +64,14 @@ def classifiers(bundle: Bundle) -> tuple[dict[str, Classifier], dict[str, str]]:
 
 class KerasReference:
     """The float Keras model with the project's encoder (an instance of its own): the
-    reference and the slow peer."""
+    reference and the slow peer. Its probabilities get the bundle's temperature, as every
+    artifact's do (``raw_proba``: without it)."""
 
-    def __init__(self, model_dir: ModelDir):
+    def __init__(self, model_dir: ModelDir, temperature: float = 1.0):
         self.model = model_dir.load_model()
         self.encoder = model_dir.encoder
         self.size_bytes = model_dir.model_file.stat().st_size
+        self.temperature = temperature
 
     def probability(self, text: str) -> float:
         return float(self.model(self.encoder.keras_inputs([text]), training=False).numpy()[0, 0])
@@ -75,8 +79,12 @@ class KerasReference:
     def probability_predict(self, text: str) -> float:
         return float(self.model.predict(self.encoder.keras_inputs([text]), verbose=0)[0, 0])
 
-    def predict_proba(self, texts) -> np.ndarray:
+    def raw_proba(self, texts) -> np.ndarray:
         return self.model(self.encoder.keras_inputs(texts), training=False).numpy().reshape(-1)
+
+    def predict_proba(self, texts) -> np.ndarray:
+        probs = self.raw_proba(texts)
+        return probs if self.temperature == 1.0 else tempered_all(probs.tolist(), self.temperature)
 
 
 def _batched(run, texts: list[str], batch: int = 1000) -> np.ndarray:
@@ -91,11 +99,15 @@ def accuracy(clfs: dict[str, Classifier], keras_ref: KerasReference, tutorial: p
 
     def row(probs: np.ndarray, size: int | None) -> dict:
         pred = probs >= threshold
+        calibration = reliability(probs, labels)
         return {"accuracy": float(np.mean(pred == (labels == 1))), "roc_auc": float(roc_auc_score(labels, probs)),
                 "agreement_with_float": float(np.mean(pred == (ref >= threshold))),
-                "max_abs_diff_vs_float": float(np.abs(probs - ref).max()), "size_bytes": size, "reviews": len(texts)}
+                "max_abs_diff_vs_float": float(np.abs(probs - ref).max()), "size_bytes": size, "reviews": len(texts),
+                "ece": calibration["ece"], "reliability": calibration}
 
     out[KERAS] = row(ref, keras_ref.size_bytes)
+    out[KERAS]["temperature"] = keras_ref.temperature
+    out[KERAS]["ece_without_temperature"] = reliability(_batched(keras_ref.raw_proba, texts), labels)["ece"]
     for key, clf in tqdm(clfs.items(), desc="accuracy", unit="candidate"):
         out[key] = row(_batched(clf.predict_proba, texts), clf.bundle.artifacts[clf.artifact].size_bytes)
     if tutorial is not None:
@@ -130,6 +142,14 @@ def latency(clfs: dict[str, Classifier], keras_ref: KerasReference, tutorial: pe
     e2e_stats = {k: summarize(samples[k]) for k in e2e}
     e2e_stats.update({k: summarize(v) for k, v in keras_samples.items()})
     return e2e_stats, {k: summarize(samples[k]) for k in floors}, {k: summarize(v) for k, v in model_samples.items()}
+
+
+def explanation_cost(clf: Classifier, texts: list[str], s: Settings, k: int = 10) -> dict:
+    """Single-review p50 of ``explain`` against ``probability`` on the same reviews, interleaved."""
+    texts = texts[: max(50, s.latency_reviews // 5)]
+    samples = interleaved({"classify": clf.probability, "explain": lambda t: clf.explain(t, k)}, texts, s.repeats)
+    return {"method": clf.explain(texts[0], k).method, "k": k, "reviews": len(texts),
+            "classify": summarize(samples["classify"]), "explain": summarize(samples["explain"])}
 
 
 def batch_throughput(clfs: dict[str, Classifier], keras_ref: KerasReference, texts: list[str], s: Settings) -> dict:

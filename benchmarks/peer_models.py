@@ -52,8 +52,12 @@ class SklearnPeer:
 
 
 class FastTextPeer:
+    """fastText supervised with word bigrams. One training thread: fastText's threads race on
+    shared weights (Hogwild), so with more than one the chosen settings and figures change
+    from run to run."""
+
     def __init__(self, lr: float, epoch: int, seed: int = 0):
-        self.settings = {"lr": lr, "epoch": epoch, "wordNgrams": 2, "dim": 10, "bucket": 2_000_000, "thread": 2}
+        self.settings = {"lr": lr, "epoch": epoch, "wordNgrams": 2, "dim": 10, "bucket": 2_000_000, "thread": 1}
         self.seed = seed
         self.model = None
 

@@ -11,6 +11,7 @@ from benchmarks import volume
 from benchmarks.stats import ratio
 from train.plotting import pyplot, save
 
+EXPLAIN_GOALS = {"exact": 3.0, "occlusion": 20.0}  # explain p50 / classify p50, by method
 GOALS = {
     "runtime_e2e_over_lookup_floor": ("runtime end-to-end p50 / look-up floor p50", "<=", 1.5),
     "cold_start_runtime_over_tf": ("cold start: runtime.classify / TensorFlow classify", "<=", 0.1),
@@ -56,14 +57,20 @@ def ratios(result: dict, default: str) -> dict:
         "lookup_floor_over_split": ratio(floors[LOOKUP_FLOOR]["p50_us"], floors["lower().split()"]["p50_us"]),
         "keras_over_lookup_floor": ratio(e2e[KERAS]["p50_us"], floors[LOOKUP_FLOOR]["p50_us"]),
     }
+    goals = dict(GOALS)
+    cost = result.get("explanation_cost")
+    if cost:
+        values["explain_over_classify"] = ratio(cost["explain"]["p50_us"], cost["classify"]["p50_us"])
+        goals["explain_over_classify"] = (f"explain ({cost['method']}, k={cost['k']}) p50 / classify p50", "<=",
+                                          EXPLAIN_GOALS[cost["method"]])
     for fmt in ("tflite", "onnx"):
         if f"{fmt}-int8" in sizes and f"{fmt}-float32" in sizes:
             values[f"{fmt}_int8_size_over_float32"] = ratio(sizes[f"{fmt}-int8"], sizes[f"{fmt}-float32"])
     out = {"artifact": default}
     for key, v in values.items():
         entry = {"value": v}
-        if key in GOALS:
-            text, op, goal = GOALS[key]
+        if key in goals:
+            text, op, goal = goals[key]
             entry.update(goal=f"{op} {goal:g}", met=bool(v <= goal if op == "<=" else v >= goal), meaning=text)
         out[key] = entry
     return out
@@ -140,6 +147,20 @@ def plot_throughput(result: dict, path: Path) -> None:
     _save(fig, ax, path, fontsize=7, ncol=2)
 
 
+def plot_reliability(result: dict, path: Path) -> None:
+    """The float model and each artifact (first engine of each) on one reliability diagram."""
+    from train.calibration import plot_reliability as plot
+
+    curves, seen = {}, set()
+    for name, a in result["accuracy"].items():
+        artifact = name.split(" @ ")[0]
+        if "reliability" in a and artifact not in seen:
+            seen.add(artifact)
+            curves[artifact] = a["reliability"]
+    n = result["accuracy"][KERAS]["reviews"]
+    plot(curves, path, f"Reliability on {n:,} test reviews")
+
+
 def _fmt_us(v: float) -> str:
     return f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
 
@@ -168,12 +189,17 @@ def markdown(result: dict) -> str:
             lines.append(f"| {key.replace('_', ' ')} | {r[key]['value']:.3g} | | |")
     lines += ["", f"Recommended default artifact (fastest that keeps accuracy): `{result['recommended_default']}`", "",
               "## Accuracy and size", "",
-              "| candidate | accuracy | ROC AUC | agreement with float | max abs diff | size KiB |",
-              "|---|---|---|---|---|---|"]
+              "| candidate | accuracy | ROC AUC | ECE | agreement with float | max abs diff | size KiB |",
+              "|---|---|---|---|---|---|---|"]
     for name, a in result["accuracy"].items():
         size = f"{a['size_bytes'] / 1024:,.1f}" if a["size_bytes"] else ""
-        lines.append(f"| {name} | {a['accuracy']:.4f} | {a['roc_auc']:.4f} | {a['agreement_with_float']:.4f} | "
-                     f"{a['max_abs_diff_vs_float']:.2e} | {size} |")
+        lines.append(f"| {name} | {a['accuracy']:.4f} | {a['roc_auc']:.4f} | {a['ece']:.4f} | "
+                     f"{a['agreement_with_float']:.4f} | {a['max_abs_diff_vs_float']:.2e} | {size} |")
+    k = result["accuracy"][KERAS]
+    lines += ["", f"ECE: expected calibration error over {k['reliability']['bins']} equal-width bins of P(positive) "
+              "(see reliability.png)." + (f" Every row, Keras included, has the bundle's temperature T = "
+              f"{k['temperature']:.3f} (fitted on validation); without it the float model's ECE is "
+              f"{k['ece_without_temperature']:.4f}." if k.get("temperature", 1.0) != 1.0 else "")]
     lines += _peer_lines(result)
     lines += ["", "## Single-review latency, raw text to probability (µs)", "",
               "| candidate | p50 | p90 | p99 | model only p50 |", "|---|---|---|---|---|"]
@@ -199,8 +225,15 @@ def markdown(result: dict) -> str:
                   "![volume](volume.png)"]
     if result["skipped"]:
         lines += ["", "## Not run", ""] + [f"- {k}: {v}" for k, v in result["skipped"].items()]
+    if "explanation_cost" in result:
+        c = result["explanation_cost"]
+        lines += ["", f"## Explanations ({r['artifact']}, {c['method']}, top {c['k']} each way, {c['reviews']} reviews)", "",
+                  "| call | p50 µs | p90 µs | p99 µs |", "|---|---|---|---|"]
+        for call in ("classify", "explain"):
+            lines.append(f"| {call} | {_fmt_us(c[call]['p50_us'])} | {_fmt_us(c[call]['p90_us'])} | "
+                         f"{_fmt_us(c[call]['p99_us'])} |")
     lines += ["", "![latency](latency.png)", "", "![accuracy against size](accuracy_size.png)", "",
-              "![throughput](throughput.png)", "",
+              "![throughput](throughput.png)", "", "![reliability](reliability.png)", "",
               "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()), ""]
     return "\n".join(lines)
 

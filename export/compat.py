@@ -67,14 +67,16 @@ def check(py: Path, bundle: Path, engine: str) -> list[dict]:
 
 
 def record(bundle: Bundle, results: list[dict]) -> None:
-    """Record each (engine, version) parity result on its artifact (load failures and golden checks)."""
+    """Record each (engine, version) parity result on its artifact: load failures, golden checks
+    and, beside them, whether its explanations agree with the float model's."""
+    explained = {(r["artifact"], r["engine"]): r["passed"] for r in results if r["kind"] == "explanation"}
     for r in results:
         if r["kind"] not in ("load", "golden") or r["artifact"] not in bundle.artifacts:
             continue
         loads = r["kind"] == "golden"
         bundle.artifacts[r["artifact"]].record(EngineRecord(
             r["engine"], r["version"], loads, bool(r["passed"]) if loads else None, "compat",
-            None if loads else r["message"]))
+            None if loads else r["message"], explained.get((r["artifact"], r["engine"])) if loads else None))
 
 
 def run(bundle_path: Path, specs: list[str]) -> Bundle:
@@ -96,7 +98,8 @@ def matrix(bundle: Bundle) -> str:
         cells = []
         for col in columns:
             rec = next((e for e in art.engines if (e.engine, e.version) == col), None)
-            cells.append("" if rec is None else ("yes" if rec.loads and rec.matches_golden
+            cells.append("" if rec is None else ("**explanations differ**" if rec.explanations is False
+                                                 else "yes" if rec.loads and rec.matches_golden
                                                  else "loads, **golden differs**" if rec.loads else "**no**"))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

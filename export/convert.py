@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.backends import ONNX, TFLITE, VOCAB_SIZE_KEY, WORD_TABLE
+from runtime.backends import ONNX, TFLITE, VOCAB_SIZE_KEY, WORD_BIAS, WORD_TABLE
 from runtime.features import MULTI_HOT, NGRAM, SEQUENCE
 from runtime.vocab import RESERVED
 
@@ -135,7 +135,8 @@ def ngram_function(model, batch: int | None = None):
     """An n-gram model as a gather, a sum and a sigmoid over its ids (padded with 0).
 
     The Naive-Bayes ratios and the learned weights are folded into one ``(rows, 1)`` table,
-    named ``WORD_TABLE`` like the multi-hot one, whose reserved rows are zero.
+    named ``WORD_TABLE`` like the multi-hot one, whose reserved rows are zero; the bias is
+    named ``WORD_BIAS``. Explanations read both from the artifact.
     """
     import tensorflow as tf
 
@@ -147,7 +148,8 @@ def ngram_function(model, batch: int | None = None):
 
     @tf.function(input_signature=[tf.TensorSpec([batch, None], tf.int32, name="ids")])
     def serve(ids):
-        logit = tf.reduce_sum(tf.gather(tf.constant(table, name=WORD_TABLE), ids), axis=1) + tf.constant([bias])
+        weights = tf.gather(tf.constant(table, name=WORD_TABLE), ids)
+        logit = tf.reduce_sum(weights, axis=1) + tf.constant([bias], name=WORD_BIAS)
         return tf.sigmoid(logit)
 
     return serve

@@ -18,9 +18,10 @@ from runtime.backends import load_backend
 from runtime.bundle import DEFAULT_THRESHOLD, LABELS, MANIFEST, Artifact, EngineRecord, Manifest, sha256_file
 from runtime.classifier import Classifier
 from runtime.features import MULTI_HOT, NGRAM, SEQUENCE, Encoder
+from runtime.temperature import tempered_all
 from train.corpus import Corpus
 from train.environment import library_versions
-from train.model_dir import VOCAB_FILE, ModelDir, ModelDirError
+from train.model_dir import METRICS_FILE, VOCAB_FILE, ModelDir, ModelDirError
 
 DEFAULT_ARTIFACT = "tflite-int8"
 GOLDEN_FILE = "golden.json"
@@ -67,6 +68,22 @@ def _calibration_texts(md: ModelDir, corpus: Corpus, model, n: int, seed: int) -
     return kept, {"training_reviews": len(kept), "max_abs_float_logit": limit}
 
 
+def _temperature_of(md: ModelDir) -> dict:
+    """The manifest's calibration: the temperature training found worth applying (else 1) and
+    the figures behind the decision, from the model directory's metrics."""
+    try:
+        found = json.loads((md.path / METRICS_FILE).read_text(encoding="utf-8")).get("calibration")
+    except (OSError, ValueError):
+        found = None
+    if not found:
+        return {"temperature": 1.0, "note": "not measured when this model was trained"}
+    return {"temperature": float(found["fitted_temperature"]) if found["applied"] else 1.0, **found}
+
+
+def _tempered(probs: np.ndarray, temperature: float) -> np.ndarray:
+    return probs if temperature == 1.0 else tempered_all(probs.tolist(), temperature)
+
+
 def model_input(encoder: Encoder, sequence_batch: int | None) -> dict:
     """The manifest's description of the exported models' input."""
     if encoder.family == MULTI_HOT:
@@ -107,19 +124,22 @@ def export_bundle(
     model = md.inference_model()
     encoder = md.encoder
 
+    calibration_decision = _temperature_of(md)
+    temperature = calibration_decision["temperature"]
     test = corpus.splits["test"].sample(test_limit, seed)
     val_texts = _select(corpus, md.splits["validation_ids"], validation_size, seed)
     calibration_texts, calibration_record = _calibration_texts(md, corpus, model, calibration_size, seed + 1)
     calibration = encoder.model_inputs(calibration_texts)
     ref = validate.Reference(
         val_texts=val_texts,
-        val_probs=validate.keras_probabilities(model, encoder, val_texts),
+        val_probs=_tempered(validate.keras_probabilities(model, encoder, val_texts), temperature),
         test_texts=test.texts,
         test_labels=np.asarray(test.labels),
-        test_probs=validate.keras_probabilities(model, encoder, test.texts),
+        test_probs=_tempered(validate.keras_probabilities(model, encoder, test.texts), temperature),
         threshold=DEFAULT_THRESHOLD,
     )
     gold = golden.choose(test.texts, test.ids, ref.test_labels, ref.test_probs, ref.threshold)
+    golden.add_explanations(model, encoder, gold)
     gold_texts = [g["text"] for g in gold]
 
     entries: dict[str, Artifact] = {}
@@ -146,7 +166,7 @@ def export_bundle(
                 convert.quantize_onnx(onnx_float, path, spec.precision, calibration, encoder.table_rows)
             batch_invariant = spec.batch_invariant and not (spec.format == "tflite" and tflite_batch == 1)
             backend = load_backend(path, spec.format, batch_invariant=batch_invariant)
-            clf = Classifier(encoder, backend, name=str(path), artifact=name)
+            clf = Classifier(encoder, backend, name=str(path), artifact=name, temperature=temperature)
             figures = validate.measure(clf, ref)
             tqdm.write(f"  {name}: max|dp| {figures['max_abs_diff']:.2e}, agreement {figures['label_agreement']:.4f}, "
                        f"test accuracy {figures['test_accuracy']:.4f} ({figures['test_accuracy_delta'] * 100:+.2f} pts)")
@@ -194,6 +214,7 @@ def export_bundle(
             validation_criteria=validate.criteria(md.family),
             golden={"file": GOLDEN_FILE, "sha256": sha256_file(stage / GOLDEN_FILE), "reviews": len(gold)},
             artifacts=entries,
+            calibration=calibration_decision,
         )
         manifest.write(stage / MANIFEST)
     return manifest

@@ -2,7 +2,8 @@
 
 Chosen deterministically from the float model's test predictions to cover what parity
 must hold for: the shortest and longest reviews, the clearest, the most borderline, and
-a seeded sample of ordinary ones.
+a seeded sample of ordinary ones. Each also records the float Keras model's explanation
+(its top terms), which parity compares every artifact's explanation with.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from runtime.bundle import LABELS
+from runtime.explain import explain_linear, explain_occlusion
+from runtime.features import MULTI_HOT, NGRAM, Encoder
+from runtime.parity import EXPLANATION_TERMS
 
 PER_KIND = 8
 
@@ -41,3 +45,37 @@ def choose(texts: list[str], ids: list[str], labels: np.ndarray, probs: np.ndarr
         }
         for i, kind in chosen.items()
     ]
+
+
+def _keras_run(model, encoder: Encoder):
+    """The Keras model as ``run(model inputs) -> P(positive)``, the engines' interface.
+
+    A multi-hot model trains on dense rows: the padded word ids become them here.
+    """
+    def run(batch: np.ndarray) -> np.ndarray:
+        if encoder.family == MULTI_HOT:
+            dense = np.zeros((len(batch), encoder.vocab_size), dtype=np.float32)
+            rows, cols = np.nonzero(batch)
+            dense[rows, batch[rows, cols]] = 1.0
+            batch = dense
+        return model(batch, training=False).numpy().reshape(-1)
+
+    return run
+
+
+def add_explanations(model, encoder: Encoder, gold: list[dict], k: int = EXPLANATION_TERMS) -> None:
+    """Record the float model's top ``k`` explanation terms on each golden review, by the
+    runtime's own explanation code (exact for the n-gram family, occlusion otherwise)."""
+    if encoder.family == NGRAM:
+        from train.ngram_model import bag_of
+
+        table, bias = bag_of(model).table()
+        table = table.astype(np.float64)
+    run = _keras_run(model, encoder)
+    for g in gold:
+        if encoder.family == NGRAM:
+            e = explain_linear(encoder, g["text"], k, lambda ids: table[ids], bias, lambda row: g["float_probability"])
+        else:
+            e = explain_occlusion(encoder, g["text"], k, run)
+        g["explanation"] = {"method": e.method, "logit": e.logit,
+                            "top": [[t.text, t.contribution] for t in e.top(k)]}

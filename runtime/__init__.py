@@ -5,7 +5,8 @@ never TensorFlow. ``runtime.load()`` returns a classifier for the bundled model;
 ``runtime.ReviewScorer`` is the same as a batch function for Ray Data or Spark.
 """
 
-from runtime.classifier import DEFAULT_BUNDLE, Classifier, Prediction, load
+from runtime.classifier import DEFAULT_BUNDLE, UNCERTAIN, Classifier, Prediction, load
+from runtime.explain import Explanation, Term
 from runtime.scorer import ReviewScorer
 
-__all__ = ["Classifier", "DEFAULT_BUNDLE", "Prediction", "ReviewScorer", "load"]
+__all__ = ["Classifier", "DEFAULT_BUNDLE", "Explanation", "Prediction", "ReviewScorer", "Term", "UNCERTAIN", "load"]

@@ -26,6 +26,7 @@ TFLITE, ONNX = "tflite", "onnx"
 # ONNX metadata entry, and in TFLite the name of the word table's tensor (its rows).
 VOCAB_SIZE_KEY = "imdb_edge.vocab_size"
 WORD_TABLE = "word_table"
+WORD_BIAS = "word_bias"  # a linear model's bias, named so that explanations can read it
 MIN_WIDTH = 16  # the narrowest padded width a review's word ids are written into
 
 # engine name -> (artifact format, module to import, distribution for `pip install`)
@@ -116,6 +117,60 @@ class Backend:
             return self._run(batch)
         return np.concatenate([self._run(batch[i : i + 1]) for i in range(len(batch))])
 
+    def _constants(self) -> dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray | None, int]]:
+        """name -> (stored values, scales, zero points, quantized axis) of the constants
+        named ``WORD_TABLE`` and ``WORD_BIAS`` (scales None: stored as floats)."""
+        raise NotImplementedError
+
+    def linear_weights(self) -> LinearWeights:
+        """A linear model's word table and bias as this artifact stores them (read once, kept).
+
+        Only the n-gram family is linear; ``EngineError`` if the artifact lacks the named
+        constants (exported by an older version of this project).
+        """
+        with _WEIGHTS_LOCK:
+            if getattr(self, "_weights", None) is None:
+                found = self._constants()
+                missing = [n for n in (WORD_TABLE, WORD_BIAS) if n not in found]
+                if missing:
+                    raise EngineError(f"{self.path}: no {' or '.join(map(repr, missing))} constant to explain "
+                                      f"with (exported by an older version of this project?); export it again")
+                self._weights = LinearWeights(*found[WORD_TABLE], bias=_dequantize(*found[WORD_BIAS]).sum())
+            return self._weights
+
+
+_WEIGHTS_LOCK = threading.Lock()
+
+
+def _dequantize(values: np.ndarray, scales: np.ndarray | None, zeros: np.ndarray | None, axis: int,
+                rows: np.ndarray | None = None) -> np.ndarray:
+    """float64 values of stored constants (``rows``: only those rows), per tensor or per axis."""
+    values = values if rows is None else values[rows]
+    if scales is None:
+        return values.astype(np.float64)
+    scales, zeros = np.asarray(scales, np.float64).ravel(), np.asarray(zeros, np.float64).ravel()
+    if scales.size > 1:
+        shape = [1] * values.ndim
+        shape[axis] = -1
+        if axis == 0 and rows is not None:
+            scales, zeros = scales[rows], zeros[rows]
+        scales, zeros = scales.reshape(shape), zeros.reshape(shape)
+    return (values.astype(np.float64) - zeros) * scales
+
+
+class LinearWeights:
+    """A linear model's table, kept as stored (int8 stays int8), and its float bias."""
+
+    def __init__(self, values: np.ndarray, scales, zeros, axis: int, bias: float):
+        self._stored = (values.reshape(len(values), -1), scales, zeros, axis)
+        self.rows = len(values)
+        self.bias = float(bias)
+
+    def rows_of(self, ids: np.ndarray) -> np.ndarray:
+        """float64 weights of table rows ``ids``, dequantized exactly as the artifact stores them."""
+        values, scales, zeros, axis = self._stored
+        return _dequantize(values, scales, zeros, axis, np.asarray(ids, np.int64)).reshape(-1)
+
 
 def _bucket(n: int) -> int:
     """The padded width for ``n`` ids: a power of two, so that few widths ever get allocated."""
@@ -202,6 +257,13 @@ class TFLiteBackend(Backend):
         self._out_scale, self._out_zero = out["quantization"]
         self._out_quantized = np.dtype(out["dtype"]) != np.float32
 
+    @property
+    def path(self) -> str:
+        return self._path
+
+    def _constants(self) -> dict:
+        return _tflite_constants(self._interpreter())
+
     def _interpreter(self):
         try:
             with _quiet_native_stderr():
@@ -254,6 +316,17 @@ class TFLiteBackend(Backend):
         return out
 
 
+def _tflite_constants(interp) -> dict:
+    found = {}
+    for tensor in interp.get_tensor_details():
+        if tensor["name"] in (WORD_TABLE, WORD_BIAS):
+            q = tensor["quantization_parameters"]
+            quantized = np.dtype(tensor["dtype"]) in (np.int8, np.uint8, np.int16)
+            found[tensor["name"]] = (interp.get_tensor(tensor["index"]), q["scales"] if quantized else None,
+                                     q["zero_points"] if quantized else None, int(q["quantized_dimension"]))
+    return found
+
+
 def _table_rows(interp, path: str) -> int:
     """Rows of the tensor export named ``WORD_TABLE``: the vocabulary size a word-id model indexes."""
     for tensor in interp.get_tensor_details():
@@ -289,6 +362,25 @@ class OnnxBackend(Backend):
         self.vocab_size = int(size)
         self.length = None if self.word_ids else int(inp.shape[-1])
         self._empty = np.zeros((1, 1), dtype=np.int32)
+        self.path = str(path)
+
+    def _constants(self) -> dict:
+        """Read from the file: tf2onnx names a constant ``NAME:0``; ONNX Runtime's quantizer
+        stores it as ``NAME:0_quantized`` with ``_scale`` and ``_zero_point`` beside it."""
+        from runtime.onnx_tensors import OnnxFormatError, initializers
+
+        names = {f"{n}:0{suffix}" for n in (WORD_TABLE, WORD_BIAS) for suffix in ("", "_quantized", "_scale", "_zero_point")}
+        try:
+            init = initializers(self.path, names)
+        except (OSError, OnnxFormatError) as e:
+            raise EngineError(f"{self.path}: cannot read the model's constants: {e}") from e
+        found = {}
+        for n in (WORD_TABLE, WORD_BIAS):
+            if f"{n}:0" in init:
+                found[n] = (init[f"{n}:0"], None, None, 0)
+            elif all(f"{n}:0{x}" in init for x in ("_quantized", "_scale", "_zero_point")):
+                found[n] = (init[f"{n}:0_quantized"], init[f"{n}:0_scale"], init[f"{n}:0_zero_point"], 0)
+        return found
 
     def run_one(self, row: np.ndarray) -> float:
         batch = row.reshape(1, -1) if len(row) else self._empty

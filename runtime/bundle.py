@@ -15,6 +15,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
+from runtime import temperature as _temperature
 from runtime import text as _text
 from runtime.atomic import write_atomic
 from runtime.features import Encoder, encoder_from_spec
@@ -112,18 +113,21 @@ class EngineRecord:
     matches_golden: bool | None
     checked_by: str
     error: str | None = None
+    explanations: bool | None = None  # top terms agree with float's (None: not checked or not judged)
 
     @classmethod
     def read(cls, f: _Fields) -> EngineRecord:
         return cls(f.text("engine"), f.get("version", str, "a string", optional=True),
                    f.get("loads", bool, "true or false"),
                    f.get("matches_golden", bool, "true, false or null", optional=True),
-                   f.get("checked_by", str, "a string"), f.get("error", str, "a string", optional=True))
+                   f.get("checked_by", str, "a string"), f.get("error", str, "a string", optional=True),
+                   f.get("explanations", bool, "true, false or null", optional=True))
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        if d["error"] is None:
-            del d["error"]
+        for key in ("error", "explanations"):
+            if d[key] is None:
+                del d[key]
         return d
 
 
@@ -210,11 +214,16 @@ class Manifest:
     model: dict = field(default_factory=dict)
     producer: dict = field(default_factory=dict)
     created: str = ""
+    calibration: dict = field(default_factory=dict)  # temperature (1: none) and the figures behind it
     extra: dict = field(default_factory=dict)
 
     _KNOWN = ("format", "format_version", "created", "recipe", "model", "producer", "tokenizer", "vocabulary",
               "input", "output", "labels", "threshold", "default_artifact", "validation_criteria", "golden",
-              "artifacts")
+              "artifacts", "calibration")
+
+    @property
+    def temperature(self) -> float:
+        return float(self.calibration.get("temperature", 1.0))
 
     @classmethod
     def from_dict(cls, data: object, where: str) -> Manifest:
@@ -241,6 +250,9 @@ class Manifest:
         default = f.text("default_artifact")
         if default not in artifacts:
             raise f._fail("default_artifact", f"one of {', '.join(artifacts)}", default)
+        calibration = f.get("calibration", dict, "an object", optional=True) or {}
+        if "temperature" in calibration:
+            _Fields(calibration, where, "calibration").number("temperature", _temperature.LOW, _temperature.HIGH)
         return cls(
             vocabulary=data["vocabulary"], features=data["input"]["features"], input=data["input"],
             output=f.get("output", dict, "an object", optional=True) or {}, labels=(labels[0], labels[1]),
@@ -251,6 +263,7 @@ class Manifest:
             model=f.get("model", dict, "an object", optional=True) or {},
             producer=f.get("producer", dict, "an object", optional=True) or {},
             created=f.get("created", str, "a string", optional=True) or "",
+            calibration=calibration,
             extra={k: v for k, v in data.items() if k not in cls._KNOWN},
         )
 
@@ -261,7 +274,8 @@ class Manifest:
             "vocabulary": self.vocabulary, "input": {**self.input, "features": self.features},
             "output": self.output, "labels": list(self.labels), "threshold": self.threshold,
             "default_artifact": self.default_artifact, "validation_criteria": self.validation_criteria,
-            "golden": self.golden, "artifacts": {n: a.to_dict() for n, a in self.artifacts.items()}, **self.extra,
+            "golden": self.golden, "artifacts": {n: a.to_dict() for n, a in self.artifacts.items()},
+            **({"calibration": self.calibration} if self.calibration else {}), **self.extra,
         }
 
     def write(self, path: Path) -> None:

@@ -3,7 +3,10 @@ door to the engines: the CLI, streaming, parity, the export gate and the benchma
 it, so every path computes the same features the same way.
 
 ``predict(text)`` gives a ``Prediction`` for one review; ``predict_proba(texts)``
-probabilities for a batch. Everything that can be prepared once is prepared at load: the
+probabilities for a batch; ``explain(text, k)`` the words behind a probability (see
+``runtime.explain``). An empty or whitespace-only review is refused (``ValueError``): the
+model's prior is not an answer. An optional uncertainty band labels probabilities inside
+it ``uncertain`` instead of forcing a side. Everything that can be prepared once is prepared at load: the
 vocabulary dictionary and the engine with its input buffers, so one review costs
 tokenization, writing its model input into the engine and an invoke.
 """
@@ -11,17 +14,20 @@ tokenization, writing its model input into the engine and an invoke.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from runtime.backends import ENGINES, Backend, engine_version, installed_engines, load_backend
 from runtime.bundle import DEFAULT_THRESHOLD, LABELS, Bundle, BundleError, open_bundle
-from runtime.features import Encoder
+from runtime.explain import Explanation, explain_linear, explain_occlusion
+from runtime.features import NGRAM, Encoder
+from runtime.temperature import tempered, tempered_all
 
 DEFAULT_BUNDLE = Path(__file__).parent / "default_bundle"
 BATCH = 1000  # reviews encoded and run at once by predict_proba: bounds memory for any batch
+UNCERTAIN = "uncertain"  # the label of a probability inside the uncertainty band
 
 
 @dataclass(frozen=True)
@@ -36,10 +42,21 @@ def _check_threshold(threshold: float | None) -> None:
         raise ValueError(f"threshold must be a number between 0 and 1, got {threshold!r}")
 
 
+def _check_band(band: object) -> None:
+    if band is None:
+        return
+    if (not isinstance(band, tuple) or len(band) != 2
+            or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in band)
+            or not 0.0 <= band[0] <= band[1] <= 1.0):
+        raise ValueError(f"uncertain must be a (low, high) pair with 0 <= low <= high <= 1, got {band!r}")
+
+
 def _check_text(text: object) -> None:
     if not isinstance(text, str):
         raise TypeError(f"a review must be a str, got {type(text).__name__}"
                         + (" (decode bytes first, e.g. data.decode('utf-8'))" if isinstance(text, bytes) else ""))
+    if not text or text.isspace():
+        raise ValueError("empty or whitespace-only review: there is nothing to classify")
 
 
 def _check_texts(texts: object) -> None:
@@ -49,15 +66,24 @@ def _check_texts(texts: object) -> None:
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             raise TypeError(f"review {i} must be a str, got {type(t).__name__}")
+        if not t or t.isspace():
+            raise ValueError(f"review {i} is empty or whitespace-only: there is nothing to classify")
 
 
 class Classifier:
-    """Sentiment of raw review text with one artifact. Thread-safe."""
+    """Sentiment of raw review text with one artifact. Thread-safe.
+
+    ``uncertain=(low, high)``: a probability with ``low <= p <= high`` is labelled
+    ``uncertain`` rather than negative or positive. ``temperature`` (from the manifest; 1:
+    none) rescales every engine output's logit (see ``runtime.temperature``).
+    """
 
     def __init__(self, encoder: Encoder, backend: Backend, labels: tuple[str, str] = LABELS,
                  threshold: float = DEFAULT_THRESHOLD, name: str = "model", bundle: Bundle | None = None,
-                 artifact: str | None = None):
+                 artifact: str | None = None, uncertain: tuple[float, float] | None = None,
+                 temperature: float = 1.0):
         _check_threshold(threshold)
+        _check_band(uncertain)
         if backend.word_ids != encoder.word_ids:
             raise BundleError(f"{name}: the model does not take the {encoder.family} encoder's input")
         if backend.vocab_size is not None and backend.vocab_size != encoder.table_rows:
@@ -71,14 +97,18 @@ class Classifier:
         self.engine = backend.engine
         self.labels = labels
         self.threshold = float(threshold)
+        self.uncertain = uncertain
         self.bundle = bundle
         self.artifact = artifact
+        self.temperature = float(temperature)
         self._encode_one = encoder.model_input
-        self._run_one = backend.run_one
+        run_one = backend.run_one
+        self._run_one = run_one if self.temperature == 1.0 else (lambda row: tempered(run_one(row), self.temperature))
 
     @classmethod
     def from_bundle(cls, bundle: Bundle, artifact: str | None = None, backend: str = "auto",
-                    threshold: float | None = None, num_threads: int | None = None) -> Classifier:
+                    threshold: float | None = None, num_threads: int | None = None,
+                    uncertain: tuple[float, float] | None = None) -> Classifier:
         """A classifier for one artifact of a verified bundle (default: the default artifact,
         or the first one an installed engine can run)."""
         _check_threshold(threshold)
@@ -87,13 +117,13 @@ class Classifier:
         loaded = load_backend(path, entry.format, backend, num_threads, entry.batch_invariant)
         m = bundle.manifest
         return cls(bundle.encoder(), loaded, m.labels, m.threshold if threshold is None else threshold,
-                   str(path), bundle, name)
+                   str(path), bundle, name, uncertain, m.temperature)
 
     def __reduce__(self):
-        """Pickled as its bundle, artifact, engine and threshold; unpickling loads the bundle again."""
+        """Pickled as its bundle, artifact, engine, threshold and band; unpickling loads the bundle again."""
         if self.bundle is None:
             raise TypeError("only a classifier loaded from a bundle can be pickled")
-        return load, (self.bundle.root, self.artifact, self.engine, self.threshold)
+        return load, (self.bundle.root, self.artifact, self.engine, self.threshold, None, self.uncertain)
 
     def probability(self, text: str) -> float:
         """P(positive) for one review: the hot path."""
@@ -105,25 +135,54 @@ class Classifier:
         the engine alone, as the benchmark times it."""
         return self._run_one(row)
 
-    def label(self, probability: float, threshold: float | None = None) -> str:
+    def label(self, probability: float, threshold: float | None = None,
+              uncertain: tuple[float, float] | None = None) -> str:
+        """The label of a probability: ``uncertain`` inside the band, else by the threshold."""
+        band = self.uncertain if uncertain is None else uncertain
+        if band is not None and band[0] <= probability <= band[1]:
+            return UNCERTAIN
         t = self.threshold if threshold is None else threshold
         return self.labels[1] if probability >= t else self.labels[0]
 
-    def _prediction(self, probability: float, row: np.ndarray, threshold: float | None = None) -> Prediction:
-        return Prediction(self.label(probability, threshold), probability, int(self.encoder.known_words(row)))
+    def _prediction(self, probability: float, row: np.ndarray, threshold: float | None = None,
+                    uncertain: tuple[float, float] | None = None) -> Prediction:
+        return Prediction(self.label(probability, threshold, uncertain), probability,
+                          int(self.encoder.known_words(row)))
 
-    def predict(self, text: str, threshold: float | None = None) -> Prediction:
-        """Label, P(positive) and known-word count for one review."""
+    def predict(self, text: str, threshold: float | None = None,
+                uncertain: tuple[float, float] | None = None) -> Prediction:
+        """Label, P(positive) and known-word count for one review (``uncertain``: a band
+        for this call, see the class)."""
         _check_text(text)
         _check_threshold(threshold)
+        _check_band(uncertain)
         row = self._encode_one(text)
-        return self._prediction(self._run_one(row), row, threshold)
+        return self._prediction(self._run_one(row), row, threshold, uncertain)
+
+    def explain(self, text: str, k: int = 10) -> Explanation:
+        """The ``k`` terms of the review that pushed most towards each label (see ``runtime.explain``):
+        exact weights read from the artifact for the n-gram family, occlusion in batched engine
+        calls for the others. Contributions and ``logit`` are the model's own, before any
+        temperature; ``probability`` is this classifier's answer."""
+        _check_text(text)
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        if self.encoder.family == NGRAM:
+            weights = self.backend.linear_weights()
+            return explain_linear(self.encoder, text, k, weights.rows_of, weights.bias, self._run_one)
+        e = explain_occlusion(self.encoder, text, k, self.backend.run)
+        return e if self.temperature == 1.0 else replace(e, probability=tempered(e.probability, self.temperature))
 
     def _batches(self, texts: Sequence[str]) -> Iterable[tuple[np.ndarray, np.ndarray]]:
         """(model inputs, probabilities) for consecutive slices of at most ``BATCH`` reviews."""
         for i in range(0, len(texts), BATCH):
             inputs = self.encoder.model_inputs(texts[i : i + BATCH])
-            yield inputs, self.backend.run(inputs)
+            yield inputs, self._run_batch(inputs)
+
+    def _run_batch(self, inputs: np.ndarray) -> np.ndarray:
+        """The engine's probabilities for a batch of model inputs, tempered like ``_run_one``."""
+        probs = self.backend.run(inputs)
+        return probs if self.temperature == 1.0 else tempered_all(probs.tolist(), self.temperature)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """P(positive) for each review of a batch, as a float32 ``(n,)`` array."""
@@ -141,6 +200,8 @@ class Classifier:
 
     def predictions(self, probs: np.ndarray, known: np.ndarray) -> list[Prediction]:
         """``Prediction`` objects from ``score_batch``'s arrays."""
+        if self.uncertain is not None:
+            return [Prediction(self.label(p), p, k) for p, k in zip(probs.tolist(), known.tolist())]
         t, negative, positive = self.threshold, self.labels[0], self.labels[1]
         return [Prediction(positive if p >= t else negative, p, k) for p, k in zip(probs.tolist(), known.tolist())]
 
@@ -169,9 +230,11 @@ def _runnable_default(bundle: Bundle) -> str:
 
 
 def load(bundle: str | Path | None = None, artifact: str | None = None, backend: str = "auto",
-         threshold: float | None = None, num_threads: int | None = None) -> Classifier:
+         threshold: float | None = None, num_threads: int | None = None,
+         uncertain: tuple[float, float] | None = None) -> Classifier:
     """A classifier for ``bundle`` (default: the bundle shipped inside this package)."""
-    return Classifier.from_bundle(open_bundle(bundle or DEFAULT_BUNDLE), artifact, backend, threshold, num_threads)
+    return Classifier.from_bundle(open_bundle(bundle or DEFAULT_BUNDLE), artifact, backend, threshold, num_threads,
+                                  uncertain)
 
 
-__all__ = ["Classifier", "Prediction", "load", "DEFAULT_BUNDLE", "ENGINES"]
+__all__ = ["Classifier", "Prediction", "Explanation", "load", "DEFAULT_BUNDLE", "ENGINES", "UNCERTAIN"]

@@ -8,6 +8,10 @@ an error (a line "error<TAB>-<TAB>file:line", or a JSON object with "error"). --
 scores records in N worker processes (0: one per core) with identical results, and --ray
 on Ray. --out FILE writes the output atomically: a complete file or none.
 
+--explain [K] adds the K words or word pairs that pushed each review most towards each
+label (exact weights for the n-gram models, occlusion for the others) and the review with
+them marked; --uncertain LOW:HIGH labels a probability between LOW and HIGH "uncertain".
+
 Files are read as text (UTF-8 unless --encoding says otherwise; invalid bytes are replaced,
 with a warning). Many files are classified in batches; a review longer than 4 MiB is
 streamed, so memory stays bounded whatever its size, standard input included.
@@ -42,6 +46,7 @@ from runtime.atomic import atomic_file
 from runtime.backends import ENGINES, EngineError
 from runtime.bundle import BundleError
 from runtime.classifier import Classifier, Prediction, load
+from runtime.explain import Explanation, marked
 from runtime.reading import InputError, is_text_encoding, open_input, open_review
 from runtime.records import CSV, JSONL, LINES, Record, read_records
 
@@ -56,6 +61,8 @@ class Result:
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
     fields: dict = field(default_factory=dict)  # carried from a JSON record
+    text: str | None = None  # kept for --explain
+    explanation: Explanation | None = None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -84,7 +91,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="with --lines/--jsonl/--csv: score on Ray (the cluster RAY_ADDRESS names, else a local "
                         "one); needs pip install 'imdb-edge[ray]'")
     p.add_argument("--out", type=Path, metavar="FILE", help="write the output to FILE atomically instead of stdout")
+    p.add_argument("--explain", type=int, nargs="?", const=10, metavar="K",
+                   help="show the K terms (default 10) that pushed each review most towards each label")
+    p.add_argument("--uncertain", type=_band, metavar="LOW:HIGH",
+                   help="label a review 'uncertain' when LOW <= P(positive) <= HIGH")
     args = p.parse_args(argv)
+    if args.explain is not None and args.explain < 1:
+        p.error("--explain K must be at least 1")
+    if args.explain is not None and (args.ray or (args.jobs is not None and args.jobs != 1)):
+        p.error("--explain runs in this process: leave out --jobs and --ray")
     if not is_text_encoding(args.encoding):
         p.error(f"{args.encoding!r} is not a text encoding")
     if args.format and args.encoding.lower().replace("_", "-").startswith(("utf-16", "utf-32")):
@@ -100,6 +115,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         p.error("--threshold must be between 0 and 1")
     return args
+
+
+def _band(value: str) -> tuple[float, float]:
+    """``LOW:HIGH`` as a pair of probabilities, for argparse."""
+    try:
+        low, high = (float(v) for v in value.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not LOW:HIGH (e.g. 0.4:0.6)") from None
+    if not 0.0 <= low <= high <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value!r}: need 0 <= LOW <= HIGH <= 1")
+    return low, high
 
 
 @dataclass
@@ -139,7 +165,7 @@ def classify_files(clf: Classifier, names: list[str], encoding: str, emit, fail)
         if not pending:
             return
         for t, prediction in zip(pending, clf.predict_batch([t.text for t in pending])):
-            emit(Result(t.name, prediction, _warnings(t.replaced, prediction.known_words, encoding)))
+            emit(Result(t.name, prediction, _warnings(t.replaced, prediction.known_words, encoding), text=t.text))
         pending.clear()
         held = 0
 
@@ -190,7 +216,7 @@ def classify_records(clf: Classifier, args: argparse.Namespace, emit) -> None:
             emit(Result(record.source, None, error=record.error, fields=record.fields))
         else:
             emit(Result(record.source, prediction, _warnings(record.replaced, prediction.known_words, args.encoding),
-                        fields=record.fields))
+                        fields=record.fields, text=record.text))
 
 
 class _Progress:
@@ -234,10 +260,21 @@ def _silence_stdout() -> None:
     os.close(devnull)
 
 
+def _explanation_text(e: Explanation, text: str) -> str:
+    """Indented lines under a result: the method, the terms each way, the marked review."""
+    def terms(ts) -> str:
+        return ", ".join(f"{t.text} ({t.contribution:+.2f})" for t in ts) or "-"
+
+    how = (f"exact n-gram weights: logit {e.logit:+.2f} = bias {e.bias:+.2f} + {e.terms} terms" if e.bias is not None
+           else f"occlusion of each of {e.terms} words: logit {e.logit:+.2f}")
+    return (f"  why: {how}\n  towards positive: {terms(e.positive)}\n  towards negative: {terms(e.negative)}\n"
+            f"  review: {marked(text, e)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        clf = load(args.model, args.artifact, args.backend, args.threshold)
+        clf = load(args.model, args.artifact, args.backend, args.threshold, uncertain=args.uncertain)
     except (BundleError, EngineError) as e:
         print(f"error: {e}", file=sys.stderr)
         return exitcodes.UNUSABLE
@@ -257,15 +294,27 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error\t-\t{r.name}", file=out)
             return
         p = r.prediction
+        if args.explain is not None:
+            if r.text is None:
+                r.warnings.append("too long to explain (it was streamed); explain an excerpt of it")
+            else:
+                r.explanation = clf.explain(r.text, args.explain)
         for w in r.warnings:
             print(f"warning: {r.name}: {w}", file=sys.stderr)
         if args.json:
             where = {"source": r.name} if args.format else {"file": r.name}
-            print(json.dumps({**r.fields, **where, "label": p.label, "probability": round(p.probability, 6),
-                              "known_words": p.known_words, "model": model, "artifact": clf.artifact,
-                              "engine": clf.engine, "warnings": r.warnings}, ensure_ascii=False), file=out)
+            record = {**r.fields, **where, "label": p.label, "probability": round(p.probability, 6),
+                      "known_words": p.known_words, "model": model, "artifact": clf.artifact,
+                      "engine": clf.engine, "warnings": r.warnings}
+            if args.uncertain is not None:
+                record["uncertain_band"] = list(args.uncertain)
+            if r.explanation is not None:
+                record["explanation"] = r.explanation.to_json()
+            print(json.dumps(record, ensure_ascii=False), file=out)
         else:
             print(f"{p.label}\t{p.probability:.4f}\t{r.name}", file=out)
+            if r.explanation is not None:
+                print(_explanation_text(r.explanation, r.text), file=out)
 
     try:
         with _output(args.out) as out:

@@ -29,8 +29,11 @@ from runtime.atomic import write_atomic
 from runtime.backends import ENGINES, EngineError, engine_version, installed_engines
 from runtime.bundle import Bundle, BundleError, open_bundle
 from runtime.classifier import Classifier
+from runtime.explain import OCCLUSION
 from runtime.reviews import CorpusError, read_reviews
 
+EXPLANATION_TERMS = 5  # golden explanations: the float model's top terms an artifact must share
+EXPLANATION_AGREE = 4  # at least this many of them, on every golden review
 STREAM_PIECE = 50  # characters per piece when the golden reviews are fed as a stream
 
 
@@ -39,7 +42,7 @@ class Check:
     artifact: str
     engine: str
     version: str | None
-    kind: str  # sha256 | load | golden | corpus | engine
+    kind: str  # sha256 | load | golden | explanation | corpus | engine
     passed: bool | None  # None: skipped (engine not installed, or recorded as unable to load it)
     message: str
     figures: dict = field(default_factory=dict)
@@ -89,6 +92,44 @@ def check_golden(clf: Classifier, golden: list[dict]) -> Check:
                          f"{name} on {clf.engine}: {path} results differ from single ones by {gap:.3g}", figures)
     return Check(name, clf.engine, version, "golden", True,
                  f"{len(golden)} golden reviews within {tol:g} (max {diff.max():.2g})", figures)
+
+
+def check_explanations(clf: Classifier, golden: list[dict]) -> Check | None:
+    """Each golden review's top terms from this artifact against the float model's: at least
+    ``EXPLANATION_AGREE`` of ``EXPLANATION_TERMS`` shared on every review (None: the golden
+    set records no explanations, as in bundles exported before they existed)."""
+    recorded = [g for g in golden if "explanation" in g]
+    if not recorded:
+        return None
+    name, version = clf.artifact, clf.backend.version
+    shared = []
+    for g in recorded:
+        want = {t for t, _ in g["explanation"]["top"]}
+        got = {t.text for t in clf.explain(g["text"], EXPLANATION_TERMS).top(EXPLANATION_TERMS)}
+        shared.append(len(want & got))
+    worst = int(np.argmin(shared))
+    need = [min(EXPLANATION_AGREE, len(g["explanation"]["top"])) for g in recorded]
+    figures = {"reviews": len(recorded), "terms": EXPLANATION_TERMS, "min_shared": shared[worst],
+               "mean_shared": float(np.mean(shared)), "worst_review": recorded[worst]["id"],
+               "method": recorded[worst]["explanation"]["method"]}
+    failing = [i for i, (s, n) in enumerate(zip(shared, need)) if s < n]
+    coarse = clf.bundle.artifacts[name].precision == "int8" and figures["method"] == OCCLUSION
+    if failing and coarse:
+        return Check(name, clf.engine, version, "explanation", None,
+                     f"not judged: an int8 output moves in steps of 1/256, too coarse for leaving one word out "
+                     f"(at worst {shared[worst]} of {EXPLANATION_TERMS} terms shared, mean {np.mean(shared):.1f}); "
+                     f"explain with the float16 or dynamic-int8 artifact", figures)
+    if failing:
+        i = failing[0]
+        got = [t.text for t in clf.explain(recorded[i]["text"], EXPLANATION_TERMS).top(EXPLANATION_TERMS)]
+        want = [t for t, _ in recorded[i]["explanation"]["top"]]
+        return Check(name, clf.engine, version, "explanation", False,
+                     f"{name} on {clf.engine}: review {recorded[i]['id']} shares {shared[i]} of the float model's top "
+                     f"{len(want)} terms ({', '.join(want)}) with {', '.join(got)} ({len(failing)} reviews below "
+                     f"{EXPLANATION_AGREE})", figures)
+    return Check(name, clf.engine, version, "explanation", True,
+                 f"top {EXPLANATION_TERMS} terms share >= {EXPLANATION_AGREE} with float on {len(recorded)} golden reviews "
+                 f"(worst {shared[worst]}, review {recorded[worst]['id']})", figures)
 
 
 def _float_reference(bundle: Bundle) -> str | None:
@@ -170,6 +211,9 @@ def run(bundle_path: str | Path, engines: list[str] | None = None, data: str | P
                 checks.append(Check(name, engine, version, "load", None if known else False, str(e)))
                 continue
             checks.append(check_golden(clf, golden))
+            explained = check_explanations(clf, golden)
+            if explained is not None:
+                checks.append(explained)
             if ref_probs is not None and name != reference:
                 checks.append(check_corpus(clf, corpus.ids, ref_probs, corpus.texts, corpus.labels,
                                            bundle.manifest.validation_criteria, reference))

@@ -51,6 +51,15 @@ def test_quick_mode_writes_every_section(small_bundle, small_model, tmp_path):
         assert any(k.startswith(f"runtime {name} @") for k in r["latency_e2e"]), name
     for a in r["accuracy"].values():
         assert 0.5 < a["accuracy"] <= 1 and 0.5 < a["roc_auc"] <= 1 and 0 <= a["agreement_with_float"] <= 1
+        assert 0 <= a["ece"] < 0.2 and sum(a["reliability"]["count"]) == a["reviews"]
+    manifest = json.loads((small_bundle / "manifest.json").read_text())
+    keras = r["accuracy"]["keras float32"]
+    assert keras["temperature"] == manifest["calibration"]["temperature"]
+    if keras["temperature"] != 1.0:  # the temperature was chosen on validation; here it shows on test
+        assert keras["ece_without_temperature"] != keras["ece"]
+    cost = r["explanation_cost"]
+    assert cost["method"] == "occlusion" and cost["explain"]["p50_us"] > cost["classify"]["p50_us"] > 0
+    assert r["ratios"]["explain_over_classify"]["goal"] == "<= 20"
     for stats in [*r["latency_e2e"].values(), *r["floors"].values(), *r["latency_model"].values()]:
         assert 0 < stats["min_us"] <= stats["p50_us"] <= stats["p90_us"] <= stats["p99_us"]
     for by_batch in r["throughput"].values():
@@ -74,5 +83,6 @@ def test_quick_mode_writes_every_section(small_bundle, small_model, tmp_path):
     md = (out / "benchmark.md").read_text()
     assert "## Volume: 5,000 reviews" in md
     assert "## Goals" in md and "## Cold start" in md
-    for png in ("latency.png", "accuracy_size.png", "throughput.png", "volume.png"):
+    assert "## Explanations" in md and "| ECE |" in md
+    for png in ("latency.png", "accuracy_size.png", "throughput.png", "volume.png", "reliability.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"

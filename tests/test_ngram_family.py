@@ -13,6 +13,7 @@ from conftest import ROOT, assert_single_batch_and_stream_agree_with_golden
 from export.convert import FAMILY_ARTIFACTS
 from runtime import text
 from runtime.features import NGRAM_HASH, NgramEncoder, bigram_ids, encoder_from_spec
+from runtime.temperature import tempered_all
 from runtime.vocab import UNK_ID, Vocabulary
 
 WORDS = ["<pad>", "<start>", "<unk>", "the", "film", "was", "not", "good", "at", "all", ".", ","]
@@ -123,7 +124,7 @@ def test_the_runtime_sees_what_keras_saw(small_ngram_model, small_ngram_bundle, 
     texts = corpus.splits["test"].texts[:300]
     keras_probs = md.load_model()(md.encoder.keras_inputs(texts), training=False).numpy().reshape(-1)
     clf = runtime.load(small_ngram_bundle, artifact="tflite-float32")
-    np.testing.assert_allclose(clf.predict_proba(texts), keras_probs, atol=1e-5)
+    np.testing.assert_allclose(clf.predict_proba(texts), tempered_all(keras_probs.tolist(), clf.temperature), atol=1e-5)
     assert [clf.probability(t) for t in texts[:20]] == clf.predict_proba(texts[:20]).tolist()
 
 

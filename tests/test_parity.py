@@ -90,7 +90,7 @@ def test_artifact_swapped_for_another_models_fails(small_bundle, small_model, tm
     (bad / "model_float32.tflite").write_bytes(convert.to_tflite(frozen, "float32", None))
     edit_manifest(bad, lambda m: m["artifacts"]["tflite-float32"].update(sha256=sha256_file(bad / "model_float32.tflite")))
     failed = failures(parity.run(bad))
-    assert [(c.artifact, c.kind) for c in failed] == [("tflite-float32", "golden")]
+    assert [(c.artifact, c.kind) for c in failed] == [("tflite-float32", "golden"), ("tflite-float32", "explanation")]
 
 
 def test_cli_table_json_junit_and_exit_codes(small_bundle, tmp_path):
@@ -119,7 +119,7 @@ def test_missing_engines_are_skipped_or_fail_when_asked_for(small_bundle, monkey
     only_onnx = lambda fmt=None: [] if fmt == "tflite" else ["onnxruntime"]  # noqa: E731
     monkeypatch.setattr(parity, "installed_engines", only_onnx)
     checks = parity.run(small_bundle)
-    skipped = [c for c in checks if c.passed is None]
+    skipped = [c for c in checks if c.passed is None and c.kind == "load"]
     assert {c.artifact for c in skipped} == set(FAMILY_ARTIFACTS["multi_hot"][:4])
     assert all(c.message == "skipped (engine not installed)" for c in skipped) and not failures(checks)
     asked = failures(parity.run(small_bundle, engines=["litert"]))
@@ -144,6 +144,7 @@ def test_compatibility_matrix_across_engine_versions(small_bundle, tmp_path):
     tfl = ("tflite-runtime", "2.14.0")
     for name in ("tflite-float32", "tflite-float16", "tflite-dynamic-int8", "tflite-int8"):
         assert table[name][tfl]["loads"] and table[name][tfl]["matches_golden"], name
+        assert table[name][tfl].get("explanations") is not False, name
         assert manifest["artifacts"][name]["min_versions"]["tflite-runtime"] == "2.14.0"
     for name in ("onnx-float32", "onnx-dynamic-int8", "onnx-int8"):
         rec = table[name][("onnxruntime", "1.17.0")]

@@ -99,6 +99,17 @@ def confident_mistakes(y_true: np.ndarray, probs: np.ndarray, split: Split, k: i
     return "\n".join(lines) + "\n"
 
 
+def _calibration_text(c: dict | None) -> str:
+    """The calibration paragraph of report.md."""
+    if not c:
+        return ""
+    verdict = ("temperature scaling would lower it" if c["applied"] else "temperature scaling is not needed")
+    return (f"Calibration ({c['bins']} bins): expected calibration error {c['test_ece']:.4f} on the test split, "
+            f"{c['validation_ece']:.4f} on validation (the early-stopped model). A temperature fitted on validation "
+            f"(T = {c['fitted_temperature']:.3f}) gives {c['validation_ece_scaled']:.4f} there: {verdict} "
+            f"(threshold: a gain of 0.002). See reliability.png.")
+
+
 def write_all(out: Path, history: dict, metrics: dict, y_true: np.ndarray, probs: np.ndarray, test: Split) -> None:
     """Plots, the mistakes file and report.md into ``out``."""
     plot_history(history, metrics["best_epoch"], metrics["early_stopping_monitor"], out / "history.png")
@@ -124,9 +135,12 @@ def write_all(out: Path, history: dict, metrics: dict, y_true: np.ndarray, probs
 
 Confusion matrix (rows: true negative, positive; columns: predicted): {cm}
 
+{_calibration_text(metrics.get("calibration"))}
+
 ![history](history.png)
 ![confusion matrix](confusion_matrix.png)
 ![probabilities](probabilities.png)
+![reliability](reliability.png)
 
 The most confident mistakes are listed in `mistakes.txt`.
 """,

@@ -12,7 +12,7 @@ from tqdm import tqdm
 from runtime.text import settings as tokenizer_settings
 from runtime.features import NGRAM, SEQUENCE, Encoder, MultiHotEncoder, NgramEncoder, SequenceEncoder, pad_word_ids
 from runtime.vocab import Vocabulary
-from train import model_dir, report
+from train import calibration, model_dir, report
 from train.corpus import Corpus, Split
 from train.environment import library_versions
 from train.recipes import Recipe, build_model
@@ -27,6 +27,7 @@ class Trained:
     train_idx: np.ndarray
     val_idx: np.ndarray
     held_out: str  # what validation holds out: "movies" or "reviews"
+    val_probs: np.ndarray  # the early-stopped model's P(positive) on validation, before any refit
 
 
 def validation_split(n: int, size: int, seed: int, groups: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -121,6 +122,7 @@ def fit(train: Split, recipe: Recipe, seed: int, verbose: int = 2) -> Trained:
         shuffle=True,
         verbose=verbose,
     )
+    val_probs = model.predict(x[val_idx], batch_size=recipe.batch_size, verbose=0).reshape(-1)
     if recipe.refit:
         # The epochs were chosen on validation; the final model learns from every training review.
         keras.utils.set_random_seed(seed)
@@ -128,7 +130,8 @@ def fit(train: Split, recipe: Recipe, seed: int, verbose: int = 2) -> Trained:
         model.fit(x, y, epochs=best_epoch_of(history.history, recipe.monitor), batch_size=recipe.batch_size,
                   callbacks=averaging, shuffle=True, verbose=verbose)
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-    return Trained(model, vocab, encoder, hist, train_idx, val_idx, "reviews" if groups is None else "movies")
+    return Trained(model, vocab, encoder, hist, train_idx, val_idx, "reviews" if groups is None else "movies",
+                   val_probs)
 
 
 def _compiled(recipe: Recipe, encoder: Encoder, width: int, x: np.ndarray, y: np.ndarray):
@@ -164,6 +167,10 @@ def run(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose: int = 2) 
                    best_val_loss=float(val_loss[best_epoch - 1]),
                    best_val_accuracy=float(trained.history["val_accuracy"][best_epoch - 1]),
                    refit=recipe.refit, final_model_reviews=len(train) if recipe.refit else int(len(trained.train_idx)))
+    y_val = np.asarray(train.labels)[trained.val_idx]
+    metrics["calibration"] = {**calibration.temperature_decision(trained.val_probs, y_val),
+                              "test_ece": calibration.expected_calibration_error(probs, y_test),
+                              "bins": calibration.BINS}
     config = {
         "recipe": recipe.to_dict(),
         "seed": seed,
@@ -189,4 +196,8 @@ def run(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose: int = 2) 
         writer.vocabulary(trained.vocab)
         writer.json(config, splits, trained.history, metrics)
         report.write_all(writer.path, trained.history, metrics, y_test, probs, test)
+        calibration.plot_reliability(
+            {"validation (early-stopped model)": calibration.reliability(trained.val_probs, y_val),
+             "test (final model)": calibration.reliability(probs, y_test)},
+            writer.path / "reliability.png", f"Reliability of {recipe.name}")
     return metrics

@@ -1,0 +1,191 @@
+"""Why a review got its probability: the words and word pairs that pushed it each way.
+
+Contributions are on the logit scale (``log(p / (1 - p))``): positive pushes towards the
+positive label. Two methods, named in every ``Explanation``:
+
+* ``exact`` (the n-gram family, a linear model): a present n-gram's contribution is its
+  weight, read from the artifact itself (dequantized as the artifact stores it), and the
+  contributions of all the review's n-grams plus the bias make up the logit.
+* ``occlusion`` (multi-hot MLP, LSTM): a word's contribution is the logit of the whole
+  review minus the logit without every occurrence of that word, all computed by the
+  engine in batched calls. Saturated or int8 outputs blur small contributions.
+
+Both functions take the model as plain callables, so export can explain with the float
+Keras model by the same code the runtime explains an artifact with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from runtime import text as _text
+from runtime.features import NgramEncoder, SequenceEncoder, bigram_ids, pad_word_ids
+from runtime.vocab import UNK_ID
+
+EXACT, OCCLUSION = "exact", "occlusion"
+OCCLUSION_BATCH = 256  # occluded rows run at once: bounds memory for any review
+_EPS = 2.0**-24  # probabilities are clipped to [eps, 1 - eps] before taking the logit
+
+
+class Term(NamedTuple):
+    text: str  # a word, or two words for a bigram; "<unk>" is a word outside the vocabulary
+    contribution: float  # on the logit scale; > 0 pushes towards positive
+    positions: tuple[int, ...]  # where it occurs: indices into the review's tokens
+    length: int  # tokens it spans
+
+
+@dataclass(frozen=True)
+class Explanation:
+    method: str  # EXACT or OCCLUSION
+    probability: float  # the artifact's P(positive) for the review
+    logit: float  # exact: bias + every contribution; occlusion: logit of ``probability``
+    bias: float | None  # exact only: the model's logit for a review without any known n-gram
+    positive: tuple[Term, ...]  # the strongest pushes towards positive, strongest first
+    negative: tuple[Term, ...]  # the strongest pushes towards negative, strongest first
+    terms: int  # how many terms of the review were weighed
+    total: float  # the sum of all their contributions
+
+    def top(self, k: int) -> list[Term]:
+        """The ``k`` terms with the largest absolute contributions, either way."""
+        both = sorted(self.positive + self.negative, key=_strength)
+        return both[:k]
+
+    def to_json(self) -> dict:
+        def terms(ts: tuple[Term, ...]) -> list[dict]:
+            return [{"term": t.text, "contribution": round(t.contribution, 6)} for t in ts]
+
+        return {"method": self.method, "logit": round(self.logit, 6),
+                "bias": None if self.bias is None else round(self.bias, 6), "terms": self.terms,
+                "towards_positive": terms(self.positive), "towards_negative": terms(self.negative)}
+
+
+def _strength(t: Term) -> tuple[float, str]:
+    return (-abs(t.contribution), t.text)
+
+
+def logit(p: np.ndarray | float) -> np.ndarray:
+    """``log(p / (1 - p))`` in float64, with ``p`` clipped away from 0 and 1."""
+    p = np.clip(np.asarray(p, np.float64), _EPS, 1.0 - _EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def _split(terms: list[Term], k: int) -> tuple[tuple[Term, ...], tuple[Term, ...]]:
+    pos = sorted((t for t in terms if t.contribution > 0), key=_strength)[:k]
+    neg = sorted((t for t in terms if t.contribution < 0), key=_strength)[:k]
+    return tuple(pos), tuple(neg)
+
+
+def explain_linear(encoder: NgramEncoder, text: str, k: int, weights: Callable[[np.ndarray], np.ndarray],
+                   bias: float, run_one: Callable[[np.ndarray], float]) -> Explanation:
+    """Exact contributions of an n-gram model: ``weights(ids)`` gives the table rows of ids, and
+    ``run_one(model input)`` the artifact's probability.
+
+    The review is tokenized once: its distinct unigram and bigram ids are the model input
+    (as ``encoder.model_input`` makes them) and the terms weighed. Only the top ``k`` each way
+    are named and located, so the cost is a gather, two sorts and one engine call.
+    """
+    tokens = encoder._token_ids(text)
+    features = np.concatenate((tokens, bigram_ids(tokens[:-1], tokens[1:], encoder.vocab_size, encoder.buckets)))
+    ids, first, inverse = np.unique(features, return_index=True, return_inverse=True)
+    probability = run_one(ids.astype(np.int32))
+    weighed = np.flatnonzero(ids > UNK_ID)  # reserved rows are zero: padding, start, unknown word
+    contributions = weights(ids[weighed].astype(np.int64))
+    total = float(contributions.sum())
+    order = np.argsort(contributions, kind="stable")
+    picked = np.unique(np.concatenate((order[:k], order[::-1][:k])))
+    chosen = weighed[picked]
+    wanted = np.zeros(len(ids), dtype=bool)
+    wanted[chosen] = True
+    where = np.flatnonzero(wanted[inverse])
+    positions: dict[int, list[int]] = {}
+    n = len(tokens)
+    for p, j in zip(where.tolist(), inverse[where].tolist()):
+        positions.setdefault(j, []).append(p if p < n else p - n)
+    words, terms = encoder.vocab.tokens, []
+    for j, c in zip(chosen.tolist(), contributions[picked].tolist()):
+        at = int(first[j])
+        if c == 0.0:
+            continue
+        if at < n:
+            name, length = words[int(tokens[at])], 1
+        else:
+            at -= n
+            name, length = f"{words[int(tokens[at])]} {words[int(tokens[at + 1])]}", 2
+        terms.append(Term(name, c, tuple(positions[j]), length))
+    pos, neg = _split(terms, k)
+    return Explanation(EXACT, probability, bias + total, bias, pos, neg, len(weighed), total)
+
+
+def _token_ids(encoder, text: str) -> list[int]:
+    get = encoder.vocab.index.get
+    return [get(t, UNK_ID) for t in _text.tokenize(text)]
+
+
+def explain_occlusion(encoder, text: str, k: int, run: Callable[[np.ndarray], np.ndarray]) -> Explanation:
+    """Leave-one-word-out contributions: ``run(batch)`` gives P(positive) for model inputs.
+
+    Every distinct known word is removed in turn (all its occurrences); the review itself
+    and the occluded copies go through ``run`` in batches of ``OCCLUSION_BATCH``. A sequence
+    model sees only the last ``length`` tokens, so only the words there can move it: the
+    others contribute exactly 0 and are not run, which keeps a long review's cost bounded.
+    """
+    tokens = _token_ids(encoder, text)
+    if isinstance(encoder, SequenceEncoder):
+        sequence = [1] + tokens  # <start> first, as the encoder writes it
+        words = sorted({t for t in sequence[-encoder.length :] if t > UNK_ID})
+
+        def row(without: int | None) -> np.ndarray:
+            kept: list[int] = []
+            for t in reversed(sequence):
+                if t != without:
+                    kept.append(t)
+                    if len(kept) == encoder.length:
+                        break
+            return encoder._row(kept[::-1])
+
+        rows = [row(None)] + [row(w) for w in words]
+    else:
+        words = sorted({t for t in tokens if t > UNK_ID})
+        full = np.array(words, dtype=np.int32)
+        rows = [full] + [np.delete(full, i) for i in range(len(words))]
+    probs = []
+    for i in range(0, len(rows), OCCLUSION_BATCH):
+        part = rows[i : i + OCCLUSION_BATCH]
+        batch = np.stack(part) if isinstance(encoder, SequenceEncoder) else pad_word_ids(part)
+        probs.append(np.asarray(run(batch), np.float64).reshape(-1))
+    probs = np.concatenate(probs)
+    logits = logit(probs)
+    contributions = logits[0] - logits[1:]
+    order = np.argsort(contributions, kind="stable")
+    chosen = np.unique(np.concatenate((order[:k], order[::-1][:k])))
+    index = np.array(tokens, dtype=np.int64)
+    terms = [Term(encoder.vocab.tokens[words[j]], float(contributions[j]),
+                  tuple(np.flatnonzero(index == words[j]).tolist()), 1)
+             for j in chosen.tolist() if contributions[j] != 0.0]
+    pos, neg = _split(terms, k)
+    return Explanation(OCCLUSION, float(probs[0]), float(logits[0]), None, pos, neg, len(words),
+                       float(contributions.sum()))
+
+
+def marked(text: str, explanation: Explanation) -> str:
+    """The review's tokens with every occurrence of the explanation's terms marked:
+    ``[great]+`` towards positive, ``[waste of]-`` towards negative."""
+    tokens = _text.tokenize(text)
+    marks: dict[int, tuple[int, str]] = {}
+    for t in sorted(explanation.positive + explanation.negative, key=_strength, reverse=True):
+        for p in t.positions:
+            marks[p] = (t.length, "+" if t.contribution > 0 else "-")  # the stronger term wins a shared start
+    out, i = [], 0
+    while i < len(tokens):
+        if i in marks:
+            length, sign = marks[i]
+            out.append(f"[{' '.join(tokens[i : i + length])}]{sign}")
+            i += length
+        else:
+            out.append(tokens[i])
+            i += 1
+    return " ".join(out)

@@ -1,0 +1,104 @@
+"""How far a model's probabilities can be taken at their word: expected calibration error,
+reliability diagrams and a temperature fitted on validation reviews.
+
+ECE here is the usual binned form over P(positive): reviews are put in ``BINS`` equal-width
+bins of their probability, and ECE is the review-weighted mean of |fraction positive - mean
+probability| over the bins. A temperature ``T`` rescales the logit (``sigmoid(logit / T)``);
+it is fitted by minimizing the log-loss on validation reviews, never on the test split.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from runtime.temperature import EPS as _EPS
+from runtime.temperature import HIGH, LOW, tempered_all
+
+BINS = 10
+
+
+def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = BINS) -> dict:
+    """Per bin: mean probability, fraction positive and count (empty bins left out); and ECE."""
+    probs, labels = np.asarray(probs, np.float64), np.asarray(labels, np.float64)
+    which = np.minimum((probs * bins).astype(int), bins - 1)
+    count = np.bincount(which, minlength=bins)
+    mean_p = np.bincount(which, probs, minlength=bins)
+    frac = np.bincount(which, labels, minlength=bins)
+    used = count > 0
+    mean_p[used] /= count[used]
+    frac[used] /= count[used]
+    ece = float(np.sum(count[used] * np.abs(frac[used] - mean_p[used])) / max(len(probs), 1))
+    return {"ece": ece, "bins": bins, "mean_probability": mean_p[used].tolist(),
+            "fraction_positive": frac[used].tolist(), "count": count[used].tolist()}
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = BINS) -> float:
+    return reliability(probs, labels, bins)["ece"]
+
+
+def _logits(probs: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(probs, np.float64), _EPS, 1 - _EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def scaled(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities with their logits divided by ``temperature``, as the runtime computes them."""
+    return tempered_all(np.asarray(probs).tolist(), temperature).astype(np.float64)
+
+
+def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature in [LOW, HIGH] that minimizes the log-loss of ``probs`` (golden-section search
+    on log T; the log-loss of a scaled logit is unimodal in T)."""
+    z, y = _logits(probs), np.asarray(labels, np.float64)
+
+    def loss(log_t: float) -> float:
+        s = z / np.exp(log_t)
+        return float(np.mean(np.logaddexp(0.0, s) - y * s))
+
+    lo, hi = np.log(LOW), np.log(HIGH)
+    g = (np.sqrt(5) - 1) / 2
+    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+    for _ in range(60):
+        if loss(a) < loss(b):
+            hi, b = b, a
+            a = hi - g * (hi - lo)
+        else:
+            lo, a = a, b
+            b = lo + g * (hi - lo)
+    return float(np.exp((lo + hi) / 2))
+
+
+def temperature_decision(val_probs: np.ndarray, val_labels: np.ndarray, min_gain: float = 0.002) -> dict:
+    """Whether temperature scaling lowers the validation ECE by at least ``min_gain``; the
+    figures either way."""
+    t = fit_temperature(val_probs, val_labels)
+    before = expected_calibration_error(val_probs, val_labels)
+    after = expected_calibration_error(scaled(val_probs, t), val_labels)
+    return {"fitted_temperature": t, "validation_ece": before, "validation_ece_scaled": after,
+            "applied": bool(before - after >= min_gain),
+            "note": "applied" if before - after >= min_gain else
+                    f"not needed: scaling lowers validation ECE by {before - after:.4f} (< {min_gain})"}
+
+
+def plot_reliability(curves: dict[str, dict], path: Path, title: str) -> None:
+    """A reliability diagram: fraction positive against mean probability per bin, one line per
+    model, with the diagonal of perfect calibration and each model's ECE in the legend."""
+    from train.plotting import pyplot, save
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 6))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfectly calibrated")
+    markers = "osD^vP*Xh"
+    for i, (name, r) in enumerate(curves.items()):
+        ax.plot(r["mean_probability"], r["fraction_positive"], marker=markers[i % len(markers)], markersize=5,
+                linewidth=1.2, alpha=0.85, label=f"{name}: ECE {r['ece']:.4f}")
+    ax.set_xlabel("mean predicted P(positive) in the bin")
+    ax.set_ylabel("fraction of reviews in the bin that are positive")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    save(fig, path)
