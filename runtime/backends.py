@@ -6,10 +6,16 @@ imported only when chosen, so the runtime needs numpy plus whichever one is inst
 A TFLite interpreter must not be used from two threads at once, so the TFLite backend
 keeps its interpreters per thread (created on a thread's first call); the ONNX Runtime
 session is thread-safe and shared.
+
+TFLite interpreters apply the XNNPACK delegate, as the engines do by default: its sums do
+not depend on a batch's padded width, so a review's answer is the same alone or batched.
+ai-edge-litert prints one INFO line on stderr when it first creates the delegate in a
+process; see ``_first_interpreter_quietly`` for the only muting the runtime does.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import importlib
 import importlib.metadata
 import os
@@ -177,6 +183,14 @@ def _bucket(n: int) -> int:
     return max(MIN_WIDTH, 1 << (n - 1).bit_length())
 
 
+def _check_numpy(engine: str, version: str | None) -> None:
+    """tflite-runtime (every release, 2.14 the last) is built against numpy 1: with numpy 2 its
+    interpreter fails deep inside with a SystemError. Say so before trying."""
+    if engine == "tflite-runtime" and int(np.__version__.split(".")[0]) >= 2:
+        raise EngineError(f"tflite-runtime {version} needs numpy<2; numpy {np.__version__} is installed: "
+                          f"pip install 'numpy<2', or use ai-edge-litert instead")
+
+
 def _load_error(engine: str, version: str | None, path: str, error: Exception) -> str:
     """One line: what failed, and what to install when the engine is too old for the model."""
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -188,25 +202,47 @@ def _load_error(engine: str, version: str | None, path: str, error: Exception) -
     return message
 
 
-@contextmanager
-def _quiet_native_stderr() -> Iterator[None]:
-    """Silence the engine's C++ INFO lines (e.g. "Created TensorFlow Lite XNNPACK delegate").
+_FIRST_LOCK = threading.Lock()
+_first_done = False
 
-    Failures still surface as exceptions with their messages.
+
+@contextmanager
+def _first_interpreter_quietly() -> Iterator[None]:
+    """Hide the one INFO line ("Created TensorFlow Lite XNNPACK delegate for CPU") that
+    ai-edge-litert prints, once per process, when its first interpreter is created.
+
+    File descriptor 2 belongs to the whole process, so it is pointed at /dev/null only for
+    that first creation and only while this is the process's only thread; otherwise nothing
+    is touched and the line shows. Meanwhile faulthandler writes to the real stderr, so a
+    crash inside the engine still prints its traceback; an engine's failure reaches the
+    caller as an exception, whose message the runtime reports.
     """
+    global _first_done
+    with _FIRST_LOCK:
+        quiet = not _first_done and threading.active_count() == 1
+        _first_done = True
+    if not quiet:
+        yield
+        return
     try:
         saved = os.dup(2)
     except OSError:
         yield
         return
+    was_enabled = faulthandler.is_enabled()
     try:
         sys.stderr.flush()
+        faulthandler.enable(file=saved)
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 2)
         os.close(devnull)
         yield
     finally:
         os.dup2(saved, 2)
+        if was_enabled:
+            faulthandler.enable(file=sys.stderr)
+        else:
+            faulthandler.disable()
         os.close(saved)
 
 
@@ -243,6 +279,7 @@ class TFLiteBackend(Backend):
         self.version = engine_version(engine)
         self._path = str(path)
         self._num_threads = num_threads
+        _check_numpy(engine, self.version)
         self._module = importlib.import_module(ENGINES[engine][1])
         self._local = threading.local()
         interp = self._interpreter()
@@ -266,10 +303,10 @@ class TFLiteBackend(Backend):
 
     def _interpreter(self):
         try:
-            with _quiet_native_stderr():
+            with _first_interpreter_quietly():
                 interp = self._module.Interpreter(model_path=self._path, num_threads=self._num_threads)
                 interp.allocate_tensors()
-        except (ValueError, RuntimeError) as e:
+        except (ValueError, RuntimeError, SystemError, ImportError) as e:
             raise EngineError(_load_error(self.engine, self.version, self._path, e)) from e
         return interp
 

@@ -112,7 +112,7 @@ class Classifier:
         """A classifier for one artifact of a verified bundle (default: the default artifact,
         or the first one an installed engine can run)."""
         _check_threshold(threshold)
-        name = artifact or _runnable_default(bundle)
+        name = artifact or _runnable_default(bundle, backend)
         entry, path = bundle.artifact_path(name)
         loaded = load_backend(path, entry.format, backend, num_threads, entry.batch_invariant)
         m = bundle.manifest
@@ -215,8 +215,9 @@ class Classifier:
         return self._prediction(self._run_one(row), row)
 
 
-def _runnable_default(bundle: Bundle) -> str:
-    """The manifest's default artifact, or else the first one an installed engine can run.
+def _runnable_default(bundle: Bundle, backend: str = "auto") -> str:
+    """The manifest's default artifact, or else the first one an installed engine (the
+    requested one, if any) can run.
 
     An engine the manifest records as unable to load an artifact (tflite-runtime 2.14 and
     per-channel dynamic int8, say) does not count.
@@ -224,7 +225,8 @@ def _runnable_default(bundle: Bundle) -> str:
     default = bundle.manifest.default_artifact
     for name in [default] + [n for n in bundle.artifacts if n != default]:
         entry = bundle.artifacts[name]
-        if any(not entry.refuses(e, engine_version(e)) for e in installed_engines(entry.format)):
+        engines = [e for e in installed_engines(entry.format) if backend in ("auto", e)]
+        if any(not entry.refuses(e, engine_version(e)) for e in engines):
             return name
     return default  # loading it raises the error that says what to install
 

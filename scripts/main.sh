@@ -17,3 +17,4 @@ RECIPE=${RECIPE:-ngram}
 .venv/bin/python -m export.compat "$OUT/bundle"
 .venv/bin/python -m benchmarks --bundle "$OUT/bundle" --model-dir "$OUT/model" --out "$OUT/benchmark" --quick --peers
 .venv/bin/python -m runtime.classify --model "$OUT/bundle" samples/*.txt
+.venv/bin/python -m runtime.classify --model "$OUT/bundle" --explain 5 samples/mixed.txt
