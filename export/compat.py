@@ -76,7 +76,8 @@ def record(bundle: Bundle, results: list[dict]) -> None:
         loads = r["kind"] == "golden"
         bundle.artifacts[r["artifact"]].record(EngineRecord(
             r["engine"], r["version"], loads, bool(r["passed"]) if loads else None, "compat",
-            None if loads else r["message"], explained.get((r["artifact"], r["engine"])) if loads else None))
+            None if loads else r["message"], explained.get((r["artifact"], r["engine"])) if loads else None,
+            r.get("platform")))
 
 
 def run(bundle_path: Path, specs: list[str]) -> Bundle:
@@ -89,15 +90,19 @@ def run(bundle_path: Path, specs: list[str]) -> Bundle:
 
 
 def matrix(bundle: Bundle) -> str:
-    """A Markdown table: artifact x engine version -> loads and matches golden."""
-    columns = sorted({(e.engine, e.version) for a in bundle.artifacts.values() for e in a.engines},
-                     key=lambda c: (c[0], version_key(c[1])))
-    head = "| artifact | " + " | ".join(f"{e} {v}" for e, v in columns) + " |"
+    """A Markdown table: artifact x engine version on a platform -> loads and matches golden."""
+    def where(e: EngineRecord) -> str:
+        p = e.platform or {}
+        return f"{p['machine']}, {p['os']}, Python {p['python']}" if p else "platform not recorded"
+
+    columns = sorted({(e.engine, e.version, where(e)) for a in bundle.artifacts.values() for e in a.engines},
+                     key=lambda c: (c[0], version_key(c[1]), c[2]))
+    head = "| artifact | " + " | ".join(f"{e} {v} ({w})" for e, v, w in columns) + " |"
     lines = [head, "|---" * (len(columns) + 1) + "|"]
     for name, art in bundle.artifacts.items():
         cells = []
         for col in columns:
-            rec = next((e for e in art.engines if (e.engine, e.version) == col), None)
+            rec = next((e for e in art.engines if (e.engine, e.version, where(e)) == col), None)
             cells.append("" if rec is None else ("**explanations differ**" if rec.explanations is False
                                                  else "yes" if rec.loads and rec.matches_golden
                                                  else "loads, **golden differs**" if rec.loads else "**no**"))

@@ -15,7 +15,8 @@ from export import convert, golden, validate
 from runtime.text import settings as tokenizer_settings
 from runtime.atomic import staging_dir
 from runtime.backends import load_backend
-from runtime.bundle import DEFAULT_THRESHOLD, LABELS, MANIFEST, Artifact, EngineRecord, Manifest, sha256_file
+from runtime.bundle import (DEFAULT_THRESHOLD, LABELS, MANIFEST, Artifact, EngineRecord, Manifest, platform_info,
+                            sha256_file)
 from runtime.classifier import Classifier
 from runtime.features import MULTI_HOT, NGRAM, SEQUENCE, Encoder
 from runtime.temperature import tempered_all
@@ -182,7 +183,8 @@ def export_bundle(
                 golden_tolerance=golden_tolerance(spec.precision, md.family), batch_invariant=batch_invariant,
                 validation=figures,
             )
-            entries[name].record(EngineRecord(backend.engine, backend.version, True, True, "export"))
+            entries[name].record(EngineRecord(backend.engine, backend.version, True, True, "export",
+                                              platform=platform_info()))
         if refused:
             raise validate.ValidationError(" | ".join(refused))
         if onnx_float is not None:

@@ -101,14 +101,22 @@ def score(records: Iterable[Record], clf: Classifier, jobs: int = 1, batch: int 
             yield from _merge(b, clf.predict_batch(_texts(b)))
     else:
         context = multiprocessing.get_context("spawn")
+        before = set(multiprocessing.active_children())
         pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker,
                                    initargs=(ScorerSpec.of(clf),))
+        broken = False
         try:
             yield from _in_order(_batches(records, WORKER_BATCH), clf,
                                  lambda i, texts: pool.submit(_score_in_worker, texts), lambda f: f.result(), jobs)
-        except BrokenProcessPool as e:
-            raise WorkerError(f"a worker process died ({e})") from None
+        except (BrokenProcessPool, BrokenPipeError, EOFError, ConnectionResetError) as e:
+            # BrokenPipeError: a worker killed while it was being started (its set-up data is
+            # written to it from here); the others may wait forever on a queue it held.
+            broken = True
+            raise WorkerError(f"a worker process died ({e or type(e).__name__})") from None
         finally:
+            if broken:
+                for worker in set(multiprocessing.active_children()) - before:
+                    worker.kill()
             pool.shutdown(wait=True, cancel_futures=True)
 
 

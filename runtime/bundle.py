@@ -114,6 +114,7 @@ class EngineRecord:
     checked_by: str
     error: str | None = None
     explanations: bool | None = None  # top terms agree with float's (None: not checked or not judged)
+    platform: dict | None = None  # where it ran: machine, os, python (see ``platform_info``)
 
     @classmethod
     def read(cls, f: _Fields) -> EngineRecord:
@@ -121,14 +122,33 @@ class EngineRecord:
                    f.get("loads", bool, "true or false"),
                    f.get("matches_golden", bool, "true, false or null", optional=True),
                    f.get("checked_by", str, "a string"), f.get("error", str, "a string", optional=True),
-                   f.get("explanations", bool, "true, false or null", optional=True))
+                   f.get("explanations", bool, "true, false or null", optional=True),
+                   f.get("platform", dict, "an object", optional=True))
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        for key in ("error", "explanations"):
+        for key in ("error", "explanations", "platform"):
             if d[key] is None:
                 del d[key]
         return d
+
+
+def platform_info() -> dict:
+    """Where this process runs: CPU architecture, OS release and Python version."""
+    import platform
+
+    os_name = f"{platform.system()} {platform.release()}"
+    try:
+        with open("/etc/os-release", encoding="utf-8") as f:
+            fields = dict(line.rstrip("\n").split("=", 1) for line in f if "=" in line)
+        os_name = fields.get("PRETTY_NAME", os_name).strip('"')
+    except OSError:
+        pass
+    return {"machine": platform.machine(), "os": os_name, "python": platform.python_version()}
+
+
+def _machine(rec: EngineRecord) -> str | None:
+    return (rec.platform or {}).get("machine")
 
 
 def version_key(version: str | None) -> tuple:
@@ -184,8 +204,11 @@ class Artifact:
         return any(r.engine == engine and r.version == version and r.loads is False for r in self.engines)
 
     def record(self, rec: EngineRecord) -> None:
-        """Add or replace the record of ``rec``'s engine version, and update ``min_versions``."""
-        self.engines = [e for e in self.engines if (e.engine, e.version) != (rec.engine, rec.version)]
+        """Add or replace the record of ``rec``'s engine version on its machine (a record that
+        names no machine is replaced by any), and update ``min_versions``."""
+        self.engines = [e for e in self.engines
+                        if (e.engine, e.version) != (rec.engine, rec.version)
+                        or _machine(e) not in (None, _machine(rec))]
         self.engines.append(rec)
         self.engines.sort(key=lambda e: (e.engine, version_key(e.version)))
         good: dict[str, str] = {}

@@ -27,7 +27,7 @@ import numpy as np
 from runtime import exitcodes
 from runtime.atomic import write_atomic
 from runtime.backends import ENGINES, EngineError, engine_version, installed_engines
-from runtime.bundle import Bundle, BundleError, open_bundle
+from runtime.bundle import Bundle, BundleError, open_bundle, platform_info
 from runtime.classifier import Classifier
 from runtime.explain import OCCLUSION
 from runtime.reviews import CorpusError, read_reviews
@@ -266,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(checks))
     try:
         if args.json:
-            write_atomic(args.json, json.dumps([asdict(c) for c in checks], indent=2) + "\n")
+            here = platform_info()
+            write_atomic(args.json, json.dumps([{**asdict(c), "platform": here} for c in checks], indent=2) + "\n")
         if args.junit:
             junit(checks, args.junit)
     except OSError as e:

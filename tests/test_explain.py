@@ -216,6 +216,7 @@ def test_old_engines_explain_every_ngram_artifact(small_ngram_bundle, tmp_path):
     import shutil
 
     from export import compat
+    from runtime.bundle import open_bundle
 
     bundle = tmp_path / "bundle"
     shutil.copytree(small_ngram_bundle, bundle)
@@ -225,6 +226,11 @@ def test_old_engines_explain_every_ngram_artifact(small_ngram_bundle, tmp_path):
         old = [e for e in artifact["engines"] if e["checked_by"] == "compat"]
         assert len(old) == 1 and old[0]["version"] in ("2.14.0", "1.17.0"), name
         assert old[0]["loads"] and old[0]["matches_golden"] and old[0]["explanations"] is True, (name, old[0])
+        import platform
+
+        for e in artifact["engines"]:  # where each result was seen: export's engine and the old one
+            assert e["platform"]["machine"] == platform.machine() and e["platform"]["python"].count(".") == 2
+    assert f"({platform.machine()}, " in compat.matrix(open_bundle(bundle))
 
 
 def test_a_sequence_model_weighs_only_the_words_it_sees(small_lstm_bundle):
