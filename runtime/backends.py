@@ -148,34 +148,30 @@ class Backend:
 _WEIGHTS_LOCK = threading.Lock()
 
 
-def _dequantize(values: np.ndarray, scales: np.ndarray | None, zeros: np.ndarray | None, axis: int,
-                rows: np.ndarray | None = None) -> np.ndarray:
-    """float64 values of stored constants (``rows``: only those rows), per tensor or per axis."""
-    values = values if rows is None else values[rows]
+def _dequantize(values: np.ndarray, scales: np.ndarray | None, zeros: np.ndarray | None, axis: int) -> np.ndarray:
+    """float64 values of stored constants, quantized per tensor or per axis (or not at all)."""
     if scales is None:
         return values.astype(np.float64)
     scales, zeros = np.asarray(scales, np.float64).ravel(), np.asarray(zeros, np.float64).ravel()
     if scales.size > 1:
         shape = [1] * values.ndim
         shape[axis] = -1
-        if axis == 0 and rows is not None:
-            scales, zeros = scales[rows], zeros[rows]
         scales, zeros = scales.reshape(shape), zeros.reshape(shape)
     return (values.astype(np.float64) - zeros) * scales
 
 
 class LinearWeights:
-    """A linear model's table, kept as stored (int8 stays int8), and its float bias."""
+    """A linear model's table, dequantized once to float64 exactly as the artifact stores it
+    (8 bytes a row: made on the first explanation, not at load), and its float bias."""
 
     def __init__(self, values: np.ndarray, scales, zeros, axis: int, bias: float):
-        self._stored = (values.reshape(len(values), -1), scales, zeros, axis)
+        self._table = _dequantize(values.reshape(len(values), -1), scales, zeros, axis).reshape(-1)
         self.rows = len(values)
         self.bias = float(bias)
 
     def rows_of(self, ids: np.ndarray) -> np.ndarray:
-        """float64 weights of table rows ``ids``, dequantized exactly as the artifact stores them."""
-        values, scales, zeros, axis = self._stored
-        return _dequantize(values, scales, zeros, axis, np.asarray(ids, np.int64)).reshape(-1)
+        """float64 weights of table rows ``ids``."""
+        return self._table[ids]
 
 
 def _bucket(n: int) -> int:
@@ -330,15 +326,17 @@ class TFLiteBackend(Backend):
         allocated for its width (word ids: a power of two); only the columns the last review
         used beyond this one's are cleared.
 
-        Views from ``tensor()`` are taken and dropped within one statement, as the
-        interpreter refuses to run while a view of its memory is alive.
+        A view from ``tensor()`` is dropped before ``invoke``, as the interpreter refuses to
+        run while a view of its memory is alive.
         """
         n = len(row)
         width = _bucket(n) if self.word_ids else n
         slot = self._slot(width, (1, width))
-        slot.in_view()[0, :n] = row
+        view = slot.in_view()
+        view[0, :n] = row
         if slot.filled > n:
-            slot.in_view()[0, n : slot.filled] = 0
+            view[0, n : slot.filled] = 0
+        del view  # no view of the interpreter's memory may be alive when it runs
         slot.filled = n
         slot.interp.invoke()
         return self._probability(slot.out_view()[0, 0])

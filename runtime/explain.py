@@ -89,33 +89,34 @@ def explain_linear(encoder: NgramEncoder, text: str, k: int, weights: Callable[[
     are named and located, so the cost is a gather, two sorts and one engine call.
     """
     tokens = encoder._token_ids(text)
-    features = np.concatenate((tokens, bigram_ids(tokens[:-1], tokens[1:], encoder.vocab_size, encoder.buckets)))
-    ids, first, inverse = np.unique(features, return_index=True, return_inverse=True)
-    probability = run_one(ids.astype(np.int32))
-    weighed = np.flatnonzero(ids > UNK_ID)  # reserved rows are zero: padding, start, unknown word
-    contributions = weights(ids[weighed].astype(np.int64))
+    ids = encoder._features(tokens)  # the model input: sorted distinct ids
+    probability = run_one(ids)
+    weighed = ids[ids > UNK_ID]  # reserved rows are zero: padding, start, unknown word
+    contributions = weights(weighed.astype(np.int64))
     total = float(contributions.sum())
     order = np.argsort(contributions, kind="stable")
     picked = np.unique(np.concatenate((order[:k], order[::-1][:k])))
-    chosen = weighed[picked]
-    wanted = np.zeros(len(ids), dtype=bool)
-    wanted[chosen] = True
-    where = np.flatnonzero(wanted[inverse])
-    positions: dict[int, list[int]] = {}
+    chosen = weighed[picked].astype(np.uint64)  # ascending, as ``weighed`` is
     n = len(tokens)
-    for p, j in zip(where.tolist(), inverse[where].tolist()):
-        positions.setdefault(j, []).append(p if p < n else p - n)
+    positions: dict[int, list[int]] = {}
+    if len(chosen):
+        features = np.concatenate((tokens, bigram_ids(tokens[:-1], tokens[1:], encoder.vocab_size,
+                                                      encoder.buckets)))
+        slot = np.minimum(np.searchsorted(chosen, features), len(chosen) - 1)
+        where = np.flatnonzero(chosen[slot] == features)  # where the chosen terms occur, in order
+        for p, j in zip(where.tolist(), slot[where].tolist()):
+            positions.setdefault(j, []).append(p)
     words, terms = encoder.vocab.tokens, []
-    for j, c in zip(chosen.tolist(), contributions[picked].tolist()):
-        at = int(first[j])
-        if c == 0.0:
+    for j, c in enumerate(contributions[picked].tolist()):
+        if c == 0.0 or j not in positions:
             continue
+        at = positions[j][0]
         if at < n:
             name, length = words[int(tokens[at])], 1
         else:
             at -= n
             name, length = f"{words[int(tokens[at])]} {words[int(tokens[at + 1])]}", 2
-        terms.append(Term(name, c, tuple(positions[j]), length))
+        terms.append(Term(name, c, tuple(p if p < n else p - n for p in positions[j]), length))
     pos, neg = _split(terms, k)
     return Explanation(EXACT, probability, bias + total, bias, pos, neg, len(weighed), total)
 

@@ -216,58 +216,27 @@ class SequenceEncoder:
 NGRAM_HASH = "fibonacci64-v1"
 BIGRAM_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 _HIGH_BITS = np.uint64(32)
+_TOKEN_BYTES = np.dtype("<u4")
 
 
-def bigram_ids(left: np.ndarray, right: np.ndarray, vocab_size: int, buckets: int) -> np.ndarray:
-    """The feature ids of bigrams ``(left[i], right[i])`` of token ids (uint64 arrays).
+def bigram_ids(left: np.ndarray, right: np.ndarray, vocab_size: int, buckets: int,
+               out: np.ndarray | None = None) -> np.ndarray:
+    """The feature ids of bigrams ``(left[i], right[i])`` of token ids (unsigned integer arrays).
 
     ``vocab_size + ((((left * vocab_size + right) * BIGRAM_MULTIPLIER) mod 2^64) >> 32) mod buckets``:
     the pair's unique index, mixed by one 64-bit multiply, its high 32 bits reduced to a bucket.
     Unsigned numpy arithmetic wraps modulo 2^64 on every platform, so the ids are the same
     on x86 and ARM, 32- or 64-bit.
     """
-    h = left * np.uint64(vocab_size)
+    # In uint64 whatever the inputs (numpy 1 would pick uint32 for uint32 ids); ``out``: a
+    # uint64 buffer to write into.
+    h = np.multiply(left, np.uint64(vocab_size), out=out, dtype=np.uint64)
     h += right
     h *= BIGRAM_MULTIPLIER
     h >>= _HIGH_BITS
     h %= np.uint64(buckets)
     h += np.uint64(vocab_size)
     return h
-
-
-class _TokenTable(dict):
-    """chunk -> row of a flat token-id table, so that a review's token ids are gathered by
-    numpy instead of joined in Python. Bounded like ``_ChunkMemo``: a chunk it cannot keep
-    maps to -1, and the review takes the plain path."""
-
-    def __init__(self, chunk_ids, limit: int, char_limit: int = MEMO_CHARS):
-        super().__init__()
-        self._chunk_ids = chunk_ids
-        self._limit = limit
-        self._chars = 0
-        self.char_limit = char_limit
-        self.tokens = np.zeros(1024, dtype=np.uint64)  # every kept chunk's ids, one after another
-        self.start = np.zeros(1024, dtype=np.int64)  # row -> its first position in tokens
-        self.size = np.zeros(1024, dtype=np.int64)  # row -> its number of tokens
-        self._used = 0
-
-    def __missing__(self, chunk: str) -> int:
-        n = len(chunk)
-        if n > MEMO_CHUNK_CHARS or len(self) >= self._limit or self._chars + n > self.char_limit:
-            return -1
-        ids = self._chunk_ids(chunk)
-        row = len(self)
-        if row == len(self.start):
-            self.start = np.concatenate((self.start, np.zeros_like(self.start)))
-            self.size = np.concatenate((self.size, np.zeros_like(self.size)))
-        while self._used + len(ids) > len(self.tokens):
-            self.tokens = np.concatenate((self.tokens, np.zeros_like(self.tokens)))
-        self.tokens[self._used : self._used + len(ids)] = ids
-        self.start[row], self.size[row] = self._used, len(ids)
-        self._used += len(ids)
-        self._chars += n
-        self[chunk] = row
-        return row
 
 
 class NgramEncoder:
@@ -291,8 +260,10 @@ class NgramEncoder:
         self.vocab_size = len(vocab)
         self.buckets = buckets
         self.table_rows = self.vocab_size + buckets
-        self._memo = _TokenTable(self._chunk_ids, memo_size)
-        self._row_of = self._memo.__getitem__
+        if self.vocab_size >= 1 << 32:
+            raise ValueError("token ids must fit in 32 bits")
+        self._memo = _ChunkMemo(self._chunk_bytes, memo_size)
+        self._lookup = self._memo.__getitem__
 
     def spec(self) -> dict:
         return {"family": self.family, "vocab_size": self.vocab_size, "order": self.order,
@@ -300,25 +271,33 @@ class NgramEncoder:
 
     _chunk_ids = SequenceEncoder._chunk_ids  # every token's id, <unk> outside the vocabulary
 
+    def _chunk_bytes(self, chunk: str) -> bytes:
+        """A chunk's token ids as little-endian uint32 bytes: what the memo keeps."""
+        return np.array(self._chunk_ids(chunk), dtype=_TOKEN_BYTES).tobytes()
+
     def _token_ids(self, text: str) -> np.ndarray:
-        """Every token's id in order (uint64): gathered from the chunk table in a few numpy calls."""
-        chunks = _text.chunks(text)
-        rows = np.fromiter(map(self._row_of, chunks), dtype=np.int64, count=len(chunks))
-        if len(rows) == 0 or rows.min() < 0:
-            return np.fromiter(chain.from_iterable(map(self._chunk_ids, chunks)), dtype=np.uint64)
-        sizes = self._memo.size[rows]
-        ends = np.cumsum(sizes)
-        offsets = np.repeat(self._memo.start[rows] - (ends - sizes), sizes)
-        offsets += np.arange(ends[-1])
-        return self._memo.tokens[offsets]
+        """Every token's id in order (uint32, read-only): the memo's bytes of each chunk, joined
+        and read by numpy at once (a dictionary look-up per chunk, then one numpy call)."""
+        return np.frombuffer(b"".join(map(self._lookup, _text.chunks(text))), dtype=_TOKEN_BYTES)
 
     def _features(self, ids: np.ndarray) -> np.ndarray:
-        """The sorted distinct unigram and bigram ids of consecutive token ids, int32."""
-        found = np.concatenate((ids, bigram_ids(ids[:-1], ids[1:], self.vocab_size, self.buckets)))
+        """The sorted distinct unigram and bigram ids of consecutive token ids (uint32 or
+        uint64), int32.
+
+        The bigrams are hashed straight into the buffer after the unigrams: a review is a few
+        hundred ids, where each numpy call's fixed cost is most of the work.
+        """
+        n = len(ids)
+        if n < 2:
+            return ids.astype(np.int32)
+        found = np.empty(2 * n - 1, dtype=np.uint64)
+        found[:n] = ids
+        bigram_ids(ids[:-1], ids[1:], self.vocab_size, self.buckets, out=found[n:])
         found.sort()
-        if len(found) > 1:
-            found = found[np.concatenate(((True,), found[1:] != found[:-1]))]
-        return found.astype(np.int32)
+        keep = np.empty(len(found), dtype=bool)
+        keep[0] = True
+        np.not_equal(found[1:], found[:-1], out=keep[1:])
+        return found[keep].astype(np.int32)
 
     def model_input(self, text: str) -> np.ndarray:
         """The distinct unigram and bigram ids of ``text``, int32, ascending."""
@@ -333,7 +312,7 @@ class NgramEncoder:
     def model_input_stream(self, pieces: Iterable[str]) -> np.ndarray:
         """``model_input`` of one text given in pieces (memory bounded by the table)."""
         found = np.zeros(0, dtype=np.int32)
-        last = np.zeros(0, dtype=np.uint64)  # the segment's previous token, for the bigram across
+        last = np.zeros(0, dtype=_TOKEN_BYTES)  # the segment's previous token, for the bigram across
         for segment in _text.whole_chunks(pieces):
             ids = np.concatenate((last, self._token_ids(segment)))
             found = np.union1d(found, self._features(ids))

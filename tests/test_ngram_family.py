@@ -42,6 +42,9 @@ def test_bigram_hash_is_fixed():
     want = [30_000 + ((((a * 30_000 + b) * 0x9E3779B97F4A7C15) % (1 << 64)) >> 32) % 1_000_000
             for a, b in zip(left.tolist(), right.tolist())]
     assert got.tolist() == want == [187_828, 518_478, 815_679]
+    # the encoder's token ids are uint32: the arithmetic stays 64-bit (numpy 1 would pick 32)
+    narrow = bigram_ids(left.astype(np.uint32), right.astype(np.uint32), 30_000, 1_000_000)
+    assert narrow.dtype == np.uint64 and narrow.tolist() == want
     assert NGRAM_HASH == "fibonacci64-v1"
 
 
