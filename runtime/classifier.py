@@ -6,9 +6,9 @@ it, so every path computes the same features the same way.
 probabilities for a batch; ``explain(text, k)`` the words behind a probability (see
 ``runtime.explain``). An empty or whitespace-only review is refused (``ValueError``): the
 model's prior is not an answer. An optional uncertainty band labels probabilities inside
-it ``uncertain`` instead of forcing a side. Everything that can be prepared once is prepared at load: the
-vocabulary dictionary and the engine with its input buffers, so one review costs
-tokenization, writing its model input into the engine and an invoke.
+it ``uncertain`` instead of forcing a side. Everything that can be prepared once is
+prepared at load: the vocabulary dictionary and the engine with its input buffers, so one
+review costs tokenization, writing its model input into the engine and an invoke.
 """
 
 from __future__ import annotations

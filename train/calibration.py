@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.temperature import EPS as _EPS
+from runtime.explain import logit as _logits
 from runtime.temperature import HIGH, LOW, tempered_all
 
 BINS = 10
@@ -36,11 +36,6 @@ def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = BINS) -> dict
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = BINS) -> float:
     return reliability(probs, labels, bins)["ece"]
-
-
-def _logits(probs: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(probs, np.float64), _EPS, 1 - _EPS)
-    return np.log(p) - np.log1p(-p)
 
 
 def scaled(probs: np.ndarray, temperature: float) -> np.ndarray:
