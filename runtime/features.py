@@ -19,6 +19,7 @@ growing, which changes speed, never results.
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 from collections.abc import Iterable, Sequence
 from itertools import chain
@@ -217,6 +218,7 @@ NGRAM_HASH = "fibonacci64-v1"
 BIGRAM_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 _HIGH_BITS = np.uint64(32)
 _TOKEN_BYTES = np.dtype("<u4")
+_HIGH_HALF = 1 if sys.byteorder == "little" else 0  # where a uint64's high 32 bits sit in its uint32 view
 
 
 def bigram_ids(left: np.ndarray, right: np.ndarray, vocab_size: int, buckets: int,
@@ -260,8 +262,9 @@ class NgramEncoder:
         self.vocab_size = len(vocab)
         self.buckets = buckets
         self.table_rows = self.vocab_size + buckets
-        if self.vocab_size >= 1 << 32:
-            raise ValueError("token ids must fit in 32 bits")
+        if self.table_rows >= 1 << 31:
+            raise ValueError(f"{self.vocab_size} words and {buckets} buckets make more rows than int32 ids can index")
+        self._vocab_u64, self._vocab_u32, self._buckets_u32 = np.uint64(self.vocab_size), np.uint32(self.vocab_size), np.uint32(buckets)
         self._memo = _ChunkMemo(self._chunk_bytes, memo_size)
         self._lookup = self._memo.__getitem__
 
@@ -281,23 +284,28 @@ class NgramEncoder:
         return np.frombuffer(b"".join(map(self._lookup, _text.chunks(text))), dtype=_TOKEN_BYTES)
 
     def _features(self, ids: np.ndarray) -> np.ndarray:
-        """The sorted distinct unigram and bigram ids of consecutive token ids (uint32 or
-        uint64), int32.
+        """The sorted distinct unigram and bigram ids of consecutive token ids (uint32), int32.
 
-        The bigrams are hashed straight into the buffer after the unigrams: a review is a few
-        hundred ids, where each numpy call's fixed cost is most of the work.
+        ``bigram_ids`` computed in place for a review of a few hundred ids, where each numpy
+        call's fixed cost is most of the work: the 64-bit products' high halves are read as a
+        uint32 view instead of shifted, and the ids are sorted as uint32 (``table_rows`` < 2^31).
         """
         n = len(ids)
         if n < 2:
             return ids.astype(np.int32)
-        found = np.empty(2 * n - 1, dtype=np.uint64)
+        found = np.empty(2 * n - 1, dtype=np.uint32)
         found[:n] = ids
-        bigram_ids(ids[:-1], ids[1:], self.vocab_size, self.buckets, out=found[n:])
+        h = np.multiply(ids[:-1], self._vocab_u64, dtype=np.uint64)
+        h += ids[1:]
+        h *= BIGRAM_MULTIPLIER
+        bigrams = found[n:]
+        np.remainder(h.view(np.uint32)[_HIGH_HALF::2], self._buckets_u32, out=bigrams)
+        bigrams += self._vocab_u32
         found.sort()
         keep = np.empty(len(found), dtype=bool)
         keep[0] = True
         np.not_equal(found[1:], found[:-1], out=keep[1:])
-        return found[keep].astype(np.int32)
+        return found[keep].view(np.int32)
 
     def model_input(self, text: str) -> np.ndarray:
         """The distinct unigram and bigram ids of ``text``, int32, ascending."""

@@ -59,6 +59,30 @@ def test_model_input_matches_the_definition(encoder, review):
     np.testing.assert_array_equal(encoder.model_input(review), reference_ids(encoder, review))  # memoized
 
 
+def test_features_of_any_token_ids_match_the_definition():
+    # Ids across a large vocabulary and bucket count, so every bit of the 64-bit product counts.
+    class Words:  # a vocabulary only its size is read of
+        index: dict = {}
+
+        def __len__(self) -> int:
+            return 3_000_000
+
+    enc = NgramEncoder(Words(), buckets=1_000_003)
+    rng = np.random.default_rng(7)
+    for n in (0, 1, 2, 3, 50, 700):
+        ids = rng.integers(0, enc.vocab_size, size=n).astype(np.uint32)
+        want = set(ids.tolist())
+        for a, b in zip(ids.tolist(), ids.tolist()[1:]):
+            want.add(enc.vocab_size + ((((a * enc.vocab_size + b) * 0x9E3779B97F4A7C15) % (1 << 64)) >> 32) % enc.buckets)
+        got = enc._features(ids)
+        assert got.dtype == np.int32 and got.tolist() == sorted(want)
+
+
+def test_more_rows_than_int32_ids_is_refused():
+    with pytest.raises(ValueError, match="more rows than int32 ids"):
+        NgramEncoder(Vocabulary(WORDS), buckets=1 << 31)
+
+
 def test_negation_is_a_feature(encoder):
     good, not_good = encoder.model_input("good"), encoder.model_input("not good")
     assert len(np.setdiff1d(not_good, good)) == 2  # "not" and the bigram "not good"
