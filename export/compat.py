@@ -3,10 +3,13 @@ bundle and reproduce its golden set. Each engine runs in a virtual environment o
 (tflite-runtime 2.14 and old onnxruntime need numpy<2) with only the runtime package
 installed, and the results are written into the bundle's manifest.
 
-``python -m export.compat BUNDLE [--engines SPEC ...]``; a SPEC is ENGINE[==VERSION].
+``python -m export.compat BUNDLE [--engines SPEC ...] [--arm64]``; a SPEC is ENGINE[==VERSION].
+``--arm64`` runs the same engine versions on emulated arm64 Debian 12 and 13 too
+(``export.arm64``; needs root and debootstrap) and records those rows beside this machine's.
 
-exit status (as for every command, see runtime.exitcodes): 0 matrix recorded; 4 the bundle
-is missing or unusable; 64 usage error; 1 an environment could not be built (pip failed).
+exit status (as for every command, see runtime.exitcodes): 0 matrix recorded; 3 an arm64
+result differs from this machine's (each difference is printed); 4 the bundle is missing or
+unusable; 64 usage error; 1 an environment could not be built (pip, debootstrap, a download).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import tempfile
 import venv
 from pathlib import Path
 
+from export.arm64 import Arm64Error
 from runtime import exitcodes
 from runtime.backends import ENGINES
 from runtime.bundle import Bundle, BundleError, EngineRecord, version_key, open_bundle
@@ -77,36 +81,58 @@ def record(bundle: Bundle, results: list[dict]) -> None:
         bundle.artifacts[r["artifact"]].record(EngineRecord(
             r["engine"], r["version"], loads, bool(r["passed"]) if loads else None, "compat",
             None if loads else r["message"], explained.get((r["artifact"], r["engine"])) if loads else None,
-            r.get("platform")))
+            r.get("platform"), r.get("figures", {}).get("outputs_sha256"), r.get("bit_identical")))
 
 
-def run(bundle_path: Path, specs: list[str]) -> Bundle:
+def run(bundle_path: Path, specs: list[str], arm64: bool = False) -> tuple[Bundle, list[str]]:
+    """Each engine spec's parity results recorded in the manifest; with ``arm64``, the same
+    engine versions on emulated arm64 Debian too (see ``export.arm64``). Returns the bundle
+    and the arm64 results that differ from this machine's, one line each."""
     bundle = open_bundle(bundle_path)
+    here = {}
     for spec in specs:
         py = prepare(spec)
-        record(bundle, check(py, bundle_path, spec.split("==")[0]))
+        here[spec] = check(py, bundle_path, spec.split("==")[0])
+        record(bundle, here[spec])
+    problems: list[str] = []
+    if arm64:
+        from export import arm64 as emulated
+
+        results, problems = emulated.check(bundle_path, here, NEEDS_NUMPY_1,
+                                           log=lambda line: print(line, file=sys.stderr))
+        record(bundle, results)
     bundle.write_manifest()
-    return bundle
+    return bundle, problems
 
 
 def matrix(bundle: Bundle) -> str:
-    """A Markdown table: artifact x engine version on a platform -> loads and matches golden."""
+    """A Markdown table: one row per engine version and platform, one column per artifact;
+    a cell says whether it loads, reproduces the golden set (bit for bit as on the reference
+    machine, for emulated rows) and shares the float model's explanations."""
     def where(e: EngineRecord) -> str:
-        p = e.platform or {}
-        return f"{p['machine']}, {p['os']}, Python {p['python']}" if p else "platform not recorded"
+        p = e.platform
+        if not p:
+            return "not recorded"
+        emulated = f", {p['emulated']}" if p.get("emulated") else ""
+        return f"{p['machine']}, {p['os']}, Python {p['python']}{emulated}"
 
-    columns = sorted({(e.engine, e.version, where(e)) for a in bundle.artifacts.values() for e in a.engines},
-                     key=lambda c: (c[0], version_key(c[1]), c[2]))
-    head = "| artifact | " + " | ".join(f"{e} {v} ({w})" for e, v, w in columns) + " |"
-    lines = [head, "|---" * (len(columns) + 1) + "|"]
-    for name, art in bundle.artifacts.items():
-        cells = []
-        for col in columns:
-            rec = next((e for e in art.engines if (e.engine, e.version, where(e)) == col), None)
-            cells.append("" if rec is None else ("**explanations differ**" if rec.explanations is False
-                                                 else "yes" if rec.loads and rec.matches_golden
-                                                 else "loads, **golden differs**" if rec.loads else "**no**"))
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    def cell(rec: EngineRecord | None) -> str:
+        if rec is None:
+            return ""
+        if rec.bit_identical is False:
+            return "**differs from x86_64**"
+        if rec.explanations is False:
+            return "**explanations differ**"
+        return "yes" if rec.loads and rec.matches_golden else "loads, **golden differs**" if rec.loads else "**no**"
+
+    rows = sorted({(e.engine, e.version, where(e)) for a in bundle.artifacts.values() for e in a.engines},
+                  key=lambda r: (r[0], version_key(r[1]), r[2]))
+    names = list(bundle.artifacts)
+    lines = ["| engine | platform | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
+    for engine, version, place in rows:
+        cells = [cell(next((e for e in bundle.artifacts[n].engines if (e.engine, e.version, where(e)) == (engine, version, place)), None))
+                 for n in names]
+        lines.append(f"| {engine} {version} | {place} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -114,17 +140,21 @@ def main(argv: list[str] | None = None) -> int:
     p = exitcodes.parser("python -m export.compat", __doc__)
     p.add_argument("bundle", type=Path)
     p.add_argument("--engines", nargs="+", default=DEFAULT_SPECS, metavar="SPEC")
+    p.add_argument("--arm64", action="store_true",
+                   help="also run each engine version on emulated arm64 Debian 12 and 13 (root, slow; see export.arm64)")
     args = p.parse_args(argv)
     try:
-        bundle = run(args.bundle, args.engines)
+        bundle, problems = run(args.bundle, args.engines, args.arm64)
     except BundleError as e:
         print(f"error: {e}", file=sys.stderr)
         return exitcodes.UNUSABLE
-    except CompatError as e:
+    except (CompatError, Arm64Error) as e:
         print(f"error: {e}", file=sys.stderr)
         return exitcodes.INTERNAL
     print(matrix(bundle))
-    return exitcodes.OK
+    for line in problems:
+        print(f"arm64: {line}", file=sys.stderr)
+    return exitcodes.CHECK_FAILED if problems else exitcodes.OK
 
 
 if __name__ == "__main__":

@@ -77,20 +77,37 @@ FAMILY_ARTIFACTS = {
 }
 
 
-def serving_function(model, family: str, input_size: int, batch: int | None = None):
+def portable_float(family: str, spec: ArtifactSpec) -> bool:
+    """Whether ``spec``'s artifact of ``family`` is built to give the same bits on every CPU:
+    its sum runs in one fixed order and it ends at the logit, the runtime applying the sigmoid
+    (``output: logit`` in the manifest; ``runtime.backends.sigmoid32``).
+
+    The n-gram family's float TFLite forms are. Measured under emulation (``export.arm64``),
+    their plain form differed between x86_64 and arm64 in the last bits (1 to 4 ulp): on
+    ai-edge-litert through XNNPACK's LOGISTIC (a vectorized approximation), on tflite-runtime
+    2.14 through its built-in SUM (vectorized differently per CPU). A cumulative sum's last
+    element is the same sum added one id after the other (padding adds zeros at the end), and
+    the engines' CUMSUM kernels add in that order. The full-integer form keeps SUM and LOGISTIC
+    (integer sums and a lookup table are exact everywhere), and ONNX Runtime already agreed.
+    """
+    return family == NGRAM and spec.format == TFLITE and spec.precision != "int8"
+
+
+def serving_function(model, family: str, input_size: int, batch: int | None = None, portable: bool = False):
     """The model as a ``tf.function`` over the input the runtime feeds it.
 
     Sequence models take a ``(batch, input_size)`` int32 row of token ids, and their TFLite
     form a fixed batch of 1 (the LSTM's tensor lists need static shapes to lower to builtin
     ops). Multi-hot models take their word ids instead of the multi-hot row (see
-    ``word_id_function``).
+    ``word_id_function``). ``portable``: an n-gram model's form that gives the same bits on
+    every CPU (see ``portable_float``).
     """
     import tensorflow as tf
 
     if family == MULTI_HOT:
         return word_id_function(model, batch)
     if family == NGRAM:
-        return ngram_function(model, batch)
+        return ngram_function(model, batch, portable)
 
     @tf.function(input_signature=[tf.TensorSpec([batch, input_size], tf.int32, name="features")])
     def serve(features):
@@ -131,8 +148,9 @@ def word_id_function(model, batch: int | None = None):
     return serve
 
 
-def ngram_function(model, batch: int | None = None):
-    """An n-gram model as a gather, a sum and a sigmoid over its ids (padded with 0).
+def ngram_function(model, batch: int | None = None, portable: bool = False):
+    """An n-gram model as a gather, a sum and a sigmoid over its ids (padded with 0); with
+    ``portable``, a cumulative sum's last element and no sigmoid (see ``portable_float``).
 
     The Naive-Bayes ratios and the learned weights are folded into one ``(rows, 1)`` table,
     named ``WORD_TABLE`` like the multi-hot one, whose reserved rows are zero; the bias is
@@ -149,8 +167,10 @@ def ngram_function(model, batch: int | None = None):
     @tf.function(input_signature=[tf.TensorSpec([batch, None], tf.int32, name="ids")])
     def serve(ids):
         weights = tf.gather(tf.constant(table, name=WORD_TABLE), ids)
-        logit = tf.reduce_sum(weights, axis=1) + tf.constant([bias], name=WORD_BIAS)
-        return tf.sigmoid(logit)
+        if not portable:
+            return tf.sigmoid(tf.reduce_sum(weights, axis=1) + tf.constant([bias], name=WORD_BIAS))
+        total = tf.cumsum(weights, axis=1)[:, -1]
+        return total + tf.constant([bias], name=WORD_BIAS)
 
     return serve
 

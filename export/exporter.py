@@ -14,7 +14,7 @@ from tqdm import tqdm
 from export import convert, golden, validate
 from runtime.text import settings as tokenizer_settings
 from runtime.atomic import staging_dir
-from runtime.backends import load_backend
+from runtime.backends import LOGIT, PROBABILITY, load_backend
 from runtime.bundle import (DEFAULT_THRESHOLD, LABELS, MANIFEST, Artifact, EngineRecord, Manifest, platform_info,
                             sha256_file)
 from runtime.classifier import Classifier
@@ -150,14 +150,20 @@ def export_bundle(
         tflite_batch = 1 if md.family == SEQUENCE else None
         width = encoder.length if md.family == SEQUENCE else encoder.table_rows
         frozen = convert.frozen_function(convert.serving_function(model, md.family, width, tflite_batch))
+        frozen_portable = None
         serve = convert.serving_function(model, md.family, width)
         onnx_float = None
         for name in tqdm(names, desc="export", unit="artifact"):
             spec = convert.ARTIFACTS[name]
             path = stage / spec.file
             tqdm.write(f"converting {name}: {spec.description}")
+            portable = convert.portable_float(md.family, spec)
+            if portable and frozen_portable is None:
+                frozen_portable = convert.frozen_function(
+                    convert.serving_function(model, md.family, width, tflite_batch, portable=True))
             if spec.format == "tflite":
-                path.write_bytes(convert.to_tflite(frozen, spec.precision, calibration, spec.per_tensor))
+                path.write_bytes(convert.to_tflite(frozen_portable if portable else frozen, spec.precision,
+                                                   calibration, spec.per_tensor))
             elif spec.is_float32:
                 convert.to_onnx(serve, path, encoder.table_rows)
             else:
@@ -166,7 +172,8 @@ def export_bundle(
                     convert.to_onnx(serve, onnx_float, encoder.table_rows)
                 convert.quantize_onnx(onnx_float, path, spec.precision, calibration, encoder.table_rows)
             batch_invariant = spec.batch_invariant and not (spec.format == "tflite" and tflite_batch == 1)
-            backend = load_backend(path, spec.format, batch_invariant=batch_invariant)
+            output = LOGIT if portable else PROBABILITY
+            backend = load_backend(path, spec.format, batch_invariant=batch_invariant, output=output)
             clf = Classifier(encoder, backend, name=str(path), artifact=name, temperature=temperature)
             figures = validate.measure(clf, ref)
             tqdm.write(f"  {name}: max|dp| {figures['max_abs_diff']:.2e}, agreement {figures['label_agreement']:.4f}, "
@@ -181,7 +188,7 @@ def export_bundle(
                 name=name, file=spec.file, format=spec.format, precision=spec.precision,
                 description=spec.description, size_bytes=path.stat().st_size, sha256=sha256_file(path),
                 golden_tolerance=golden_tolerance(spec.precision, md.family), batch_invariant=batch_invariant,
-                validation=figures,
+                validation=figures, output=output,
             )
             entries[name].record(EngineRecord(backend.engine, backend.version, True, True, "export",
                                               platform=platform_info()))

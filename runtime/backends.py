@@ -18,6 +18,7 @@ from __future__ import annotations
 import faulthandler
 import importlib
 import importlib.metadata
+import math
 import os
 import sys
 import threading
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 TFLITE, ONNX = "tflite", "onnx"
+PROBABILITY, LOGIT = "probability", "logit"  # what an artifact's output is (the manifest's ``output``)
 # How every artifact records the vocabulary size its word ids index, set at export: an
 # ONNX metadata entry, and in TFLite the name of the word table's tensor (its rows).
 VOCAB_SIZE_KEY = "imdb_edge.vocab_size"
@@ -289,6 +291,7 @@ class TFLiteBackend(Backend):
         self.length = None if self.word_ids else int(inp["shape"][-1])
         self._out_scale, self._out_zero = out["quantization"]
         self._out_quantized = np.dtype(out["dtype"]) != np.float32
+        self.logit_output = False  # set by ``load_backend`` from the manifest
 
     @property
     def path(self) -> str:
@@ -319,6 +322,8 @@ class TFLiteBackend(Backend):
     def _probability(self, value) -> float:
         if self._out_quantized:
             return (float(value) - self._out_zero) * self._out_scale
+        if self.logit_output:
+            return sigmoid32(float(value))
         return float(value)
 
     def run_one(self, row: np.ndarray) -> float:
@@ -348,6 +353,8 @@ class TFLiteBackend(Backend):
         out = slot.interp.get_tensor(slot.out).reshape(-1)
         if self._out_quantized:
             return (out.astype(np.float32) - self._out_zero) * np.float32(self._out_scale)
+        if self.logit_output:
+            return np.array([sigmoid32(z) for z in out.tolist()], dtype=np.float32)
         return out
 
 
@@ -425,15 +432,32 @@ class OnnxBackend(Backend):
         return self._session.run(None, {self._input: batch})[0].reshape(-1)
 
 
+def sigmoid32(z: float) -> float:
+    """``1 / (1 + exp(-z))`` in float64, rounded to float32.
+
+    For TFLite artifacts that end at the logit (``output: logit`` in the manifest): XNNPACK's
+    float LOGISTIC is a vectorized approximation that differs between x86 and ARM in the last
+    bits, while this gives the same float32 on every CPU.
+    """
+    if z >= 0.0:
+        return float(np.float32(1.0 / (1.0 + math.exp(-z))))
+    e = math.exp(z)
+    return float(np.float32(e / (1.0 + e)))
+
+
 def load_backend(path: Path, fmt: str, backend: str = "auto", num_threads: int | None = None,
-                 batch_invariant: bool = True) -> Backend:
+                 batch_invariant: bool = True, output: str = PROBABILITY) -> Backend:
     """Load the artifact at ``path`` (format ``fmt``) on the chosen or best engine.
 
-    ``batch_invariant=False`` (from the manifest) makes the backend run one row at a time.
+    ``batch_invariant=False`` (from the manifest) makes the backend run one row at a time;
+    ``output="logit"`` (TFLite only) applies ``sigmoid32`` to what the model returns.
     """
     engine = choose_engine(fmt, backend)
     if fmt == ONNX:
+        if output != PROBABILITY:
+            raise EngineError(f"{path}: an ONNX artifact must output a probability, not {output!r}")
         return OnnxBackend(path, num_threads, batch_invariant)
     loaded = TFLiteBackend(path, engine, num_threads)
     loaded.batch_invariant = batch_invariant
+    loaded.logit_output = output == LOGIT
     return loaded

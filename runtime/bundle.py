@@ -18,11 +18,14 @@ from pathlib import Path, PurePosixPath
 from runtime import temperature as _temperature
 from runtime import text as _text
 from runtime.atomic import write_atomic
+from runtime.backends import LOGIT, PROBABILITY
 from runtime.features import Encoder, encoder_from_spec
 from runtime.vocab import Vocabulary, VocabularyError
 
 FORMAT = "imdb-edge-bundle"
-FORMAT_VERSION = 3  # 2: multi-hot models take word ids; 3: every artifact records its vocabulary size
+FORMAT_VERSION = 4  # 2: multi-hot models take word ids; 3: every artifact records its vocabulary size;
+# 4: an artifact may output its logit (``Artifact.output``), which format-3 runtimes would misread
+READABLE_VERSIONS = (3, 4)  # format 3 is format 4 with every output a probability
 MANIFEST = "manifest.json"
 LABELS = ("negative", "positive")
 DEFAULT_THRESHOLD = 0.5  # P(positive) at or above which a review is positive, unless a manifest says otherwise
@@ -114,7 +117,9 @@ class EngineRecord:
     checked_by: str
     error: str | None = None
     explanations: bool | None = None  # top terms agree with float's (None: not checked or not judged)
-    platform: dict | None = None  # where it ran: machine, os, python (see ``platform_info``)
+    platform: dict | None = None  # where it ran: machine, os, python (see ``platform_info``), emulator
+    outputs_sha256: str | None = None  # the golden answers' digest (``runtime.parity.outputs_digest``)
+    bit_identical: bool | None = None  # same digest as this engine version on the reference machine
 
     @classmethod
     def read(cls, f: _Fields) -> EngineRecord:
@@ -123,11 +128,13 @@ class EngineRecord:
                    f.get("matches_golden", bool, "true, false or null", optional=True),
                    f.get("checked_by", str, "a string"), f.get("error", str, "a string", optional=True),
                    f.get("explanations", bool, "true, false or null", optional=True),
-                   f.get("platform", dict, "an object", optional=True))
+                   f.get("platform", dict, "an object", optional=True),
+                   f.get("outputs_sha256", str, "a string", optional=True),
+                   f.get("bit_identical", bool, "true, false or null", optional=True))
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        for key in ("error", "explanations", "platform"):
+        for key in ("error", "explanations", "platform", "outputs_sha256", "bit_identical"):
             if d[key] is None:
                 del d[key]
         return d
@@ -147,8 +154,10 @@ def platform_info() -> dict:
     return {"machine": platform.machine(), "os": os_name, "python": platform.python_version()}
 
 
-def _machine(rec: EngineRecord) -> str | None:
-    return (rec.platform or {}).get("machine")
+def _place(rec: EngineRecord) -> tuple | None:
+    """The machine, OS and emulated CPU a record was made on (None: not recorded)."""
+    p = rec.platform
+    return None if not p else (p.get("machine"), p.get("os"), p.get("emulated"))
 
 
 def version_key(version: str | None) -> tuple:
@@ -171,6 +180,7 @@ class Artifact:
     validation: dict
     engines: list[EngineRecord] = field(default_factory=list)
     min_versions: dict[str, str] = field(default_factory=dict)
+    output: str = PROBABILITY  # or LOGIT: the runtime applies the sigmoid (TFLite only; see backends.sigmoid32)
 
     @property
     def is_float32(self) -> bool:
@@ -182,6 +192,9 @@ class Artifact:
         if fmt not in FORMATS:
             raise f._fail("format", f"one of {', '.join(FORMATS)}", fmt)
         engines = f.get("engines", list, "a list", optional=True) or []
+        output = f.get("output", str, "a string", optional=True) or PROBABILITY
+        if output not in (PROBABILITY, LOGIT) or (output == LOGIT and fmt != "tflite"):
+            raise f._fail("output", "'probability', or 'logit' for a TFLite artifact", output)
         return cls(
             name=name, file=f.file(), format=fmt, precision=f.text("precision"),
             description=f.get("description", str, "a string", optional=True) or "",
@@ -191,6 +204,7 @@ class Artifact:
             validation=f.get("validation", dict, "an object", optional=True) or {},
             engines=[EngineRecord.read(_Fields(e, f.where, f"{f.name}.engines[{i}]")) for i, e in enumerate(engines)],
             min_versions=f.get("min_versions", dict, "an object", optional=True) or {},
+            output=output,
         )
 
     def to_dict(self) -> dict:
@@ -204,11 +218,11 @@ class Artifact:
         return any(r.engine == engine and r.version == version and r.loads is False for r in self.engines)
 
     def record(self, rec: EngineRecord) -> None:
-        """Add or replace the record of ``rec``'s engine version on its machine (a record that
-        names no machine is replaced by any), and update ``min_versions``."""
+        """Add or replace the record of ``rec``'s engine version on its machine and OS (a record
+        that names no platform is replaced by any), and update ``min_versions``."""
         self.engines = [e for e in self.engines
                         if (e.engine, e.version) != (rec.engine, rec.version)
-                        or _machine(e) not in (None, _machine(rec))]
+                        or _place(e) not in (None, _place(rec))]
         self.engines.append(rec)
         self.engines.sort(key=lambda e: (e.engine, version_key(e.version)))
         good: dict[str, str] = {}
@@ -254,9 +268,10 @@ class Manifest:
         f = _Fields(data, where, "")
         if data.get("format") != FORMAT:
             raise BundleError(f"{where}: not an {FORMAT} manifest")
-        if data.get("format_version") != FORMAT_VERSION:
+        if data.get("format_version") not in READABLE_VERSIONS:
             raise BundleError(f"{where}: format version {data.get('format_version')!r} is not supported "
-                              f"(expected {FORMAT_VERSION}); export the bundle again with this version")
+                              f"(expected {' or '.join(map(str, READABLE_VERSIONS))}); export the bundle again "
+                              f"with this version")
         if data.get("tokenizer") != _text.settings():
             raise BundleError(f"{where}: tokenizer {data.get('tokenizer')} differs from this runtime's "
                               f"{_text.settings()}")

@@ -114,7 +114,7 @@ class Classifier:
         _check_threshold(threshold)
         name = artifact or _runnable_default(bundle, backend)
         entry, path = bundle.artifact_path(name)
-        loaded = load_backend(path, entry.format, backend, num_threads, entry.batch_invariant)
+        loaded = load_backend(path, entry.format, backend, num_threads, entry.batch_invariant, entry.output)
         m = bundle.manifest
         return cls(bundle.encoder(), loaded, m.labels, m.threshold if threshold is None else threshold,
                    str(path), bundle, name, uncertain, m.temperature)

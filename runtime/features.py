@@ -19,6 +19,7 @@ growing, which changes speed, never results.
 
 from __future__ import annotations
 
+import struct
 import sys
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -218,6 +219,7 @@ NGRAM_HASH = "fibonacci64-v1"
 BIGRAM_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 _HIGH_BITS = np.uint64(32)
 _TOKEN_BYTES = np.dtype("<u4")
+_pack_id = struct.Struct("<I").pack
 _HIGH_HALF = 1 if sys.byteorder == "little" else 0  # where a uint64's high 32 bits sit in its uint32 view
 
 
@@ -265,6 +267,7 @@ class NgramEncoder:
         if self.table_rows >= 1 << 31:
             raise ValueError(f"{self.vocab_size} words and {buckets} buckets make more rows than int32 ids can index")
         self._vocab_u64, self._vocab_u32, self._buckets_u32 = np.uint64(self.vocab_size), np.uint32(self.vocab_size), np.uint32(buckets)
+        self._get = vocab.index.get
         self._memo = _ChunkMemo(self._chunk_bytes, memo_size)
         self._lookup = self._memo.__getitem__
 
@@ -275,8 +278,13 @@ class NgramEncoder:
     _chunk_ids = SequenceEncoder._chunk_ids  # every token's id, <unk> outside the vocabulary
 
     def _chunk_bytes(self, chunk: str) -> bytes:
-        """A chunk's token ids as little-endian uint32 bytes: what the memo keeps."""
-        return np.array(self._chunk_ids(chunk), dtype=_TOKEN_BYTES).tobytes()
+        """A chunk's token ids as little-endian uint32 bytes: what the memo keeps. A memo miss
+        costs this once per distinct chunk, which is most of the work on a first pass over a
+        large file: a plain word is packed directly, without a tuple or a numpy array."""
+        if chunk.isalnum() and chunk.isascii():  # one word (see ``text.chunk_tokens``)
+            return _pack_id(self._get(chunk, UNK_ID))
+        ids = self._chunk_ids(chunk)
+        return struct.pack(f"<{len(ids)}I", *ids)
 
     def _token_ids(self, text: str) -> np.ndarray:
         """Every token's id in order (uint32, read-only): the memo's bytes of each chunk, joined

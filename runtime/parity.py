@@ -16,6 +16,7 @@ check failed; 4 bundle or data missing or unreadable, or a requested engine not 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import xml.etree.ElementTree as ET
@@ -70,6 +71,13 @@ def golden_run(clf: Classifier, golden: list[dict], piece: int = STREAM_PIECE) -
     )
 
 
+def outputs_digest(run: GoldenRun) -> str:
+    """sha256 of every answer (single, batch, stream) as float32: equal digests on two
+    machines mean bit-identical outputs."""
+    answers = np.concatenate([run.single, run.batch, run.stream]).astype("<f4")
+    return hashlib.sha256(answers.tobytes()).hexdigest()
+
+
 def check_golden(clf: Classifier, golden: list[dict]) -> Check:
     name = clf.artifact
     tol = clf.bundle.artifacts[name].golden_tolerance
@@ -80,7 +88,7 @@ def check_golden(clf: Classifier, golden: list[dict]) -> Check:
     stream_gap = float(np.abs(run.stream - run.single).max())
     figures = {"reviews": len(golden), "max_abs_diff": float(diff.max()), "tolerance": tol,
                "worst_review": golden[worst]["id"], "batch_vs_single_max_diff": batch_gap,
-               "stream_vs_single_max_diff": stream_gap}
+               "stream_vs_single_max_diff": stream_gap, "outputs_sha256": outputs_digest(run)}
     version = clf.backend.version
     if diff.max() > tol:
         msg = (f"{name} on {clf.engine}: review {golden[worst]['id']} gives {run.single[worst]:.6f}, golden "

@@ -230,7 +230,7 @@ def test_old_engines_explain_every_ngram_artifact(small_ngram_bundle, tmp_path):
 
         for e in artifact["engines"]:  # where each result was seen: export's engine and the old one
             assert e["platform"]["machine"] == platform.machine() and e["platform"]["python"].count(".") == 2
-    assert f"({platform.machine()}, " in compat.matrix(open_bundle(bundle))
+    assert f"| {platform.machine()}, " in compat.matrix(open_bundle(bundle))
 
 
 def test_a_sequence_model_weighs_only_the_words_it_sees(small_lstm_bundle):

@@ -139,6 +139,24 @@ def test_every_ngram_artifact_is_exported_validated_and_small(small_ngram_bundle
             assert a["size_bytes"] < rows * 1.1, name  # one byte a table row, and little else
 
 
+def test_float_tflite_forms_add_in_one_order_and_end_at_the_logit(small_ngram_bundle):
+    """What makes them bit-identical on x86_64 and arm64 (see export.convert.portable_float):
+    a cumulative sum, no LOGISTIC, and the manifest saying the runtime applies the sigmoid."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    m = json.loads((small_ngram_bundle / "manifest.json").read_text())
+    for name, a in m["artifacts"].items():
+        if a["format"] != "tflite":
+            assert a.get("output", "probability") == "probability", name
+            continue
+        ops = [o["op_name"] for o in Interpreter(model_path=str(small_ngram_bundle / a["file"]))._get_ops_details()]
+        if a["precision"] == "int8":
+            assert a.get("output", "probability") == "probability" and "LOGISTIC" in ops and "SUM" in ops, (name, ops)
+        else:
+            assert a["output"] == "logit" and "CUMSUM" in ops, (name, ops)
+            assert "LOGISTIC" not in ops and "SUM" not in ops, (name, ops)
+
+
 @pytest.mark.parametrize("artifact", FAMILY_ARTIFACTS["ngram"])
 def test_single_batch_and_stream_agree_with_golden(small_ngram_bundle, artifact):
     assert_single_batch_and_stream_agree_with_golden(small_ngram_bundle, artifact)
