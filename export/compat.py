@@ -114,7 +114,7 @@ def matrix(bundle: Bundle) -> str:
         if not p:
             return "not recorded"
         emulated = f", {p['emulated']}" if p.get("emulated") else ""
-        return f"{p['machine']}, {p['os']}, Python {p['python']}{emulated}"
+        return f"{p.get('machine', '?')}, {p.get('os', '?')}, Python {p.get('python', '?')}{emulated}"
 
     def cell(rec: EngineRecord | None) -> str:
         if rec is None:
