@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from itertools import islice
 
 from runtime.classifier import Classifier, Prediction, load
+from runtime.features import BULK_MEMO_SIZE
 from runtime.records import Record
 from runtime.scorer import ReviewScorer
 
@@ -55,6 +56,7 @@ _worker: Classifier | None = None
 def _start_worker(spec: ScorerSpec) -> None:
     global _worker
     _worker = spec.load()
+    _worker.encoder.set_memo_size(BULK_MEMO_SIZE)
 
 
 def _score_in_worker(texts: list[str]) -> tuple:

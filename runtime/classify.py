@@ -47,6 +47,7 @@ from runtime.backends import ENGINES, EngineError
 from runtime.bundle import BundleError
 from runtime.classifier import Classifier, Prediction, load
 from runtime.explain import Explanation, marked
+from runtime.features import BULK_MEMO_SIZE
 from runtime.reading import InputError, is_text_encoding, open_input, open_review
 from runtime.records import CSV, JSONL, LINES, Record, read_records
 
@@ -207,6 +208,7 @@ def _records(names: list[str], args: argparse.Namespace) -> Iterator[Record]:
 
 def classify_records(clf: Classifier, args: argparse.Namespace, emit) -> None:
     """Every record of every file, scored in order (in ``--jobs`` processes), to ``emit``."""
+    clf.encoder.set_memo_size(BULK_MEMO_SIZE)  # as the workers do: record files are the bulk path
     if args.ray:
         scored = bulk.score(_records(args.files, args), clf, ray_workers=args.jobs or 0)
     else:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.classifier import Prediction, load
+from runtime.features import BULK_MEMO_SIZE
 
 
 class ReviewScorer:
@@ -36,6 +37,7 @@ class ReviewScorer:
                  threshold: float | None = None, column: str = "text"):
         self._args = (None if bundle is None else str(bundle), artifact, backend, threshold, column)
         self.classifier = load(bundle, artifact, backend, threshold)
+        self.classifier.encoder.set_memo_size(BULK_MEMO_SIZE)
         self.column = column
 
     def __reduce__(self):

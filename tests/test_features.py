@@ -57,6 +57,22 @@ def test_memo_never_changes_results(corpus):
     assert len(tiny._memo) == 50
 
 
+def test_a_smaller_memo_set_later_changes_no_answer_and_bulk_scorers_use_it(corpus):
+    from runtime import ReviewScorer
+    from runtime.features import BULK_MEMO_SIZE, MEMO_SIZE
+
+    vocab = Vocabulary.build(corpus.splits["train"].texts[:2000], 3000)
+    texts = corpus.splits["test"].texts[:300]
+    enc = MultiHotEncoder(vocab)
+    before = enc.keras_inputs(texts)
+    enc.set_memo_size(40)
+    assert len(enc._memo) == 0
+    np.testing.assert_array_equal(enc.keras_inputs(texts), before)
+    assert len(enc._memo) == 40
+    assert BULK_MEMO_SIZE < MEMO_SIZE
+    assert ReviewScorer().classifier.encoder._memo._limit == BULK_MEMO_SIZE
+
+
 def test_reserved_columns_are_never_set():
     vocab = Vocabulary.build(["a b c <pad> <unk> <start>"], 10)
     x = MultiHotEncoder(vocab).keras_inputs(["<pad> <unk> <start> a zzz"])
