@@ -22,11 +22,12 @@ import numpy as np
 from runtime.backends import ENGINES, Backend, engine_version, installed_engines, load_backend
 from runtime.bundle import DEFAULT_THRESHOLD, LABELS, Bundle, BundleError, open_bundle
 from runtime.explain import Explanation, explain_linear, explain_occlusion
-from runtime.features import NGRAM, Encoder
+from runtime.features import NGRAM, Encoder, pad_word_ids
 from runtime.temperature import tempered, tempered_all
 
 DEFAULT_BUNDLE = Path(__file__).parent / "default_bundle"
-BATCH = 1000  # reviews encoded and run at once by predict_proba: bounds memory for any batch
+BATCH = 1000  # reviews encoded at once by predict_proba: bounds memory for any batch
+RUN_BATCH = 256  # reviews of similar length run by the engine at once
 UNCERTAIN = "uncertain"  # the label of a probability inside the uncertainty band
 
 
@@ -173,11 +174,25 @@ class Classifier:
         e = explain_occlusion(self.encoder, text, k, self.backend.run)
         return e if self.temperature == 1.0 else replace(e, probability=tempered(e.probability, self.temperature))
 
-    def _batches(self, texts: Sequence[str]) -> Iterable[tuple[np.ndarray, np.ndarray]]:
-        """(model inputs, probabilities) for consecutive slices of at most ``BATCH`` reviews."""
+    def _batches(self, texts: Sequence[str]) -> Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(positions, model inputs, probabilities) for engine batches of at most ``RUN_BATCH``
+        reviews, taken from consecutive slices of ``BATCH`` reviews.
+
+        Word-id inputs are padded to the longest review of their engine batch, and the engine
+        gathers the padding too, so each slice is run in order of length: reviews of similar
+        length share a batch. Padding adds zero rows, and the engines are batch-invariant, so
+        no probability changes.
+        """
         for i in range(0, len(texts), BATCH):
-            inputs = self.encoder.model_inputs(texts[i : i + BATCH])
-            yield inputs, self._run_batch(inputs)
+            rows = [self._encode_one(t) for t in texts[i : i + BATCH]]
+            order = np.arange(len(rows))
+            if self.encoder.word_ids:
+                order = np.argsort(np.fromiter(map(len, rows), dtype=np.int64, count=len(rows)), kind="stable")
+            for j in range(0, len(rows), RUN_BATCH):
+                positions = order[j : j + RUN_BATCH]
+                inputs = (pad_word_ids([rows[k] for k in positions]) if self.encoder.word_ids
+                          else np.stack([rows[k] for k in positions]))
+                yield positions + i, inputs, self._run_batch(inputs)
 
     def _run_batch(self, inputs: np.ndarray) -> np.ndarray:
         """The engine's probabilities for a batch of model inputs, tempered like ``_run_one``."""
@@ -192,11 +207,11 @@ class Classifier:
         """P(positive) (float32) and known-word counts (int32) for each review of a batch: the
         compact form worker processes send back."""
         _check_texts(texts)
-        probs, known = [np.zeros(0, np.float32)], [np.zeros(0, np.int32)]
-        for inputs, p in self._batches(texts):
-            probs.append(p.astype(np.float32, copy=False))
-            known.append(self.encoder.known_words(inputs).astype(np.int32))
-        return np.concatenate(probs), np.concatenate(known)
+        probs, known = np.zeros(len(texts), np.float32), np.zeros(len(texts), np.int32)
+        for positions, inputs, p in self._batches(texts):
+            probs[positions] = p
+            known[positions] = self.encoder.known_words(inputs)
+        return probs, known
 
     def predictions(self, probs: np.ndarray, known: np.ndarray) -> list[Prediction]:
         """``Prediction`` objects from ``score_batch``'s arrays."""
@@ -206,7 +221,7 @@ class Classifier:
         return [Prediction(positive if p >= t else negative, p, k) for p, k in zip(probs.tolist(), known.tolist())]
 
     def predict_batch(self, texts: Sequence[str]) -> list[Prediction]:
-        """A ``Prediction`` for each review of a batch (one engine call per ``BATCH`` reviews)."""
+        """A ``Prediction`` for each review of a batch (engine calls of up to ``RUN_BATCH`` reviews)."""
         return self.predictions(*self.score_batch(texts))
 
     def predict_stream(self, pieces: Iterable[str]) -> Prediction:

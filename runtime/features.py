@@ -23,7 +23,7 @@ import struct
 import sys
 from collections import deque
 from collections.abc import Iterable, Sequence
-from itertools import chain
+from itertools import chain, repeat
 
 import numpy as np
 
@@ -235,6 +235,7 @@ BIGRAM_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 _HIGH_BITS = np.uint64(32)
 _TOKEN_BYTES = np.dtype("<u4")
 _pack_id = struct.Struct("<I").pack
+_PACK_IDS = [struct.Struct(f"<{n}I").pack for n in range(16)]  # n token ids as bytes, prepared once
 _HIGH_HALF = 1 if sys.byteorder == "little" else 0  # where a uint64's high 32 bits sit in its uint32 view
 
 
@@ -294,11 +295,17 @@ class NgramEncoder(_Memoized):
     def _chunk_bytes(self, chunk: str) -> bytes:
         """A chunk's token ids as little-endian uint32 bytes: what the memo keeps. A memo miss
         costs this once per distinct chunk, which is most of the work on a first pass over a
-        large file: a plain word is packed directly, without a tuple or a numpy array."""
-        if chunk.isalnum() and chunk.isascii():  # one word (see ``text.chunk_tokens``)
-            return _pack_id(self._get(chunk, UNK_ID))
-        ids = self._chunk_ids(chunk)
-        return struct.pack(f"<{len(ids)}I", *ids)
+        large file, so ``text.chunk_tokens`` is inlined for ASCII chunks (one word, or the
+        pattern applied as it is) and the ids are packed without a tuple or a numpy array."""
+        if chunk.isascii():
+            if chunk.isalnum():
+                return _pack_id(self._get(chunk, UNK_ID))
+            tokens = _text.TOKEN_RE.findall(chunk)
+        else:
+            tokens = _text.chunk_tokens(chunk)
+        n = len(tokens)
+        ids = map(self._get, tokens, repeat(UNK_ID))
+        return _PACK_IDS[n](*ids) if n < len(_PACK_IDS) else struct.pack(f"<{n}I", *ids)
 
     def _token_ids(self, text: str) -> np.ndarray:
         """Every token's id in order (uint32, read-only): the memo's bytes of each chunk, joined

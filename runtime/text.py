@@ -53,7 +53,7 @@ _FOLD = str.maketrans(
 
 # A word: letters/digits (unicode), optionally joined by single inner apostrophes.
 # Anything else that is not whitespace is a one-character token.
-_TOKEN_RE = re.compile(r"[^\W_]+(?:'[^\W_]+)*|\S")
+TOKEN_RE = re.compile(r"[^\W_]+(?:'[^\W_]+)*|\S")
 
 
 def settings() -> dict:
@@ -83,7 +83,7 @@ def chunk_tokens(chunk: str) -> tuple[str, ...]:
         return (chunk,)  # letters and digits only: one word, as the pattern would find
     if not chunk.isascii():
         chunk = _fold_unicode(chunk).lower()
-    return tuple(_TOKEN_RE.findall(chunk))
+    return tuple(TOKEN_RE.findall(chunk))
 
 
 def tokenize(text: str) -> list[str]:

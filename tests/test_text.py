@@ -85,13 +85,13 @@ def test_settings_identify_the_tokenizer():
 
 def test_letters_and_digits_shortcut_is_what_the_pattern_finds(corpus):
     """chunk_tokens returns an ASCII letters-and-digits chunk as it is, skipping the pattern."""
-    from runtime.text import _TOKEN_RE
+    from runtime.text import TOKEN_RE
 
     seen = {c for review in corpus.splits["train"].texts[:5000] for c in chunks(review)}
     shortcut = [c for c in seen if c.isalnum() and c.isascii()]
     assert len(shortcut) > 10000
     for c in shortcut:
-        assert _TOKEN_RE.findall(c) == [c], c
+        assert TOKEN_RE.findall(c) == [c], c
     assert chunk_tokens("abc123") == ("abc123",) and chunk_tokens("naïve") == ("naive",)
     assert chunk_tokens("²³") == ("23",)  # not ASCII: folded first, then the pattern
 
