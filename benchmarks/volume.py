@@ -62,7 +62,7 @@ def _workers(pid: int) -> list[int]:
         pass
     found = [c for c in found if b"spawn_main" in _cmdline(c)]
     for proc in Path("/proc").iterdir():
-        if proc.name.isdigit() and _cmdline(int(proc.name)).startswith(b"ray::ReviewScorer"):
+        if proc.name.isdigit() and _cmdline(int(proc.name)).startswith(b"ray::BlockScorer"):
             found.append(int(proc.name))
     return found
 

@@ -1,12 +1,15 @@
-"""Scoring a stream of records in batches: in this process, in worker processes, or on
-Ray actors (a local cluster, or the one ``RAY_ADDRESS`` names).
+"""Scoring many records: in this process, in worker processes, or on Ray actors (a local
+cluster, or the one ``RAY_ADDRESS`` names).
 
-Results come back in input order, and every probability is the one the single-process path
-gives (the engines are batch-invariant), whatever the number of workers. Local workers are
-started with ``spawn`` (no engine state is inherited); every worker loads the bundle once,
-and at most two batches per worker are in flight, so memory stays bounded for any number of
-records. A worker that dies makes the run fail with ``WorkerError`` instead of hanging. Ray
-is imported only when asked for.
+The reading process cuts its files into items (blocks of whole lines, or parsed CSV records,
+see ``runtime.records``); a ``BlockScorer`` turns an item into its rendered output: it parses
+the records, scores them and renders each result as the command line prints it. Items come
+back in input order and every byte is the one the single-process path gives (the engines are
+batch-invariant), whatever the number of workers, while the reading process only moves bytes.
+Local workers are started with ``spawn`` (no engine state is inherited); every worker loads
+the bundle once, and at most two items per worker are in flight, so memory stays bounded for
+any number of records. A worker that dies makes the run fail with ``WorkerError`` instead of
+hanging. Ray is imported only when asked for.
 """
 
 from __future__ import annotations
@@ -18,15 +21,11 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from itertools import islice
 
-from runtime.classifier import Classifier, Prediction, load
+from runtime.classifier import Classifier, load
 from runtime.features import BULK_MEMO_SIZE
-from runtime.records import Record
-from runtime.scorer import ReviewScorer
-
-BATCH = 256  # records scored together in this process
-WORKER_BATCH = 1024  # records sent to a worker at a time: fewer, larger messages
+from runtime.records import Item, records_of
+from runtime.render import OutputOptions, Renderer, Result, warnings
 
 
 class WorkerError(RuntimeError):
@@ -41,26 +40,76 @@ class ScorerSpec:
     artifact: str | None
     backend: str
     threshold: float | None
+    uncertain: tuple[float, float] | None = None
 
     @classmethod
     def of(cls, clf: Classifier) -> ScorerSpec:
-        return cls(str(clf.bundle.root), clf.artifact, clf.engine, clf.threshold)
+        return cls(str(clf.bundle.root), clf.artifact, clf.engine, clf.threshold, clf.uncertain)
 
     def load(self) -> Classifier:
-        return load(self.bundle, self.artifact, self.backend, self.threshold)
+        return load(self.bundle, self.artifact, self.backend, self.threshold, uncertain=self.uncertain)
 
 
-_worker: Classifier | None = None
+@dataclass(frozen=True)
+class Job:
+    """Everything that decides a record's output: the classifier, the record format and the output options."""
+
+    spec: ScorerSpec
+    fmt: str
+    encoding: str
+    key: str
+    options: OutputOptions
 
 
-def _start_worker(spec: ScorerSpec) -> None:
+@dataclass(frozen=True)
+class Rendered:
+    """An item's output: the text for the output, the lines for standard error, whether a
+    record failed, and how many records it held."""
+
+    out: str
+    errors: list[str]
+    failed: bool
+    count: int
+
+
+class BlockScorer:
+    """Parses, scores and renders items; one per process (the command's, a worker's or a Ray actor)."""
+
+    def __init__(self, job: Job, clf: Classifier | None = None):
+        self.job = job
+        self.clf = clf or job.spec.load()
+        self.clf.encoder.set_memo_size(BULK_MEMO_SIZE)
+        self.renderer = Renderer(self.clf, job.options)
+
+    def score(self, item: Item) -> Rendered:
+        job = self.job
+        records = records_of(item, job.fmt, job.encoding, job.key)
+        predictions = iter(self.clf.predict_batch([r.text for r in records if r.text is not None]))
+        out, errors, failed = [], [], False
+        for record in records:
+            if record.text is None:
+                result = Result(record.source, None, error=record.error, fields=record.fields)
+            else:
+                p = next(predictions)
+                result = Result(record.source, p, warnings(record.replaced, p.known_words, job.encoding),
+                                fields=record.fields, text=record.text)
+            text, messages, bad = self.renderer.render(result)
+            out.append(text)
+            errors += messages
+            failed |= bad
+        return Rendered("".join(out), errors, failed, len(records))
+
+
+_worker: BlockScorer | None = None
+
+
+def _start_worker(job: Job) -> None:
     global _worker
-    _worker = spec.load()
-    _worker.encoder.set_memo_size(BULK_MEMO_SIZE)
+    _worker = BlockScorer(job)
 
 
-def _score_in_worker(texts: list[str]) -> tuple:
-    return _worker.score_batch(texts)
+def _score_in_worker(item: Item) -> Rendered:
+    return _worker.score(item)
 
 
 def jobs_count(jobs: int) -> int:
@@ -73,43 +122,27 @@ def jobs_count(jobs: int) -> int:
         return os.cpu_count() or 1
 
 
-def _batches(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
-    it = iter(records)
-    while batch := list(islice(it, size)):
-        yield batch
+def score(items: Iterable[Item], job: Job, clf: Classifier, jobs: int = 1,
+          ray_workers: int | None = None) -> Iterator[Rendered]:
+    """Each item's rendered output, in order.
 
-
-def _merge(batch: list[Record], predictions: list[Prediction]) -> Iterator[tuple[Record, Prediction | None]]:
-    scored = iter(predictions)
-    for record in batch:
-        yield record, (next(scored) if record.text is not None else None)
-
-
-def _texts(batch: list[Record]) -> list[str]:
-    return [r.text for r in batch if r.text is not None]
-
-
-def score(records: Iterable[Record], clf: Classifier, jobs: int = 1, batch: int = BATCH,
-          ray_workers: int | None = None) -> Iterator[tuple[Record, Prediction | None]]:
-    """Each record with its prediction (None for a record that cannot be classified), in order.
-
-    ``jobs`` > 1 scores in that many worker processes, each loading ``clf``'s bundle once;
-    ``ray_workers`` (0: one per CPU of the cluster) scores on that many Ray actors instead.
+    ``jobs`` > 1 scores in that many worker processes, each loading the bundle once;
+    ``ray_workers`` (0: one per CPU of the cluster) scores on that many Ray actors instead;
+    else ``clf`` scores here.
     """
     if ray_workers is not None:
-        yield from _in_order(_batches(records, WORKER_BATCH), clf, *_ray_actors(clf, ray_workers))
+        yield from _in_order(items, *_ray_actors(job, ray_workers))
     elif jobs <= 1:
-        for b in _batches(records, batch):
-            yield from _merge(b, clf.predict_batch(_texts(b)))
+        here = BlockScorer(job, clf)
+        for item in items:
+            yield here.score(item)
     else:
         context = multiprocessing.get_context("spawn")
         before = set(multiprocessing.active_children())
-        pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker,
-                                   initargs=(ScorerSpec.of(clf),))
+        pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(job,))
         broken = False
         try:
-            yield from _in_order(_batches(records, WORKER_BATCH), clf,
-                                 lambda i, texts: pool.submit(_score_in_worker, texts), lambda f: f.result(), jobs)
+            yield from _in_order(items, lambda i, item: pool.submit(_score_in_worker, item), lambda f: f.result(), jobs)
         except (BrokenProcessPool, BrokenPipeError, EOFError, ConnectionResetError) as e:
             # BrokenPipeError: a worker killed while it was being started (its set-up data is
             # written to it from here); the others may wait forever on a queue it held.
@@ -122,19 +155,15 @@ def score(records: Iterable[Record], clf: Classifier, jobs: int = 1, batch: int 
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _in_order(batches: Iterable[list[Record]], clf: Classifier, submit, result,
-              workers: int) -> Iterator[tuple[Record, Prediction | None]]:
-    """Submit batches to ``workers`` workers, at most two each in flight, and yield in input
-    order; a worker's ``score_batch`` arrays become predictions here."""
+def _in_order(items: Iterable[Item], submit, result, workers: int) -> Iterator[Rendered]:
+    """Submit items to ``workers`` workers, at most two each in flight, and yield their output in input order."""
     pending: deque = deque()
-    for i, b in enumerate(batches):
-        pending.append((b, submit(i, _texts(b))))
+    for i, item in enumerate(items):
+        pending.append(submit(i, item))
         if len(pending) >= 2 * workers:
-            b, handle = pending.popleft()
-            yield from _merge(b, clf.predictions(*result(handle)))
+            yield result(pending.popleft())
     while pending:
-        b, handle = pending.popleft()
-        yield from _merge(b, clf.predictions(*result(handle)))
+        yield result(pending.popleft())
 
 
 LOCAL_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # Ray's own switch for a single-machine, loopback cluster
@@ -161,20 +190,19 @@ def start_ray(workers: int) -> int:
         raise WorkerError(f"cannot start or reach {where} ({str(e).splitlines()[0]})") from None
 
 
-def _ray_actors(clf: Classifier, workers: int):
-    """(submit, result, workers) over ``workers`` Ray actors, each holding a ``ReviewScorer``."""
+def _ray_actors(job: Job, workers: int):
+    """(submit, result, workers) over ``workers`` Ray actors, each holding a ``BlockScorer``."""
     import ray
 
     cpus = start_ray(workers)
     workers = workers or cpus
-    spec = ScorerSpec.of(clf)
-    actor = ray.remote(num_cpus=1)(ReviewScorer)
-    actors = [actor.remote(spec.bundle, spec.artifact, spec.backend, spec.threshold) for _ in range(workers)]
+    actor = ray.remote(num_cpus=1)(BlockScorer)
+    actors = [actor.remote(job) for _ in range(workers)]
 
-    def submit(i: int, texts: list[str]):
-        return actors[i % workers].score_batch.remote(texts)
+    def submit(i: int, item: Item):
+        return actors[i % workers].score.remote(item)
 
-    def result(ref) -> tuple:
+    def result(ref) -> Rendered:
         try:
             return ray.get(ref)
         except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as e:

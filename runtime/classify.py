@@ -31,13 +31,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import io
-import json
 import os
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -45,25 +44,13 @@ from runtime import bulk, exitcodes
 from runtime.atomic import atomic_file
 from runtime.backends import ENGINES, EngineError
 from runtime.bundle import BundleError
-from runtime.classifier import Classifier, Prediction, load
-from runtime.explain import Explanation, marked
-from runtime.features import BULK_MEMO_SIZE
+from runtime.classifier import Classifier, load
 from runtime.reading import InputError, is_text_encoding, open_input, open_review
-from runtime.records import CSV, JSONL, LINES, Record, read_records
+from runtime.records import CSV, JSONL, LINES, Item, Record, read_items
+from runtime.render import OutputOptions, Renderer, Result, warnings
 
 BATCH = 256  # files classified together
 BATCH_CHARS = 16 << 20  # and at most this much text held for one batch
-
-
-@dataclass
-class Result:
-    name: str
-    prediction: Prediction | None  # None: not classified, ``error`` says why
-    warnings: list[str] = field(default_factory=list)
-    error: str | None = None
-    fields: dict = field(default_factory=dict)  # carried from a JSON record
-    text: str | None = None  # kept for --explain
-    explanation: Explanation | None = None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -144,16 +131,7 @@ def _read(name: str, encoding: str, clf: Classifier) -> _Text | Result:
         prediction = clf.predict_stream(review.pieces)
         if review.blank:
             raise InputError("empty or whitespace-only")
-        return Result(name, prediction, _warnings(review.replaced, prediction.known_words, encoding))
-
-
-def _warnings(replaced: bool, known: int, encoding: str) -> list[str]:
-    out = []
-    if replaced:
-        out.append(f"invalid {encoding} bytes were replaced (use --encoding if the file has another encoding)")
-    if known == 0:
-        out.append("no known words; the result is only the model's prior")
-    return out
+        return Result(name, prediction, warnings(review.replaced, prediction.known_words, encoding))
 
 
 def classify_files(clf: Classifier, names: list[str], encoding: str, emit, fail) -> None:
@@ -166,7 +144,7 @@ def classify_files(clf: Classifier, names: list[str], encoding: str, emit, fail)
         if not pending:
             return
         for t, prediction in zip(pending, clf.predict_batch([t.text for t in pending])):
-            emit(Result(t.name, prediction, _warnings(t.replaced, prediction.known_words, encoding), text=t.text))
+            emit(Result(t.name, prediction, warnings(t.replaced, prediction.known_words, encoding), text=t.text))
         pending.clear()
         held = 0
 
@@ -188,37 +166,33 @@ def classify_files(clf: Classifier, names: list[str], encoding: str, emit, fail)
     flush()
 
 
-def _records(names: list[str], args: argparse.Namespace) -> Iterator[Record]:
-    """The records of every file in turn; a file that cannot be read is one error record."""
+def _items(names: list[str], args: argparse.Namespace) -> Iterator[Item]:
+    """The items of every file in turn (see ``runtime.records.read_items``); a file that
+    cannot be read is one error record."""
     key = args.field if args.format == JSONL else args.column
     for name in names:
         try:
             f = open_input(name)
         except InputError as e:
-            yield Record(name, None, str(e))
+            yield [Record(name, None, str(e))]
             continue
         try:
-            yield from read_records(f, name, args.format, args.encoding, key)
+            yield from read_items(f, name, args.format, args.encoding, key)
         except InputError as e:
-            yield Record(name, None, str(e))
+            yield [Record(name, None, str(e))]
         finally:
             if f is not sys.stdin.buffer:
                 f.close()
 
 
-def classify_records(clf: Classifier, args: argparse.Namespace, emit) -> None:
-    """Every record of every file, scored in order (in ``--jobs`` processes), to ``emit``."""
-    clf.encoder.set_memo_size(BULK_MEMO_SIZE)  # as the workers do: record files are the bulk path
+def classify_records(clf: Classifier, args: argparse.Namespace, options: OutputOptions) -> Iterator[bulk.Rendered]:
+    """Every record of every file, scored and rendered in order (in ``--jobs`` processes or on Ray)."""
+    key = args.field if args.format == JSONL else args.column
+    job = bulk.Job(bulk.ScorerSpec.of(clf), args.format, args.encoding, key, options)
+    items = _items(args.files, args)
     if args.ray:
-        scored = bulk.score(_records(args.files, args), clf, ray_workers=args.jobs or 0)
-    else:
-        scored = bulk.score(_records(args.files, args), clf, bulk.jobs_count(1 if args.jobs is None else args.jobs))
-    for record, prediction in scored:
-        if prediction is None:
-            emit(Result(record.source, None, error=record.error, fields=record.fields))
-        else:
-            emit(Result(record.source, prediction, _warnings(record.replaced, prediction.known_words, args.encoding),
-                        fields=record.fields, text=record.text))
+        return bulk.score(items, job, clf, ray_workers=args.jobs or 0)
+    return bulk.score(items, job, clf, bulk.jobs_count(1 if args.jobs is None else args.jobs))
 
 
 class _Progress:
@@ -229,8 +203,8 @@ class _Progress:
         self.count = 0
         self._start = self._shown = time.monotonic()
 
-    def step(self) -> None:
-        self.count += 1
+    def step(self, n: int = 1) -> None:
+        self.count += n
         if self.on and (now := time.monotonic()) - self._shown >= 1.0:
             self._shown = now
             rate = self.count / (now - self._start)
@@ -262,17 +236,6 @@ def _silence_stdout() -> None:
     os.close(devnull)
 
 
-def _explanation_text(e: Explanation, text: str) -> str:
-    """Indented lines under a result: the method, the terms each way, the marked review."""
-    def terms(ts) -> str:
-        return ", ".join(f"{t.text} ({t.contribution:+.2f})" for t in ts) or "-"
-
-    how = (f"exact n-gram weights: logit {e.logit:+.2f} = bias {e.bias:+.2f} + {e.terms} terms" if e.bias is not None
-           else f"occlusion of each of {e.terms} words: logit {e.logit:+.2f}")
-    return (f"  why: {how}\n  towards positive: {terms(e.positive)}\n  towards negative: {terms(e.negative)}\n"
-            f"  review: {marked(text, e)}")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -284,44 +247,26 @@ def main(argv: list[str] | None = None) -> int:
     model = clf.bundle.manifest.recipe or str(clf.bundle.root)
     progress = _Progress()
 
-    def emit(r: Result, out: TextIO) -> None:
+    options = OutputOptions(args.json, bool(args.format), args.encoding, model, clf.artifact, clf.engine,
+                            args.explain, args.uncertain)
+    renderer = Renderer(clf, options)
+
+    def write(out: TextIO, text: str, errors: list[str], bad: bool, count: int = 1) -> None:
         nonlocal failed
-        progress.step()
-        if r.prediction is None:
-            failed = True
-            print(f"error: {r.name}: {r.error}", file=sys.stderr)
-            if args.format and args.json:
-                print(json.dumps({**r.fields, "source": r.name, "error": r.error}, ensure_ascii=False), file=out)
-            elif args.format:
-                print(f"error\t-\t{r.name}", file=out)
-            return
-        p = r.prediction
-        if args.explain is not None:
-            if r.text is None:
-                r.warnings.append("too long to explain (it was streamed); explain an excerpt of it")
-            else:
-                r.explanation = clf.explain(r.text, args.explain)
-        for w in r.warnings:
-            print(f"warning: {r.name}: {w}", file=sys.stderr)
-        if args.json:
-            where = {"source": r.name} if args.format else {"file": r.name}
-            record = {**r.fields, **where, "label": p.label, "probability": round(p.probability, 6),
-                      "known_words": p.known_words, "model": model, "artifact": clf.artifact,
-                      "engine": clf.engine, "warnings": r.warnings}
-            if args.uncertain is not None:
-                record["uncertain_band"] = list(args.uncertain)
-            if r.explanation is not None:
-                record["explanation"] = r.explanation.to_json()
-            print(json.dumps(record, ensure_ascii=False), file=out)
-        else:
-            print(f"{p.label}\t{p.probability:.4f}\t{r.name}", file=out)
-            if r.explanation is not None:
-                print(_explanation_text(r.explanation, r.text), file=out)
+        failed |= bad
+        for message in errors:
+            print(message, file=sys.stderr)
+        out.write(text)
+        progress.step(count)
+
+    def emit(r: Result, out: TextIO) -> None:
+        write(out, *renderer.render(r))
 
     try:
         with _output(args.out) as out:
             if args.format:
-                classify_records(clf, args, lambda r: emit(r, out))
+                for rendered in classify_records(clf, args, options):
+                    write(out, rendered.out, rendered.errors, rendered.failed, rendered.count)
             else:
                 classify_files(clf, args.files, args.encoding, lambda r: emit(r, out),
                                lambda name, cause: emit(Result(name, None, error=cause), out))

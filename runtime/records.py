@@ -5,6 +5,10 @@ to classify, or the reason the record cannot be (a malformed JSON line, a missin
 empty review, binary data, a record longer than ``MAX_RECORD``). Memory stays bounded by
 ``MAX_RECORD`` whatever the file holds: a line that never ends is skipped, not stored.
 A whole-file problem (a CSV without the named column) is an ``InputError``.
+
+Lines and JSON Lines are read as blocks of whole lines (``read_items``) and parsed into
+records where they are scored (``records_of``): with worker processes the reading process
+only cuts the file, and each worker parses, scores and renders its own blocks.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
+from itertools import islice
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -31,29 +36,73 @@ class Record:
     replaced: bool = False  # invalid bytes were replaced
 
 
-def _lines(f: BinaryIO) -> Iterator[tuple[int, bytes | None]]:
-    """(line number, bytes without the newline) for each line; None for a line over ``MAX_RECORD``."""
-    number, part, size, too_long = 1, [], 0, False
+@dataclass(frozen=True)
+class Lines:
+    """Whole lines of a ``--lines`` or ``--jsonl`` file as read: the reading process only cuts
+    the file into blocks, and the records are parsed where they are scored (see ``records_of``)."""
+
+    name: str
+    first: int  # the number of the block's first line
+    data: bytes  # the lines, each ending with a newline except perhaps the file's last one
+    too_long: tuple[int, ...] = ()  # positions in the block of lines over MAX_RECORD (left empty)
+
+
+def line_blocks(f: BinaryIO, name: str, size: int = BLOCK) -> Iterator[Lines]:
+    """The lines of ``f`` in blocks of about ``size`` bytes. A line over ``MAX_RECORD`` is
+    skipped as it is read, not stored, and left empty in its block, so memory stays bounded."""
+    number, parts, held, count, too_long = 1, [], 0, 0, []
+    carry, carried, skipping = [], 0, False  # the line being read, not yet ended
     while block := f.read(BLOCK):
         start = 0
-        while (end := block.find(b"\n", start)) >= 0:
-            if not too_long and size + end - start <= MAX_RECORD:
-                part.append(block[start:end])
-                yield number, b"".join(part)
+        if carry or skipping:
+            end = block.find(b"\n")
+            if end < 0:
+                if not skipping and carried + len(block) <= MAX_RECORD:
+                    carry.append(block)
+                    carried += len(block)
+                else:
+                    carry, carried, skipping = [], 0, True
+                continue
+            if skipping or carried + end > MAX_RECORD:
+                too_long.append(count)
+                parts.append(b"\n")
             else:
-                yield number, None
-            number, part, size, too_long = number + 1, [], 0, False
+                parts += carry
+                parts.append(block[: end + 1])
+            held += carried + end + 1
+            count += 1
+            carry, carried, skipping = [], 0, False
             start = end + 1
-        rest = len(block) - start
-        if not too_long and size + rest <= MAX_RECORD:
-            part.append(block[start:])
-            size += rest
-        else:
-            part, too_long = [], True
-    if too_long:
-        yield number, None
-    elif size:
-        yield number, b"".join(part)
+        last = block.rfind(b"\n", start)
+        if last >= 0:
+            parts.append(block[start : last + 1])
+            held += last + 1 - start
+            count += block.count(b"\n", start, last + 1)
+            start = last + 1
+        if start < len(block):
+            carry, carried = [block[start:]], len(block) - start  # shorter than BLOCK <= MAX_RECORD
+        if held >= size:
+            yield Lines(name, number, b"".join(parts), tuple(too_long))
+            number, parts, held, count, too_long = number + count, [], 0, 0, []
+    if skipping:
+        too_long.append(count)
+        parts.append(b"\n")
+        count += 1
+    elif carried:
+        parts += carry
+        count += 1
+    if count:
+        yield Lines(name, number, b"".join(parts), tuple(too_long))
+
+
+def _lines(block: Lines) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, bytes without the newline) for each line of a block; None for one over ``MAX_RECORD``."""
+    lines = block.data.split(b"\n")
+    if block.data.endswith(b"\n"):
+        lines.pop()  # after the last newline: no line
+    too_long = set(block.too_long)
+    for i, data in enumerate(lines):
+        yield block.first + i, (None if i in too_long else data)
 
 
 def _text(data: bytes, encoding: str) -> tuple[str | None, str | None, bool]:
@@ -72,60 +121,59 @@ def _checked(record: Record) -> Record:
     return record
 
 
-def read_lines(f: BinaryIO, name: str, encoding: str) -> Iterator[Record]:
-    """One review per line (a final line without a newline counts; ``\\r\\n`` is fine)."""
-    for number, data in _lines(f):
-        source = f"{name}:{number}"
-        if data is None:
-            yield Record(source, None, f"record longer than {MAX_RECORD} bytes")
-            continue
-        text, error, replaced = _text(data.removesuffix(b"\r"), encoding)
-        yield _checked(Record(source, text, error, replaced=replaced))
+def _line_record(source: str, data: bytes | None, encoding: str) -> Record:
+    if data is None:
+        return Record(source, None, f"record longer than {MAX_RECORD} bytes")
+    text, error, replaced = _text(data.removesuffix(b"\r"), encoding)
+    return _checked(Record(source, text, error, replaced=replaced))
 
 
-def read_jsonl(f: BinaryIO, name: str, encoding: str, key: str) -> Iterator[Record]:
-    """One JSON object per line; the review is its string field ``key``, the other fields are carried."""
-    for number, data in _lines(f):
-        source = f"{name}:{number}"
-        if data is None:
-            yield Record(source, None, f"record longer than {MAX_RECORD} bytes")
-            continue
-        if not data.strip():
-            yield Record(source, None, "empty line, not a JSON object")
-            continue
-        line, error, replaced = _text(data, encoding)
-        if error:
-            yield Record(source, None, error)
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError as e:
-            yield Record(source, None, f"malformed JSON ({e})")
-            continue
-        except RecursionError:
-            yield Record(source, None, "malformed JSON (nested too deeply)")
-            continue
-        if not isinstance(obj, dict):
-            yield Record(source, None, f"a JSON {type(obj).__name__}, not an object")
-            continue
-        if key not in obj:
-            yield Record(source, None, f"field {key!r} is missing", fields=obj)
-            continue
-        value = obj.pop(key)
-        if not isinstance(value, str):
-            yield Record(source, None, f"field {key!r} is not a string ({type(value).__name__})", fields=obj)
-            continue
-        if "\0" in value:
-            yield Record(source, None, "binary data (contains NUL characters), not text", fields=obj)
-            continue
-        yield _checked(Record(source, value, fields=obj, replaced=replaced))
+def _jsonl_record(source: str, data: bytes | None, encoding: str, key: str) -> Record:
+    if data is None:
+        return Record(source, None, f"record longer than {MAX_RECORD} bytes")
+    if not data.strip():
+        return Record(source, None, "empty line, not a JSON object")
+    line, error, replaced = _text(data, encoding)
+    if error:
+        return Record(source, None, error)
+    try:
+        obj = json.loads(line)
+    except ValueError as e:
+        return Record(source, None, f"malformed JSON ({e})")
+    except RecursionError:
+        return Record(source, None, "malformed JSON (nested too deeply)")
+    if not isinstance(obj, dict):
+        return Record(source, None, f"a JSON {type(obj).__name__}, not an object")
+    if key not in obj:
+        return Record(source, None, f"field {key!r} is missing", fields=obj)
+    value = obj.pop(key)
+    if not isinstance(value, str):
+        return Record(source, None, f"field {key!r} is not a string ({type(value).__name__})", fields=obj)
+    if "\0" in value:
+        return Record(source, None, "binary data (contains NUL characters), not text", fields=obj)
+    return _checked(Record(source, value, fields=obj, replaced=replaced))
+
+
+Item = Lines | list[Record]  # what is scored at once: a block of lines, or records the reader parsed (CSV)
+
+
+def records_of(item: Item, fmt: str, encoding: str, key: str = "text") -> list[Record]:
+    """The records of a block of ``--lines`` (one review per line) or ``--jsonl`` lines (one
+    JSON object per line, the review in its string field ``key``, the other fields carried);
+    CSV records come parsed."""
+    if not isinstance(item, Lines):
+        return item
+    name = item.name
+    if fmt == JSONL:
+        return [_jsonl_record(f"{name}:{number}", data, encoding, key) for number, data in _lines(item)]
+    return [_line_record(f"{name}:{number}", data, encoding) for number, data in _lines(item)]
 
 
 def _csv_lines(f: BinaryIO, encoding: str) -> Iterator[str]:
     """Decoded lines with their newline, for the csv module; a line over ``MAX_RECORD`` is
     cut just past the field size limit, so that the csv module reports it and goes on with
     the next line (memory stays bounded)."""
-    for _, data in _lines(f):
+    for _, data in (line for block in line_blocks(f, "") for line in _lines(block)):
         if data is None:
             yield "x" * (MAX_RECORD + 1) + "\n"
         else:
@@ -167,12 +215,24 @@ def read_csv(f: BinaryIO, name: str, encoding: str, column: str) -> Iterator[Rec
         yield _checked(Record(source, text, replaced="\ufffd" in text))
 
 
+CSV_ITEM = 1024  # CSV records sent to be scored at once
+
+
+def read_items(f: BinaryIO, name: str, fmt: str, encoding: str, key: str = "text") -> Iterator[Item]:
+    """An open file in format ``fmt`` as items to score: blocks of whole lines, which are parsed
+    into records where they are scored, or lists of CSV records (a quoted field may hold a
+    newline, so CSV is parsed as it is read). ``records_of`` gives the records of an item."""
+    if fmt in (LINES, JSONL):
+        yield from line_blocks(f, name)
+    elif fmt == CSV:
+        records = read_csv(f, name, encoding, key)
+        while batch := list(islice(records, CSV_ITEM)):
+            yield batch
+    else:
+        raise ValueError(f"unknown record format {fmt!r}; choose from {', '.join(FORMATS)}")
+
+
 def read_records(f: BinaryIO, name: str, fmt: str, encoding: str, key: str = "text") -> Iterator[Record]:
     """The records of an open file in format ``fmt`` (``key``: the JSON field or CSV column)."""
-    if fmt == LINES:
-        return read_lines(f, name, encoding)
-    if fmt == JSONL:
-        return read_jsonl(f, name, encoding, key)
-    if fmt == CSV:
-        return read_csv(f, name, encoding, key)
-    raise ValueError(f"unknown record format {fmt!r}; choose from {', '.join(FORMATS)}")
+    for item in read_items(f, name, fmt, encoding, key):
+        yield from records_of(item, fmt, encoding, key)

@@ -207,3 +207,41 @@ def test_review_scorer_in_ray_data_and_as_a_batch_function(lines_file):
     got = dict((int(r["id"]), float(r["probability"])) for r in rows)
     assert len(got) == 600 and [got[i] for i in range(600)] == [float(p) for p in want]
     assert {r["label"] for r in rows} <= {"positive", "negative"}
+
+
+def test_line_blocks_cut_any_file_into_the_lines_a_plain_split_gives(monkeypatch):
+    """Blocks of whole lines, read a few bytes at a time, give every line once, numbered, with
+    the lines over MAX_RECORD (skipped as they are read) marked, whatever the file's shape."""
+    import io
+    import random
+
+    from runtime import records
+
+    monkeypatch.setattr(records, "BLOCK", 7)
+    monkeypatch.setattr(records, "MAX_RECORD", 10)
+    rng = random.Random(3)
+    for _ in range(3000):
+        lines = [bytes(rng.choice(b"ab \r") for _ in range(rng.choice([0, 1, 3, 6, 9, 10, 11, 15, 30])))
+                 for _ in range(rng.randrange(0, 12))]
+        data = b"\n".join(lines) + rng.choice([b"", b"\n"])
+        want = data.split(b"\n")
+        if data.endswith(b"\n") or not data:
+            want.pop()
+        want = [(i + 1, None if len(line) > 10 else line) for i, line in enumerate(want)]
+        blocks = list(records.line_blocks(io.BytesIO(data), "f", size=16))
+        assert [line for b in blocks for line in records._lines(b)] == want, data
+        assert all(len(b.data) <= 16 + 7 + 10 for b in blocks)
+
+
+def test_workers_render_what_one_process_renders_with_a_band_and_csv(lines_file, tmp_path):
+    """Workers parse, score and render their own records: the uncertainty band and CSV records
+    (parsed by the reading process) come out byte for byte as in one process."""
+    texts = lines_file.read_text(encoding="utf-8").splitlines()[:1500]
+    source = tmp_path / "reviews.csv"
+    source.write_text("id,text\n" + "".join(f'{i},"{t.replace(chr(34), chr(34) * 2)}"\n' for i, t in enumerate(texts)),
+                      encoding="utf-8")
+    one = classify("--csv", "--uncertain", "0.3:0.7", source)
+    two = classify("--csv", "--uncertain", "0.3:0.7", "--jobs", "2", source)
+    assert one.returncode == two.returncode == 0, two.stderr
+    assert two.stdout == one.stdout and len(one.stdout.splitlines()) == 1500
+    assert "uncertain\t" in one.stdout
