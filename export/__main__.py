@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -30,13 +31,40 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+class _Interrupt:
+    """Remembers a Ctrl-C. Python raises ``KeyboardInterrupt`` wherever the main thread is, and
+    TensorFlow's C++ code may turn it into another exception on the way out (a bare ``TypeError``
+    from ``nest.flatten``, seen in CI): after a Ctrl-C, whatever ends the export is the interruption."""
+
+    seen = False
+
+    @classmethod
+    def handler(cls, signum, frame) -> None:
+        cls.seen = True
+        raise KeyboardInterrupt
+
+    @classmethod
+    def check(cls) -> None:
+        """Raise ``KeyboardInterrupt`` if a Ctrl-C came: an error seen since may be its echo."""
+        if cls.seen:
+            raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.default_int_handler:  # not when Ctrl-C is ignored (nohup, background jobs)
+        signal.signal(signal.SIGINT, _Interrupt.handler)
     try:
         return _export(args)
-    except KeyboardInterrupt:
+    except BaseException as e:
+        if not (_Interrupt.seen or isinstance(e, KeyboardInterrupt)):
+            raise
         print(f"interrupted; nothing was published to {args.out}", file=sys.stderr)
         return exitcodes.INTERRUPTED
+    finally:
+        if previous is signal.default_int_handler:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -60,9 +88,11 @@ def _export(args: argparse.Namespace) -> int:
             test_limit=args.test_limit,
         )
     except (CorpusError, ModelDirError, ValueError) as e:
+        _Interrupt.check()
         print(f"error: {e}", file=sys.stderr)
         return exitcodes.UNUSABLE
     except ValidationError as e:
+        _Interrupt.check()
         print(f"error: {e}; nothing was published to {args.out}", file=sys.stderr)
         return exitcodes.CHECK_FAILED
     print(f"bundle {args.out}: {len(manifest.artifacts)} artifacts validated "

@@ -177,3 +177,31 @@ def test_ctrl_c_during_export_is_one_line_and_leaves_nothing(small_model, tmp_pa
     assert proc.returncode == 130 and "Traceback" not in err, (proc.returncode, inherited, err[-500:])
     assert err.strip().splitlines()[-1] == f"interrupted; nothing was published to {out}"
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_that_native_code_turns_into_another_error_is_still_an_interruption(monkeypatch, capsys, tmp_path):
+    """TensorFlow's C++ code can turn the KeyboardInterrupt raised inside it into a bare
+    TypeError (seen in CI): after a Ctrl-C, whatever ends the export is the interruption."""
+    import signal
+
+    import export.__main__ as cli
+
+    def interrupted_inside_native_code(args):
+        try:
+            signal.getsignal(signal.SIGINT)(signal.SIGINT, None)  # what Ctrl-C runs
+        except KeyboardInterrupt:
+            raise TypeError() from None
+
+    monkeypatch.setattr(cli._Interrupt, "seen", False)
+    monkeypatch.setattr(cli, "_export", interrupted_inside_native_code)
+    assert cli.main([str(tmp_path / "model"), "--out", str(tmp_path / "bundle")]) == 130
+    assert capsys.readouterr().err.strip() == f"interrupted; nothing was published to {tmp_path / 'bundle'}"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    def broken(args):
+        raise TypeError("a real bug")
+
+    monkeypatch.setattr(cli._Interrupt, "seen", False)
+    monkeypatch.setattr(cli, "_export", broken)
+    with pytest.raises(TypeError, match="a real bug"):
+        cli.main([str(tmp_path / "model"), "--out", str(tmp_path / "bundle")])
