@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         clfs, keras_ref, tutorial, lat_texts, s)
     result["throughput"] = measure.batch_throughput(clfs, keras_ref, lat_texts, s)
     result["explanation_cost"] = measure.explanation_cost(clfs[default_key], lat_texts, s)
+    fitted_peers: dict = {}
     if with_peers:
         from benchmarks import peer_models
 
@@ -109,10 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         held = set(model_dir.splits["validation_ids"])
         result["peers"] = peer_models.measure(train.texts, np.asarray(train.labels),
                                               np.array([i in held for i in train.ids]), acc_texts, labels,
-                                              lat_texts, s.repeats)
+                                              lat_texts, s.repeats, fitted_peers)
     with tempfile.TemporaryDirectory() as work:
         result["volume"] = volume.measure(all_review_texts(data.resolve(args.data)), bundle.root, model_dir,
-                                          Path(work), s.volume_reviews, s.keras_volume_reviews)
+                                          Path(work), s.volume_reviews, s.keras_volume_reviews, fitted_peers)
     with staging_dir(args.out) as stage:
         median_review = sorted(lat_texts, key=len)[len(lat_texts) // 2]
         review = stage / "review.txt"

@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from benchmarks.peer_models import bulk_rate
 from benchmarks.peers import LookupFloor
 from runtime.bulk import LOCAL_ONLY
 from train.model_dir import ModelDir
@@ -157,8 +158,9 @@ def keras_rate(texts: list[str], model_dir: ModelDir, batch: int = 256) -> float
 
 
 def measure(texts: Iterable[str], bundle: Path, model_dir: ModelDir, work: Path, limit: int | None,
-            keras_reviews: int) -> dict:
-    """The whole volume section."""
+            keras_reviews: int, peers: dict | None = None) -> dict:
+    """The whole volume section (``peers``: fitted desktop peers by name, whose own batch calls
+    are timed over the same reviews)."""
     lines = work / "reviews.txt"
     n = write_lines_file(texts, lines, limit)
     corpus = lines.read_text(encoding="utf-8").splitlines()
@@ -174,11 +176,13 @@ def measure(texts: Iterable[str], bundle: Path, model_dir: ModelDir, work: Path,
                 lines, [*common, "--ray", "--jobs", str(RAY_WORKERS)], work / "ray.txt", cluster.env)
     floor = floor_rate(corpus, model_dir)
     keras = keras_rate(corpus[:keras_reviews], model_dir)
+    peer_rates = {name: bulk_rate(peer, corpus) for name, peer in (peers or {}).items()}
     single = runs["--jobs 1"]["reviews_per_s"]
     result = {
         "reviews": n, "file_bytes": lines.stat().st_size, "runs": runs, "ray_cluster_start_s": cluster_start,
         "ray": "measured" if cluster_start is not None else "skipped: ray is not installed (pip install '.[ray]')",
         "lookup_floor_reviews_per_s": floor, "keras_predict_256_reviews_per_s": keras, "keras_reviews": keras_reviews,
+        "peers_reviews_per_s": peer_rates,
         "identical_outputs": len({r["output_sha256"] for r in runs.values()}) == 1,
         "jobs2_over_jobs1": runs["--jobs 2"]["reviews_per_s"] / single,
         "single_over_floor_target": single / (floor / 1.5),
@@ -215,6 +219,8 @@ def plot(volume: dict, path: Path) -> None:
                label="goal for one process: 1 / (1.5 x look-up floor)")
     ax.axhline(volume["keras_predict_256_reviews_per_s"], color="tab:orange", linestyle="-.",
                label="Keras predict, batch 256 (one process)")
+    for (name, rate), color in zip(volume.get("peers_reviews_per_s", {}).items(), ("tab:purple", "tab:brown")):
+        ax.axhline(rate, color=color, linestyle=":", label=f"{name} (one process, in memory)")
     ax.set_xticks([1, 2])
     ax.set_xlabel("workers")
     ax.set_ylabel("reviews per second")
@@ -234,6 +240,8 @@ def table(volume: dict) -> str:
     rows.append(f"| look-up floor (no model, one process) | {volume['lookup_floor_reviews_per_s']:,.0f} | | | |")
     rows.append(f"| Keras `predict`, batch 256 ({volume['keras_reviews']:,} reviews) | "
                 f"{volume['keras_predict_256_reviews_per_s']:,.0f} | | | |")
+    for name, rate in volume.get("peers_reviews_per_s", {}).items():
+        rows.append(f"| {name}: its batch call on the same reviews, in memory (one process) | {rate:,.0f} | | | |")
     return "\n".join(rows)
 
 

@@ -86,3 +86,23 @@ def test_quick_mode_writes_every_section(small_bundle, small_model, tmp_path):
     assert "## Explanations" in md and "| ECE |" in md
     for png in ("latency.png", "accuracy_size.png", "throughput.png", "volume.png", "reliability.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_peers_bulk_rates_use_their_batch_call_in_bounded_chunks_and_show_in_the_volume_table():
+    from benchmarks import peer_models, volume
+
+    class Peer:
+        def __init__(self):
+            self.calls = []
+
+        def probabilities(self, texts):
+            self.calls.append(len(texts))
+            return np.zeros(len(texts))
+
+    peer = Peer()
+    assert peer_models.bulk_rate(peer, ["a review"] * 25_000) > 0
+    assert peer.calls == [10_000, 10_000, 5_000]
+    v = {"runs": {}, "lookup_floor_reviews_per_s": 40_000.0, "keras_reviews": 256,
+         "keras_predict_256_reviews_per_s": 4_000.0, "peers_reviews_per_s": {peer_models.FASTTEXT: 12_345.6}}
+    assert f"| {peer_models.FASTTEXT}: its batch call on the same reviews, in memory (one process) | 12,346 |" \
+        in volume.table(v)
