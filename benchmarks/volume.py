@@ -206,7 +206,7 @@ def plot(volume: dict, path: Path) -> None:
     from train.plotting import pyplot, save
 
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(8, 4.6))
+    fig, ax = plt.subplots(figsize=(9, 6))
     procs = [(workers_of(k), r["reviews_per_s"]) for k, r in volume["runs"].items() if k.startswith("--jobs")]
     ax.plot(*zip(*procs), "o-", color="tab:blue", label="runtime.classify --jobs N (processes)")
     for k, r in volume["runs"].items():
@@ -227,7 +227,7 @@ def plot(volume: dict, path: Path) -> None:
     ax.set_ylim(0, None)
     ax.set_title(f"Volume: {volume['reviews']:,} reviews in one lines file")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)  # below: no line hidden
     save(fig, path)
 
 
