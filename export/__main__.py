@@ -52,6 +52,7 @@ class _Interrupt:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    _Interrupt.seen = False
     previous = signal.getsignal(signal.SIGINT)
     if previous is signal.default_int_handler:  # not when Ctrl-C is ignored (nohup, background jobs)
         signal.signal(signal.SIGINT, _Interrupt.handler)

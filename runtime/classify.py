@@ -166,10 +166,9 @@ def classify_files(clf: Classifier, names: list[str], encoding: str, emit, fail)
     flush()
 
 
-def _items(names: list[str], args: argparse.Namespace) -> Iterator[Item]:
+def _items(names: list[str], args: argparse.Namespace, key: str) -> Iterator[Item]:
     """The items of every file in turn (see ``runtime.records.read_items``); a file that
     cannot be read is one error record."""
-    key = args.field if args.format == JSONL else args.column
     for name in names:
         try:
             f = open_input(name)
@@ -189,7 +188,7 @@ def classify_records(clf: Classifier, args: argparse.Namespace, options: OutputO
     """Every record of every file, scored and rendered in order (in ``--jobs`` processes or on Ray)."""
     key = args.field if args.format == JSONL else args.column
     job = bulk.Job(bulk.ScorerSpec.of(clf), args.format, args.encoding, key, options)
-    items = _items(args.files, args)
+    items = _items(args.files, args, key)
     if args.ray:
         return bulk.score(items, job, clf, ray_workers=args.jobs or 0)
     return bulk.score(items, job, clf, bulk.jobs_count(1 if args.jobs is None else args.jobs))
@@ -247,8 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     model = clf.bundle.manifest.recipe or str(clf.bundle.root)
     progress = _Progress()
 
-    options = OutputOptions(args.json, bool(args.format), args.encoding, model, clf.artifact, clf.engine,
-                            args.explain, args.uncertain)
+    options = OutputOptions(args.json, bool(args.format), args.encoding, model, args.explain)
     renderer = Renderer(clf, options)
 
     def write(out: TextIO, text: str, errors: list[str], bad: bool, count: int = 1) -> None:

@@ -230,9 +230,3 @@ def read_items(f: BinaryIO, name: str, fmt: str, encoding: str, key: str = "text
             yield batch
     else:
         raise ValueError(f"unknown record format {fmt!r}; choose from {', '.join(FORMATS)}")
-
-
-def read_records(f: BinaryIO, name: str, fmt: str, encoding: str, key: str = "text") -> Iterator[Record]:
-    """The records of an open file in format ``fmt`` (``key``: the JSON field or CSV column)."""
-    for item in read_items(f, name, fmt, encoding, key):
-        yield from records_of(item, fmt, encoding, key)

@@ -27,16 +27,14 @@ class Result:
 
 @dataclass(frozen=True)
 class OutputOptions:
-    """How results are written (from the command line, and what it loaded)."""
+    """How results are written, from the command line. What the classifier is (artifact, engine,
+    uncertainty band) is read from the classifier a ``Renderer`` holds."""
 
     json: bool
     records: bool  # --lines, --jsonl or --csv: sources are file:line, errors are output records too
     encoding: str
-    model: str  # the manifest's recipe, or the bundle's path
-    artifact: str
-    engine: str
+    model: str  # the manifest's recipe, or the bundle's path, as the command named it
     explain: int | None = None
-    uncertain: tuple[float, float] | None = None
 
 
 def warnings(replaced: bool, known: int, encoding: str) -> list[str]:
@@ -85,10 +83,10 @@ class Renderer:
         if o.json:
             where = {"source": r.name} if o.records else {"file": r.name}
             record = {**r.fields, **where, "label": p.label, "probability": round(p.probability, 6),
-                      "known_words": p.known_words, "model": o.model, "artifact": o.artifact,
-                      "engine": o.engine, "warnings": r.warnings}
-            if o.uncertain is not None:
-                record["uncertain_band"] = list(o.uncertain)
+                      "known_words": p.known_words, "model": o.model, "artifact": self.clf.artifact,
+                      "engine": self.clf.engine, "warnings": r.warnings}
+            if self.clf.uncertain is not None:
+                record["uncertain_band"] = list(self.clf.uncertain)
             if explanation is not None:
                 record["explanation"] = explanation.to_json()
             return json.dumps(record, ensure_ascii=False) + "\n", errors, False
