@@ -184,7 +184,7 @@ class Classifier:
         no probability changes.
         """
         for i in range(0, len(texts), BATCH):
-            rows = [self._encode_one(t) for t in texts[i : i + BATCH]]
+            rows = self.encoder.model_input_rows(texts[i : i + BATCH])
             order = np.arange(len(rows))
             if self.encoder.word_ids:
                 order = np.argsort(np.fromiter(map(len, rows), dtype=np.int64, count=len(rows)), kind="stable")

@@ -15,6 +15,11 @@ that chunk alone, so the memo is exact, and a review costs little more than
 ``lower().split()`` plus one dictionary look-up per distinct chunk. The memo is bounded in
 entries and in characters (a chunk longer than any word is never kept): once full it stops
 growing, which changes speed, never results.
+
+Many reviews at once (``model_input_rows``, what batches and bulk scoring use) take another
+road to the same ids: reviews whose tokens are ASCII are tokenized together in numpy
+(``runtime.block_tokens``), which gives each review's token ids exactly as the memo does, at a
+fraction of the cost.
 """
 
 from __future__ import annotations
@@ -28,12 +33,14 @@ from itertools import chain, repeat
 import numpy as np
 
 from runtime import text as _text
+from runtime.block_tokens import WordTable, ascii_form, block_token_ids
 from runtime.vocab import PAD_ID, START_ID, UNK_ID, Vocabulary
 
 MULTI_HOT = "multi_hot"
 SEQUENCE = "sequence"
 NGRAM = "ngram"
 FAMILIES = (MULTI_HOT, SEQUENCE, NGRAM)
+_START = np.array([START_ID], dtype=np.uint32)
 
 
 MEMO_CHUNK_CHARS = 100  # longer chunks (rare: no word is that long) are never kept
@@ -42,6 +49,8 @@ MEMO_SIZE = 400_000  # the most chunks a memo keeps (all 236k distinct chunks of
 # A bulk worker's memo (worker processes, Ray actors, ReviewScorer): on the archive's 100,000
 # reviews (575k distinct chunks) it scored as fast as MEMO_SIZE and held about 30 MiB less.
 BULK_MEMO_SIZE = 200_000
+BLOCK_CHARS = 1 << 16  # the most review text tokenized in one block: its arrays stay in a core's cache
+MIN_BLOCK = 4  # fewer reviews than this go through the memo (a block's numpy calls cost more)
 
 
 class _ChunkMemo(dict):
@@ -82,8 +91,12 @@ def pad_word_ids(rows: Sequence[np.ndarray]) -> np.ndarray:
     return batch
 
 
-class _Memoized:
-    """An encoder that reads chunk -> ids through a bounded memo (``_ChunkMemo``)."""
+class _TokenEncoder:
+    """An encoder that reads chunk -> ids through a bounded memo (``_ChunkMemo``) one review
+    at a time, and tokenizes reviews whose tokens are ASCII in blocks when given many."""
+
+    vocab: Vocabulary
+    _word_table: WordTable | None = None
 
     def _start_memo(self, compute, size: int) -> None:
         self._memo = _ChunkMemo(compute, size)
@@ -94,8 +107,53 @@ class _Memoized:
         smaller one: ``BULK_MEMO_SIZE``)."""
         self._start_memo(self._memo._compute, size)
 
+    def model_input(self, text: str) -> np.ndarray:
+        raise NotImplementedError
 
-class MultiHotEncoder(_Memoized):
+    def _from_token_ids(self, ids: np.ndarray) -> np.ndarray:
+        """``model_input`` from a review's token ids (uint32, ``<unk>`` outside the vocabulary)."""
+        raise NotImplementedError
+
+    def model_input_rows(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """``model_input`` of each text, equal array for array. Reviews whose tokens are ASCII
+        are tokenized together in blocks of up to ``BLOCK_CHARS`` characters
+        (``runtime.block_tokens``), so a block's arrays stay small whatever the reviews; the
+        others (and longer reviews, and batches of fewer than ``MIN_BLOCK``) one at a time."""
+        if len(texts) < MIN_BLOCK:
+            return [self.model_input(t) for t in texts]
+        rows: list = [None] * len(texts)
+        block: list[int] = []
+        forms: list[str] = []
+        chars = 0
+        for i, text in enumerate(texts):
+            form = ascii_form(text)
+            if form is None or len(form) > BLOCK_CHARS:
+                rows[i] = self.model_input(text)
+                continue
+            if block and chars + len(form) > BLOCK_CHARS:
+                self._block_rows(block, forms, rows)
+                block, forms, chars = [], [], 0
+            block.append(i)
+            forms.append(form)
+            chars += len(form)
+        if block:
+            self._block_rows(block, forms, rows)
+        return rows
+
+    def _block_rows(self, block: list[int], forms: list[str], rows: list) -> None:
+        if self._word_table is None:
+            self._word_table = WordTable(self.vocab)  # built once, on the first block
+        ids, counts = block_token_ids(forms, self._word_table, self.vocab.index.get)
+        for i, row in zip(block, self._block_inputs(ids, counts)):
+            rows[i] = row
+
+    def _block_inputs(self, ids: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
+        """``model_input`` of each review of a block, from all their token ids and each one's count."""
+        ends = np.cumsum(counts).tolist()
+        return [self._from_token_ids(ids[end - n : end]) for n, end in zip(counts.tolist(), ends)]
+
+
+class MultiHotEncoder(_TokenEncoder):
     """Multi-hot bag of words over a vocabulary; a review is the set of its word ids.
 
     The tokenizer never produces a reserved token (``<`` and ``>`` are tokens of their
@@ -140,9 +198,12 @@ class MultiHotEncoder(_Memoized):
         """
         return self._sorted(self._id_set(text))
 
+    def _from_token_ids(self, ids: np.ndarray) -> np.ndarray:
+        return np.unique(ids[ids != UNK_ID]).astype(np.int32)
+
     def model_inputs(self, texts: Sequence[str]) -> np.ndarray:
         """A batch of reviews' word ids, padded with 0 (see ``pad_word_ids``)."""
-        return pad_word_ids([self.model_input(t) for t in texts])
+        return pad_word_ids(self.model_input_rows(texts))
 
     def model_input_stream(self, pieces: Iterable[str]) -> np.ndarray:
         """``model_input`` of one text given in pieces (memory bounded by the vocabulary)."""
@@ -157,12 +218,12 @@ class MultiHotEncoder(_Memoized):
     def keras_inputs(self, texts: Sequence[str]) -> np.ndarray:
         """The dense ``(len(texts), vocab_size)`` float32 multi-hot rows Keras trains on."""
         batch = np.zeros((len(texts), self.vocab_size), dtype=np.float32)
-        for row, text in zip(batch, texts):
-            row[self.model_input(text)] = 1.0
+        for row, ids in zip(batch, self.model_input_rows(texts)):
+            row[ids] = 1.0
         return batch
 
 
-class SequenceEncoder(_Memoized):
+class SequenceEncoder(_TokenEncoder):
     """Token ids in order, for Embedding + LSTM models.
 
     A review becomes ``<start>`` followed by each token's id (``<unk>`` for a word outside
@@ -207,12 +268,13 @@ class SequenceEncoder(_Memoized):
         """One review's ``(length,)`` int32 row."""
         return self._row(self.token_ids(text))
 
+    def _from_token_ids(self, ids: np.ndarray) -> np.ndarray:
+        return self._row(np.concatenate((_START, ids[-self.length :])))
+
     def model_inputs(self, texts: Sequence[str]) -> np.ndarray:
         """A ``(len(texts), length)`` int32 batch."""
-        batch = np.zeros((len(texts), self.length), dtype=np.int32)
-        for i, text in enumerate(texts):
-            batch[i] = self.model_input(text)
-        return batch
+        rows = self.model_input_rows(texts)
+        return np.stack(rows) if rows else np.zeros((0, self.length), dtype=np.int32)
 
     keras_inputs = model_inputs
 
@@ -233,6 +295,7 @@ class SequenceEncoder(_Memoized):
 NGRAM_HASH = "fibonacci64-v1"
 BIGRAM_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 _HIGH_BITS = np.uint64(32)
+_LOW_BITS = np.uint64(0xFFFFFFFF)
 _TOKEN_BYTES = np.dtype("<u4")
 _pack_id = struct.Struct("<I").pack
 _PACK_IDS = [struct.Struct(f"<{n}I").pack for n in range(16)]  # n token ids as bytes, prepared once
@@ -259,7 +322,7 @@ def bigram_ids(left: np.ndarray, right: np.ndarray, vocab_size: int, buckets: in
     return h
 
 
-class NgramEncoder(_Memoized):
+class NgramEncoder(_TokenEncoder):
     """Word unigrams and hashed token bigrams: the inputs of a linear model over a table.
 
     A review's features are its distinct token ids (unigrams, exact: ``0 .. vocab_size - 1``)
@@ -340,9 +403,28 @@ class NgramEncoder(_Memoized):
         """The distinct unigram and bigram ids of ``text``, int32, ascending."""
         return self._features(self._token_ids(text))
 
+    def _from_token_ids(self, ids: np.ndarray) -> np.ndarray:
+        return self._features(ids)
+
+    def _block_inputs(self, ids: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
+        """``_features`` of every review of a block at once: each feature id is keyed by its
+        review's position (``position << 32 | id``), so one sort of the block's keys orders
+        every review's ids and puts its duplicates side by side."""
+        position = np.repeat(np.arange(len(counts), dtype=np.uint64), counts)
+        same = position[:-1] == position[1:]  # two consecutive tokens of one review
+        bigrams = bigram_ids(ids[:-1][same], ids[1:][same], self.vocab_size, self.buckets)
+        keys = np.concatenate((position << _HIGH_BITS | ids, position[:-1][same] << _HIGH_BITS | bigrams))
+        keys.sort()
+        distinct = np.ones(len(keys), dtype=bool)
+        np.not_equal(keys[1:], keys[:-1], out=distinct[1:])
+        keys = keys[distinct]
+        per_review = np.bincount((keys >> _HIGH_BITS).astype(np.intp), minlength=len(counts))
+        values = (keys & _LOW_BITS).astype(np.int32)
+        return [values[end - n : end] for n, end in zip(per_review.tolist(), np.cumsum(per_review).tolist())]
+
     def model_inputs(self, texts: Sequence[str]) -> np.ndarray:
         """A batch of reviews' ids, padded with 0 (see ``pad_word_ids``)."""
-        return pad_word_ids([self.model_input(t) for t in texts])
+        return pad_word_ids(self.model_input_rows(texts))
 
     keras_inputs = model_inputs
 

@@ -61,13 +61,18 @@ def settings() -> dict:
     return {"name": TOKENIZER_NAME, "version": TOKENIZER_VERSION}
 
 
-def chunks(text: str) -> list[str]:
-    """Lowercase ``text``, drop HTML line breaks and split it on whitespace."""
+def normalized(text: str) -> str:
+    """``text`` lowercased, with HTML line breaks turned into spaces."""
     text = text.lower()
     if "<br" in text:
         for br in _BREAKS:
             text = text.replace(br, " ")
-    return text.split()
+    return text
+
+
+def chunks(text: str) -> list[str]:
+    """Lowercase ``text``, drop HTML line breaks and split it on whitespace."""
+    return normalized(text).split()
 
 
 def _fold_unicode(chunk: str) -> str:
