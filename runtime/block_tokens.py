@@ -124,9 +124,11 @@ def ascii_form(text: str) -> str | None:
     if normalized.isascii():
         return normalized
     chunks = normalized.split()
-    tokens = {chunk: " ".join(_text.chunk_tokens(chunk)) for chunk in set(filterfalse(str.isascii, chunks))}
-    if not all(map(str.isascii, tokens.values())):
-        return None
+    tokens = {}
+    for chunk in set(filterfalse(str.isascii, chunks)):
+        tokens[chunk] = " ".join(_text.chunk_tokens(chunk))
+        if not tokens[chunk].isascii():
+            return None  # at the first such chunk: a review in another script costs no more
     return " ".join(map(tokens.get, chunks, chunks))
 
 
