@@ -13,10 +13,10 @@ the same tokenizer runs over a whole block of reviews as array operations:
 * a word is a run of letters and digits, joined across single joiners (the apostrophe) that
   have a letter or digit on both sides, as ``TOKEN_RE``'s word pattern matches; every other
   byte that is not whitespace is a token of its own;
-* a token of up to 16 bytes is its own key (its bytes packed into two integers, and its
-  length), found in an open-addressing table of the vocabulary's tokens by comparing keys,
-  so two different tokens can never be confused; a longer token (rare) is looked up in the
-  vocabulary's dictionary.
+* a token of up to 16 bytes is its own key (its bytes packed into two integers), found in
+  an open-addressing table of the vocabulary's tokens by comparing keys, so two different
+  tokens can never be confused (see ``WordTable``); a longer token (rare) is looked up in
+  the vocabulary's dictionary.
 
 The ids are those ``vocab.index.get(token, UNK_ID)`` gives for each token of
 ``text.tokenize``; tests check it on the corpus and on random strings of all 128 ASCII
@@ -64,53 +64,61 @@ def pack(tokens: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
 
 
 class WordTable:
-    """The vocabulary's ASCII tokens of at most ``KEY_BYTES`` bytes, keyed by their bytes and
-    length (exact: a key is the token itself), in an open-addressing table with linear probing."""
+    """The vocabulary's ASCII tokens of at most ``KEY_BYTES`` bytes without a NUL, keyed by
+    their bytes, in an open-addressing table with linear probing.
+
+    A key is the token's bytes padded with NULs, so two tokens share a key only if they differ
+    by trailing NULs. The tokenizer's only token with a NUL is the NUL character alone (a word
+    is letters, digits and joiners), and the table holds no token with one, so a key found is
+    the token itself; the NUL token is looked up in the dictionary. A key whose first half is 0
+    marks an empty slot (no token in the table starts with a NUL).
+    """
 
     def __init__(self, vocab: Vocabulary):
         size = 1 << _TABLE_BITS
         self._mask = size - 1
-        self.length = np.zeros(size, dtype=np.uint8)  # 0: an empty slot (no token is empty)
         self.key1 = np.zeros(size, dtype=np.uint64)
         self.key2 = np.zeros(size, dtype=np.uint64)
         self.ids = np.full(size, UNK_ID, dtype=np.uint32)
         entries = [(i, t.encode("ascii")) for i, t in enumerate(vocab.tokens)
-                   if t.isascii() and 0 < len(t) <= KEY_BYTES]
+                   if t.isascii() and 0 < len(t) <= KEY_BYTES and "\0" not in t]
         if not entries:
             return
         ids = np.array([i for i, _ in entries], dtype=np.uint32)
-        lengths = np.array([len(t) for _, t in entries], dtype=np.uint8)
         key1, key2 = pack([t for _, t in entries])
         slots = self._slots(key1, key2)
         pending = np.arange(len(entries))
         while len(pending):  # each round places, per free slot, the first token probing it
             s = slots[pending]
-            free = self.length[s] == 0
+            free = self.key1[s] == 0
             taken, first = np.unique(s[free], return_index=True)
             placed = pending[free][first]
-            self.length[taken], self.key1[taken], self.key2[taken], self.ids[taken] = (
-                lengths[placed], key1[placed], key2[placed], ids[placed])
+            self.key1[taken], self.key2[taken], self.ids[taken] = key1[placed], key2[placed], ids[placed]
             left = np.ones(len(pending), dtype=bool)
             left[np.flatnonzero(free)[first]] = False
             pending = pending[left]
-            moved = pending[self.length[slots[pending]] != 0]
+            moved = pending[self.key1[slots[pending]] != 0]
             slots[moved] = (slots[moved] + 1) & self._mask
 
     @staticmethod
     def _slots(key1: np.ndarray, key2: np.ndarray) -> np.ndarray:
         return ((key1 * _MIX1 + key2 * _MIX2) >> np.uint64(64 - _TABLE_BITS)).astype(np.intp)
 
-    def lookup(self, key1: np.ndarray, key2: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        """The id of each key (``UNK_ID`` for a token outside the table), uint32."""
-        out = np.full(len(key1), UNK_ID, dtype=np.uint32)
-        todo = np.arange(len(key1))
+    def lookup(self, key1: np.ndarray, key2: np.ndarray) -> np.ndarray:
+        """The id of each key (``UNK_ID`` for a token outside the table), uint32. Most keys
+        are settled by the first probe; the rest probe on, a shrinking set at a time."""
         slots = self._slots(key1, key2)
+        found = self.key1[slots]
+        hit = (found == key1) & (self.key2[slots] == key2)
+        out = np.where(hit, self.ids[slots], np.uint32(UNK_ID))
+        todo = np.flatnonzero(~hit & (found != 0))  # occupied by another token: probe the next slot
+        slots, key1, key2 = (slots[todo] + 1) & self._mask, key1[todo], key2[todo]
         while len(todo):
-            found = self.length[slots]
-            hit = (found == lengths) & (self.key1[slots] == key1) & (self.key2[slots] == key2)
+            found = self.key1[slots]
+            hit = (found == key1) & (self.key2[slots] == key2)
             out[todo[hit]] = self.ids[slots[hit]]
-            go = ~hit & (found != 0)  # occupied by another token: probe the next slot
-            todo, slots, key1, key2, lengths = todo[go], (slots[go] + 1) & self._mask, key1[go], key2[go], lengths[go]
+            go = ~hit & (found != 0)
+            todo, slots, key1, key2 = todo[go], (slots[go] + 1) & self._mask, key1[go], key2[go]
         return out
 
 
@@ -158,10 +166,12 @@ def block_token_ids(texts: Sequence[str], table: WordTable,
     windows = np.ndarray((len(data) - 7,), dtype="<u8", buffer=data, strides=(1,))
     key1 = windows[starts] & _MASKS[np.minimum(lengths, 8)]
     key2 = windows[starts + 8] & _MASKS[np.clip(lengths - 8, 0, 8)]
-    ids = table.lookup(key1.astype(np.uint64), key2.astype(np.uint64), lengths.astype(np.uint8))
+    key1 = key1.astype(np.uint64)
+    ids = table.lookup(key1, key2.astype(np.uint64))
     for j in np.flatnonzero(lengths > KEY_BYTES).tolist():
         start = int(starts[j])
         ids[j] = get(joined[start : start + int(lengths[j])], UNK_ID)
+    ids[key1 == 0] = get("\0", UNK_ID)  # the NUL character, a token of its own
     text_starts = np.zeros(len(texts) + 1, dtype=np.intp)
     np.cumsum(np.fromiter(map(len, texts), dtype=np.intp, count=len(texts)) + 1, out=text_starts[1:])
     return ids, np.diff(np.searchsorted(starts, text_starts))

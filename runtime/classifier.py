@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +24,13 @@ from runtime.backends import ENGINES, Backend, engine_version, installed_engines
 from runtime.bundle import DEFAULT_THRESHOLD, LABELS, Bundle, BundleError, open_bundle
 from runtime.explain import Explanation, explain_linear, explain_occlusion
 from runtime.features import NGRAM, Encoder, pad_word_ids
-from runtime.temperature import tempered, tempered_all
+from runtime.temperature import tempered
 
 DEFAULT_BUNDLE = Path(__file__).parent / "default_bundle"
 BATCH = 1000  # reviews encoded at once by predict_proba: bounds memory for any batch
 RUN_BATCH = 256  # reviews of similar length run by the engine at once
 UNCERTAIN = "uncertain"  # the label of a probability inside the uncertainty band
+TEMPER_CACHE = 4096  # tempered probabilities kept (an int8 artifact has at most 256 distinct outputs)
 
 
 @dataclass(frozen=True)
@@ -103,8 +105,10 @@ class Classifier:
         self.artifact = artifact
         self.temperature = float(temperature)
         self._encode_one = encoder.model_input
-        run_one = backend.run_one
-        self._run_one = run_one if self.temperature == 1.0 else (lambda row: tempered(run_one(row), self.temperature))
+        # ``tempered`` is pure, and an int8 artifact has at most 256 outputs: it runs once per distinct output.
+        self._temper = lru_cache(maxsize=TEMPER_CACHE)(partial(tempered, temperature=self.temperature))
+        run_one, temper = backend.run_one, self._temper
+        self._run_one = run_one if self.temperature == 1.0 else (lambda row: temper(run_one(row)))
 
     @classmethod
     def from_bundle(cls, bundle: Bundle, artifact: str | None = None, backend: str = "auto",
@@ -197,7 +201,9 @@ class Classifier:
     def _run_batch(self, inputs: np.ndarray) -> np.ndarray:
         """The engine's probabilities for a batch of model inputs, tempered like ``_run_one``."""
         probs = self.backend.run(inputs)
-        return probs if self.temperature == 1.0 else tempered_all(probs.tolist(), self.temperature)
+        if self.temperature == 1.0:
+            return probs
+        return np.fromiter(map(self._temper, probs.tolist()), dtype=np.float32, count=len(probs))
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """P(positive) for each review of a batch, as a float32 ``(n,)`` array."""

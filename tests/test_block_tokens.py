@@ -86,14 +86,21 @@ def test_other_scripts_have_no_ascii_form():
 def test_word_table_finds_every_short_ascii_token_and_nothing_else():
     rng = random.Random(1)
     tokens = sorted({"".join(rng.choice("abc'xyz019") for _ in range(rng.randint(1, KEY_BYTES))) for _ in range(40000)})
-    vocab = Vocabulary(("<pad>", "<start>", "<unk>", *tokens, "\x00", "\u00e9t\u00e9", "l" * (KEY_BYTES + 1)))
+    vocab = Vocabulary(("<pad>", "<start>", "<unk>", *tokens, "\x00", "qq\x00", "\u00e9t\u00e9", "l" * (KEY_BYTES + 1)))
     table = WordTable(vocab)
-    short = [t for t in vocab.tokens if t.isascii() and len(t) <= KEY_BYTES]
-    key1, key2 = pack([t.encode() for t in short])
-    lengths = np.array([len(t) for t in short], dtype=np.uint8)
-    assert table.lookup(key1, key2, lengths).tolist() == [vocab.index[t] for t in short]
-    # same bytes, other length (a NUL-padded key): not found
-    assert table.lookup(key1[:50], key2[:50], lengths[:50] + 1).tolist() == [UNK_ID] * 50
+    short = [t for t in vocab.tokens if t.isascii() and len(t) <= KEY_BYTES and "\x00" not in t]
+    assert len(short) > 30000  # collisions: probing is exercised
+    assert table.lookup(*pack([t.encode() for t in short])).tolist() == [vocab.index[t] for t in short]
+    # keyed by their bytes, the tokens with a NUL would be "" and "qq": they are not in the table
+    assert table.lookup(*pack([b"\x00", b"qq\x00", b"qq", b"l" * KEY_BYTES])).tolist() == [UNK_ID] * 4
+
+
+def test_the_nul_character_is_a_token_found_in_the_dictionary():
+    with_nul = Vocabulary(("<pad>", "<start>", "<unk>", "a", "\x00"))
+    texts = ["a \x00 b", "\x00\x00a", "a\x00"]
+    assert block_ids(texts, with_nul) == [reference_ids(t, with_nul) for t in texts] == [[3, 4, 2], [4, 4, 3], [3, 4]]
+    without = Vocabulary(("<pad>", "<start>", "<unk>", "a"))
+    assert block_ids(texts, without) == [[3, 2, 2], [2, 2, 3], [3, 2]]
 
 
 def test_long_and_huge_tokens():
