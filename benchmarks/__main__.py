@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                                               lat_texts, s.repeats, fitted_peers)
     with tempfile.TemporaryDirectory() as work:
         result["volume"] = volume.measure(all_review_texts(data.resolve(args.data)), bundle.root, model_dir,
-                                          Path(work), s.volume_reviews, s.keras_volume_reviews, fitted_peers)
+                                          Path(work), s.volume_reviews, s.keras_volume_reviews, fitted_peers,
+                                          s.volume_rounds)
     with staging_dir(args.out) as stage:
         median_review = sorted(lat_texts, key=len)[len(lat_texts) // 2]
         review = stage / "review.txt"

@@ -41,12 +41,15 @@ class Settings:
     cold_runs: int
     volume_reviews: int | None  # None: every review of the archive (100,000)
     keras_volume_reviews: int
+    volume_rounds: int  # each volume run repeated, interleaved; the median round is reported
 
 
 QUICK = Settings(accuracy_reviews=2000, latency_reviews=150, repeats=3, predict_reviews=30,
-                 throughput_seconds=0.3, cold_runs=3, volume_reviews=5000, keras_volume_reviews=1000)
+                 throughput_seconds=0.3, cold_runs=3, volume_reviews=5000, keras_volume_reviews=1000,
+                 volume_rounds=1)
 FULL = Settings(accuracy_reviews=None, latency_reviews=1000, repeats=5, predict_reviews=200,
-                throughput_seconds=2.0, cold_runs=7, volume_reviews=None, keras_volume_reviews=20000)
+                throughput_seconds=2.0, cold_runs=7, volume_reviews=None, keras_volume_reviews=20000,
+                volume_rounds=3)
 
 
 def classifiers(bundle: Bundle) -> tuple[dict[str, Classifier], dict[str, str]]:

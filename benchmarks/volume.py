@@ -6,6 +6,10 @@ and ``--ray`` with two workers on a cluster started beforehand (its start is tim
 separately, as a cluster outlives one job). Each run's peak memory is read from /proc for
 the command and for each of its workers; the outputs must be byte-identical. Beside them,
 the look-up floor's rate over the same reviews and Keras ``predict`` at batch 256.
+
+On a shared machine one run can be slowed by a neighbour, so in full mode every run is
+repeated (``rounds``: the process runs and the floor in turn, then the Ray runs); a run
+reports its median round, its fastest and slowest, and the highest peak memory of its rounds.
 """
 
 from __future__ import annotations
@@ -157,41 +161,60 @@ def keras_rate(texts: list[str], model_dir: ModelDir, batch: int = 256) -> float
     return len(texts) / (time.perf_counter() - t0)
 
 
+def _median(runs: list[dict]) -> dict:
+    """One run's figures from its rounds: the median round's time, the highest peak memory."""
+    by_time = sorted(runs, key=lambda r: r["seconds"])
+    middle = by_time[len(by_time) // 2]
+    return {**middle, "rounds": len(runs), "seconds_each": [r["seconds"] for r in runs],
+            "peak_rss_kb": max(r["peak_rss_kb"] for r in runs),
+            "worker_peak_rss_kb": max((r["worker_peak_rss_kb"] for r in runs), key=lambda w: max(w, default=0)),
+            "output_sha256": sorted({r["output_sha256"] for r in runs})}
+
+
 def measure(texts: Iterable[str], bundle: Path, model_dir: ModelDir, work: Path, limit: int | None,
-            keras_reviews: int, peers: dict | None = None) -> dict:
+            keras_reviews: int, peers: dict | None = None, rounds: int = 1) -> dict:
     """The whole volume section (``peers``: fitted desktop peers by name, whose own batch calls
-    are timed over the same reviews)."""
+    are timed over the same reviews; ``rounds``: how many times each run is repeated)."""
     lines = work / "reviews.txt"
     n = write_lines_file(texts, lines, limit)
     corpus = lines.read_text(encoding="utf-8").splitlines()
-    runs = {}
     common = ["--model", str(bundle)]
-    runs["--jobs 1"] = classify_run(lines, [*common, "--jobs", "1"], work / "jobs1.txt")
-    runs["--jobs 2"] = classify_run(lines, [*common, "--jobs", "2"], work / "jobs2.txt")
+    jobs = {"--jobs 1": [*common, "--jobs", "1"], "--jobs 2": [*common, "--jobs", "2"]}
+    done: dict[str, list[dict]] = {k: [] for k in jobs}
+    floors = []
+    for _ in range(rounds):
+        for name, args in jobs.items():
+            done[name].append(classify_run(lines, args, work / "out.txt"))
+        floors.append(floor_rate(corpus, model_dir))
     cluster_start = None
     if _ray_installed():
+        ray_run = f"--ray ({RAY_WORKERS} workers)"
+        done[ray_run] = []
         with RayCluster() as cluster:
             cluster_start = cluster.start_seconds
-            runs[f"--ray ({RAY_WORKERS} workers)"] = classify_run(
-                lines, [*common, "--ray", "--jobs", str(RAY_WORKERS)], work / "ray.txt", cluster.env)
-    floor = floor_rate(corpus, model_dir)
+            for _ in range(rounds):
+                done[ray_run].append(classify_run(lines, [*common, "--ray", "--jobs", str(RAY_WORKERS)],
+                                                  work / "out.txt", cluster.env))
+    runs = {k: _median(v) for k, v in done.items()}
+    floor = sorted(floors)[len(floors) // 2]
     keras = keras_rate(corpus[:keras_reviews], model_dir)
     peer_rates = {name: bulk_rate(peer, corpus) for name, peer in (peers or {}).items()}
     single = runs["--jobs 1"]["reviews_per_s"]
     result = {
-        "reviews": n, "file_bytes": lines.stat().st_size, "runs": runs, "ray_cluster_start_s": cluster_start,
+        "reviews": n, "file_bytes": lines.stat().st_size, "runs": runs, "rounds": rounds,
+        "ray_cluster_start_s": cluster_start,
         "ray": "measured" if cluster_start is not None else "skipped: ray is not installed (pip install '.[ray]')",
-        "lookup_floor_reviews_per_s": floor, "keras_predict_256_reviews_per_s": keras, "keras_reviews": keras_reviews,
+        "lookup_floor_reviews_per_s": floor, "lookup_floor_each": floors,
+        "keras_predict_256_reviews_per_s": keras, "keras_reviews": keras_reviews,
         "peers_reviews_per_s": peer_rates,
-        "identical_outputs": len({r["output_sha256"] for r in runs.values()}) == 1,
+        "identical_outputs": len({h for r in runs.values() for h in r["output_sha256"]}) == 1,
         "jobs2_over_jobs1": runs["--jobs 2"]["reviews_per_s"] / single,
         "single_over_floor_target": single / (floor / 1.5),
         "max_process_worker_peak_rss_kb": max(runs["--jobs 2"]["worker_peak_rss_kb"], default=0),
     }
     if cluster_start is not None:
-        ray_run = runs[f"--ray ({RAY_WORKERS} workers)"]
-        result["ray_over_jobs1"] = ray_run["reviews_per_s"] / single
-        result["max_ray_worker_peak_rss_kb"] = max(ray_run["worker_peak_rss_kb"], default=0)
+        result["ray_over_jobs1"] = runs[ray_run]["reviews_per_s"] / single
+        result["max_ray_worker_peak_rss_kb"] = max(runs[ray_run]["worker_peak_rss_kb"], default=0)
     for path in work.iterdir():
         path.unlink()
     return result
@@ -235,8 +258,10 @@ def table(volume: dict) -> str:
     rows = ["| run | reviews/s | seconds | peak RSS, command | peak RSS per worker |", "|---|---|---|---|---|"]
     for k, r in volume["runs"].items():
         workers = ", ".join(f"{w / 1024:.0f} MiB" for w in r["worker_peak_rss_kb"]) or "–"
-        rows.append(f"| `{k}` | {r['reviews_per_s']:,.0f} | {r['seconds']:.1f} | {r['peak_rss_kb'] / 1024:.0f} MiB | "
-                    f"{workers} |")
+        each = r.get("seconds_each", [r["seconds"]])
+        spread = f" ({min(each):.1f}–{max(each):.1f}, {len(each)} rounds)" if len(each) > 1 else ""
+        rows.append(f"| `{k}` | {r['reviews_per_s']:,.0f} | {r['seconds']:.1f}{spread} | "
+                    f"{r['peak_rss_kb'] / 1024:.0f} MiB | {workers} |")
     rows.append(f"| look-up floor (no model, one process) | {volume['lookup_floor_reviews_per_s']:,.0f} | | | |")
     rows.append(f"| Keras `predict`, batch 256 ({volume['keras_reviews']:,} reviews) | "
                 f"{volume['keras_predict_256_reviews_per_s']:,.0f} | | | |")

@@ -106,3 +106,16 @@ def test_peers_bulk_rates_use_their_batch_call_in_bounded_chunks_and_show_in_the
          "keras_predict_256_reviews_per_s": 4_000.0, "peers_reviews_per_s": {peer_models.FASTTEXT: 12_345.6}}
     assert f"| {peer_models.FASTTEXT}: its batch call on the same reviews, in memory (one process) | 12,346 |" \
         in volume.table(v)
+
+
+def test_volume_reports_the_median_round_and_the_highest_memory():
+    from benchmarks import volume
+
+    runs = [{"seconds": s, "reviews": 10, "reviews_per_s": 10 / s, "peak_rss_kb": m, "worker_peak_rss_kb": w,
+             "output_sha256": "a"} for s, m, w in [(3.0, 100 << 10, [5, 9]), (1.0, 300 << 10, [7, 7]), (2.0, 200 << 10, [6, 6])]]
+    r = volume._median(runs)
+    assert r["seconds"] == 2.0 and r["reviews_per_s"] == 5.0 and r["peak_rss_kb"] == 300 << 10
+    assert r["worker_peak_rss_kb"] == [5, 9] and r["seconds_each"] == [3.0, 1.0, 2.0] and r["output_sha256"] == ["a"]
+    v = {"runs": {"--jobs 1": r}, "lookup_floor_reviews_per_s": 1.0, "keras_reviews": 1,
+         "keras_predict_256_reviews_per_s": 1.0}
+    assert "| `--jobs 1` | 5 | 2.0 (1.0–3.0, 3 rounds) | 300 MiB |" in volume.table(v)
