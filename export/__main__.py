@@ -34,7 +34,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 class _Interrupt:
     """Remembers a Ctrl-C. Python raises ``KeyboardInterrupt`` wherever the main thread is, and
     TensorFlow's C++ code may turn it into another exception on the way out (a bare ``TypeError``
-    from ``nest.flatten``, seen in CI): after a Ctrl-C, whatever ends the export is the interruption."""
+    from ``nest.flatten``, seen in CI): after a Ctrl-C, whatever ends the export is the interruption.
+    Raised inside a finalizer, it is not raised at all: Python reports it as "Exception ignored"
+    with a traceback (also seen in CI) and goes on, so after a Ctrl-C such reports are dropped and
+    the export checks for the Ctrl-C before it publishes."""
 
     seen = False
 
@@ -49,13 +52,21 @@ class _Interrupt:
         if cls.seen:
             raise KeyboardInterrupt
 
+    @classmethod
+    def unraisable(cls, report) -> None:
+        """``sys.unraisablehook``: an exception in a finalizer after a Ctrl-C is its echo."""
+        if not cls.seen:
+            sys.__unraisablehook__(report)
+
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     _Interrupt.seen = False
     previous = signal.getsignal(signal.SIGINT)
+    previous_unraisable = sys.unraisablehook
     if previous is signal.default_int_handler:  # not when Ctrl-C is ignored (nohup, background jobs)
         signal.signal(signal.SIGINT, _Interrupt.handler)
+        sys.unraisablehook = _Interrupt.unraisable
     try:
         return _export(args)
     except BaseException as e:
@@ -66,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is signal.default_int_handler:
             signal.signal(signal.SIGINT, previous)
+            sys.unraisablehook = previous_unraisable
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -87,6 +99,7 @@ def _export(args: argparse.Namespace) -> int:
             validation_size=args.validation_size,
             calibration_size=args.calibration_size,
             test_limit=args.test_limit,
+            before_publishing=_Interrupt.check,
         )
     except (CorpusError, ModelDirError, ValueError) as e:
         _Interrupt.check()

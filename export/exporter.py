@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -106,11 +107,13 @@ def export_bundle(
     validation_size: int = 2500,
     calibration_size: int = 500,
     test_limit: int | None = None,
+    before_publishing: Callable[[], None] | None = None,
 ) -> Manifest:
     """Convert, validate and publish; returns the manifest.
 
     Every artifact is converted and measured even after one fails, so that the one
     ``ValidationError`` raised at the end names them all; nothing is published then.
+    ``before_publishing`` is called last; an exception it raises discards the bundle.
     """
     md = ModelDir(model_dir)
     family = convert.FAMILY_ARTIFACTS[md.family]
@@ -226,4 +229,6 @@ def export_bundle(
             calibration=calibration_decision,
         )
         manifest.write(stage / MANIFEST)
+        if before_publishing is not None:
+            before_publishing()
     return manifest

@@ -205,3 +205,47 @@ def test_ctrl_c_that_native_code_turns_into_another_error_is_still_an_interrupti
     monkeypatch.setattr(cli, "_export", broken)
     with pytest.raises(TypeError, match="a real bug"):
         cli.main([str(tmp_path / "model"), "--out", str(tmp_path / "bundle")])
+
+
+
+def test_ctrl_c_swallowed_by_a_finalizer_prints_no_traceback_and_publishes_nothing(monkeypatch, capsys, tmp_path):
+    """A KeyboardInterrupt raised inside a finalizer is not raised: Python reports it as
+    "Exception ignored" with a traceback (seen in CI) and goes on. After a Ctrl-C such reports
+    are dropped, and the export checks for the Ctrl-C before it publishes."""
+    import gc
+    import signal
+
+    import export.__main__ as cli
+
+    class Finalized:
+        def __del__(self):
+            signal.getsignal(signal.SIGINT)(signal.SIGINT, None)  # Ctrl-C lands inside a finalizer
+
+    published = []
+
+    def export_that_goes_on(args):
+        Finalized()
+        gc.collect()
+        cli._Interrupt.check()  # what export_bundle's before_publishing does
+        published.append(args.out)
+        return 0
+
+    monkeypatch.setattr(cli._Interrupt, "seen", False)
+    monkeypatch.setattr(cli, "_export", export_that_goes_on)
+    hook = sys.unraisablehook
+    assert cli.main([str(tmp_path / "model"), "--out", str(tmp_path / "bundle")]) == 130
+    assert capsys.readouterr().err.strip() == f"interrupted; nothing was published to {tmp_path / 'bundle'}"
+    assert not published and sys.unraisablehook is hook
+
+    def finalizer_error_without_ctrl_c(args):  # a real error in a finalizer is still reported
+        class Broken:
+            def __del__(self):
+                raise ValueError("a real finalizer bug")
+        Broken()
+        gc.collect()
+        return 0
+
+    monkeypatch.setattr(cli, "_export", finalizer_error_without_ctrl_c)
+    assert cli.main([str(tmp_path / "model"), "--out", str(tmp_path / "bundle")]) == 0
+    err = capsys.readouterr().err
+    assert "Exception ignored" in err and "a real finalizer bug" in err
