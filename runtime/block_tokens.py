@@ -166,8 +166,8 @@ def block_token_ids(texts: Sequence[str], table: WordTable,
     windows = np.ndarray((len(data) - 7,), dtype="<u8", buffer=data, strides=(1,))
     key1 = windows[starts] & _MASKS[np.minimum(lengths, 8)]
     key2 = windows[starts + 8] & _MASKS[np.clip(lengths - 8, 0, 8)]
-    key1 = key1.astype(np.uint64)
-    ids = table.lookup(key1, key2.astype(np.uint64))
+    key1 = key1.astype(np.uint64, copy=False)  # a copy only where "<u8" is not the native order
+    ids = table.lookup(key1, key2.astype(np.uint64, copy=False))
     for j in np.flatnonzero(lengths > KEY_BYTES).tolist():
         start = int(starts[j])
         ids[j] = get(joined[start : start + int(lengths[j])], UNK_ID)

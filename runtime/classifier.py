@@ -176,7 +176,7 @@ class Classifier:
             weights = self.backend.linear_weights()
             return explain_linear(self.encoder, text, k, weights.rows_of, weights.bias, self._run_one)
         e = explain_occlusion(self.encoder, text, k, self.backend.run)
-        return e if self.temperature == 1.0 else replace(e, probability=tempered(e.probability, self.temperature))
+        return e if self.temperature == 1.0 else replace(e, probability=self._temper(e.probability))
 
     def _batches(self, texts: Sequence[str]) -> Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(positions, model inputs, probabilities) for engine batches of at most ``RUN_BATCH``

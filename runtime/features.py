@@ -49,7 +49,7 @@ MEMO_SIZE = 400_000  # the most chunks a memo keeps (all 236k distinct chunks of
 # A bulk worker's memo (worker processes, Ray actors, ReviewScorer): on the archive's 100,000
 # reviews (575k distinct chunks) it scored as fast as MEMO_SIZE and held about 30 MiB less.
 BULK_MEMO_SIZE = 200_000
-BLOCK_CHARS = 1 << 16  # the most review text tokenized in one block: its arrays stay in a core's cache
+BLOCK_CHARS = 1 << 16  # the most review text tokenized in one block: bounds its arrays to about 2 MB
 MIN_BLOCK = 4  # fewer reviews than this go through the memo (a block's numpy calls cost more)
 
 

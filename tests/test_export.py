@@ -104,6 +104,23 @@ def test_gate_rejects_disagreeing_artifacts_names_all_and_publishes_nothing(smal
     assert not [p for p in tmp_path.iterdir() if ".staging-" in p.name]
 
 
+def test_a_check_before_publishing_that_raises_discards_the_bundle(small_model, tmp_path, corpus):
+    """How a Ctrl-C swallowed on the way is honoured: export_bundle's last call before it publishes."""
+    from export import exporter
+
+    calls = []
+
+    def interrupted():
+        calls.append(sorted(p.name for p in tmp_path.iterdir()))
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        exporter.export_bundle(small_model, tmp_path / "bundle", corpus, artifacts=["tflite-float32"],
+                               validation_size=500, test_limit=200, before_publishing=interrupted)
+    assert len(calls) == 1 and any(".staging-" in name for name in calls[0])  # called with the bundle staged
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_vocabulary_that_does_not_fit_the_model_is_refused(small_model, tmp_path, corpus):
     from export.exporter import export_bundle
     from runtime.vocab import Vocabulary
