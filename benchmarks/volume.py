@@ -2,9 +2,10 @@
 
 Every review of the archive (train, test and unsup: 100,000) is written as one lines file
 and classified by ``runtime.classify --lines`` as a user runs it: ``--jobs 1``, ``--jobs 2``
-and ``--ray`` with two workers on a cluster started beforehand (its start is timed
-separately, as a cluster outlives one job). Each run's peak memory is read from /proc for
-the command and for each of its workers; the outputs must be byte-identical. Beside them,
+(the command and one worker process score) and ``--ray`` with two workers on a cluster
+started beforehand (its start is timed separately, as a cluster outlives one job). Each
+run's peak memory is read from /proc for the command and for each of its workers; the
+outputs must be byte-identical. Beside them,
 the look-up floor's rate over the same reviews and Keras ``predict`` at batch 256.
 
 On a shared machine one run can be slowed by a neighbour, so in full mode every run is
@@ -27,9 +28,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from benchmarks.peer_models import bulk_rate
-from benchmarks.peers import LookupFloor
 from runtime.bulk import LOCAL_ONLY
-from train.model_dir import ModelDir
+from train.model_dir import VOCAB_FILE, ModelDir
 
 ROOT = Path(__file__).resolve().parent.parent
 RAY_WORKERS = 2
@@ -141,13 +141,26 @@ def _ray_installed() -> bool:
     return importlib.util.find_spec("ray") is not None
 
 
-def floor_rate(texts: list[str], model_dir: ModelDir) -> float:
-    """Reviews per second of the look-up floor over ``texts``."""
-    floor = LookupFloor(model_dir.vocab)
-    t0 = time.perf_counter()
-    for t in texts:
-        floor(t)
-    return len(texts) / (time.perf_counter() - t0)
+_FLOOR = """
+import sys, time
+from benchmarks.peers import LookupFloor
+from runtime.vocab import Vocabulary
+floor = LookupFloor(Vocabulary.load(sys.argv[2]))
+texts = open(sys.argv[1], encoding="utf-8").read().splitlines()
+t0 = time.perf_counter()
+for t in texts:
+    floor(t)
+print(len(texts) / (time.perf_counter() - t0))
+"""
+
+
+def floor_rate(lines: Path, model_dir: ModelDir) -> float:
+    """Reviews per second of the look-up floor over the lines file, in a fresh process as the
+    runs it is compared with are (in the benchmark's own process, with TensorFlow and the
+    corpus loaded, the same loop ran up to a third slower, which flattered the runtime)."""
+    done = subprocess.run([sys.executable, "-c", _FLOOR, str(lines), str(model_dir.path / VOCAB_FILE)], cwd=ROOT,
+                          capture_output=True, text=True, check=True, timeout=600)
+    return float(done.stdout.strip().splitlines()[-1])
 
 
 def keras_rate(texts: list[str], model_dir: ModelDir, batch: int = 256) -> float:
@@ -185,7 +198,7 @@ def measure(texts: Iterable[str], bundle: Path, model_dir: ModelDir, work: Path,
     for _ in range(rounds):
         for name, args in jobs.items():
             done[name].append(classify_run(lines, args, work / "out.txt"))
-        floors.append(floor_rate(corpus, model_dir))
+        floors.append(floor_rate(lines, model_dir))
     cluster_start = None
     if _ray_installed():
         ray_run = f"--ray ({RAY_WORKERS} workers)"
@@ -210,7 +223,7 @@ def measure(texts: Iterable[str], bundle: Path, model_dir: ModelDir, work: Path,
         "identical_outputs": len({h for r in runs.values() for h in r["output_sha256"]}) == 1,
         "jobs2_over_jobs1": runs["--jobs 2"]["reviews_per_s"] / single,
         "single_over_floor_target": single / (floor / 1.5),
-        "max_process_worker_peak_rss_kb": max(runs["--jobs 2"]["worker_peak_rss_kb"], default=0),
+        "max_scoring_process_peak_rss_kb": max([runs["--jobs 2"]["peak_rss_kb"], *runs["--jobs 2"]["worker_peak_rss_kb"]]),
     }
     if cluster_start is not None:
         result["ray_over_jobs1"] = runs[ray_run]["reviews_per_s"] / single
@@ -221,6 +234,7 @@ def measure(texts: Iterable[str], bundle: Path, model_dir: ModelDir, work: Path,
 
 
 def workers_of(run: str) -> int:
+    """Processes that score: N for ``--jobs N`` (the command is one), the actors for Ray."""
     return int(run.split()[-1]) if run.startswith("--jobs") else RAY_WORKERS
 
 
@@ -231,7 +245,7 @@ def plot(volume: dict, path: Path) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 6))
     procs = [(workers_of(k), r["reviews_per_s"]) for k, r in volume["runs"].items() if k.startswith("--jobs")]
-    ax.plot(*zip(*procs), "o-", color="tab:blue", label="runtime.classify --jobs N (processes)")
+    ax.plot(*zip(*procs), "o-", color="tab:blue", label="runtime.classify --jobs N (the command and N - 1 workers)")
     for k, r in volume["runs"].items():
         if k.startswith("--ray"):
             ax.plot([workers_of(k)], [r["reviews_per_s"]], "s", color="tab:green", markersize=9,
@@ -245,7 +259,7 @@ def plot(volume: dict, path: Path) -> None:
     for (name, rate), color in zip(volume.get("peers_reviews_per_s", {}).items(), ("tab:purple", "tab:brown")):
         ax.axhline(rate, color=color, linestyle=":", label=f"{name} (one process, in memory)")
     ax.set_xticks([1, 2])
-    ax.set_xlabel("workers")
+    ax.set_xlabel("processes scoring (Ray: actors; its driver only reads and writes)")
     ax.set_ylabel("reviews per second")
     ax.set_ylim(0, None)
     ax.set_title(f"Volume: {volume['reviews']:,} reviews in one lines file")
@@ -275,8 +289,8 @@ def goals(volume: dict) -> list[tuple[str, str, float, bool]]:
     out = [("`--jobs 2` / `--jobs 1` reviews/s", ">= 1.7", volume["jobs2_over_jobs1"], volume["jobs2_over_jobs1"] >= 1.7),
            ("one process / (1 / (1.5 x look-up floor per review))", ">= 1", volume["single_over_floor_target"],
             volume["single_over_floor_target"] >= 1),
-           ("peak RSS per `--jobs` worker process, MiB", "<= 150", volume["max_process_worker_peak_rss_kb"] / 1024,
-            volume["max_process_worker_peak_rss_kb"] / 1024 <= 150),
+           ("peak RSS per scoring process of `--jobs 2` (the command and its worker), MiB", "<= 150",
+            volume["max_scoring_process_peak_rss_kb"] / 1024, volume["max_scoring_process_peak_rss_kb"] / 1024 <= 150),
            ("outputs byte-identical across runs", "yes", float(volume["identical_outputs"]), volume["identical_outputs"])]
     if "ray_over_jobs1" in volume:
         out.insert(1, ("Ray, 2 workers / `--jobs 1` reviews/s (cluster start excluded)", ">= 1.5",

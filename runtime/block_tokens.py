@@ -25,7 +25,9 @@ characters and of the characters the tokenizer folds.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from itertools import filterfalse
 
 import numpy as np
@@ -122,21 +124,68 @@ class WordTable:
         return out
 
 
+_NOT_ASCII = re.compile(r"[^\x00-\x7f]")
+_SPACE = re.compile(r"\s")  # exactly what str.split splits on (a test checks every code point)
+_ASCII_SPACES = "".join(chr(c) for c in range(128) if chr(c).isspace())
+
+
+@lru_cache(maxsize=4096)
+def _as_tokens(chunk: str) -> str:
+    """A chunk that is not ASCII as its tokens joined by spaces (folded chunks repeat: "café")."""
+    return " ".join(_text.chunk_tokens(chunk))
+
+
 def ascii_form(text: str) -> str | None:
     """``text.normalized(text)`` when it is ASCII; else, for a review whose tokens are all
     ASCII (curly quotes, accents, cp1252 dashes), an ASCII text with the same tokens: each
     chunk that is not ASCII replaced by its tokens joined by spaces (a token alone is its own
-    only token). None if a token is not ASCII (other scripts, emoji). The rewritten text is
-    never normalized again: its joins may spell a line break that the review did not have."""
+    only token), whitespace that is not ASCII by a space. None if a token is not ASCII (other
+    scripts, emoji). The rewritten text is never normalized again: its joins may spell a line
+    break that the review did not have."""
     normalized = _text.normalized(text)
     if normalized.isascii():
         return normalized
+    return _around(normalized)
+
+
+FEW = 16  # chunks that are not ASCII, visited one by one; a review with more is split whole
+
+
+def _around(normalized: str) -> str | None:
+    """``ascii_form`` visiting only the chunks around characters that are not ASCII (a review
+    has one or two, and splitting it whole costs more than they do); with more than ``FEW``
+    of them, ``_by_chunks``. Each character is looked at a bounded number of times: linear."""
+    parts, done = [], 0
+    for _ in range(FEW):
+        found = _NOT_ASCII.search(normalized, done)
+        if found is None:
+            parts.append(normalized[done:])
+            return "".join(parts)
+        i = found.start()
+        if normalized[i].isspace():
+            parts += (normalized[done:i], " ")
+            done = i + 1
+            continue
+        start = max(normalized.rfind(c, done, i) for c in _ASCII_SPACES) + 1 or done  # all ASCII from done to i
+        space = _SPACE.search(normalized, i)
+        end = space.start() if space else len(normalized)
+        tokens = _as_tokens(normalized[start:end])
+        if not tokens.isascii():
+            return None  # at the first such chunk: a review in another script costs no more
+        parts += (normalized[done:start], tokens)
+        done = end
+    return _by_chunks(normalized)
+
+
+def _by_chunks(normalized: str) -> str | None:
+    """``ascii_form`` splitting the whole review: its chunks joined by spaces, those that are
+    not ASCII as their tokens."""
     chunks = normalized.split()
     tokens = {}
     for chunk in set(filterfalse(str.isascii, chunks)):
-        tokens[chunk] = " ".join(_text.chunk_tokens(chunk))
+        tokens[chunk] = _as_tokens(chunk)
         if not tokens[chunk].isascii():
-            return None  # at the first such chunk: a review in another script costs no more
+            return None
     return " ".join(map(tokens.get, chunks, chunks))
 
 

@@ -5,31 +5,26 @@ The reading process cuts its files into items (blocks of whole lines, or parsed 
 see ``runtime.records``); a ``BlockScorer`` turns an item into its rendered output: it parses
 the records, scores them and renders each result as the command line prints it. Items come
 back in input order and every byte is the one the single-process path gives (the engines are
-batch-invariant), whatever the number of workers, while the reading process only moves bytes.
-Local workers are started with ``spawn`` (no engine state is inherited); every worker loads
-the bundle once, and at most two items per worker are in flight, so memory stays bounded for
-any number of records. A worker that dies makes the run fail with ``WorkerError`` instead of
-hanging. Ray is imported only when asked for.
+batch-invariant), whatever the number of processes. With ``--jobs N`` the reading process is
+one of the N: it scores the items its N - 1 worker processes (``runtime.workers``) have no
+room for. Every worker loads the bundle once, and at most ``IN_FLIGHT`` items per worker are
+in flight, so memory stays bounded for any number of records. A worker that dies makes the
+run fail with ``WorkerError`` instead of hanging. Ray is imported only when asked for.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 from runtime.classifier import Classifier, load
 from runtime.features import BULK_MEMO_SIZE
 from runtime.records import Item, records_of
 from runtime.render import OutputOptions, Renderer, Result, warnings
-
-
-class WorkerError(RuntimeError):
-    """A worker process died or failed."""
+from runtime.workers import Ticket, WorkerError, WorkerPool
 
 
 @dataclass(frozen=True)
@@ -100,20 +95,13 @@ class BlockScorer:
         return Rendered("".join(out), errors, failed, len(records))
 
 
-_worker: BlockScorer | None = None
-
-
-def _start_worker(job: Job) -> None:
-    global _worker
-    _worker = BlockScorer(job)
-
-
-def _score_in_worker(item: Item) -> Rendered:
-    return _worker.score(item)
+def _block_scorer(job: Job) -> Callable[[Item], Rendered]:
+    """A worker's scorer: built in the worker, once."""
+    return BlockScorer(job).score
 
 
 def jobs_count(jobs: int) -> int:
-    """``jobs`` worker processes, 0 meaning one per available core."""
+    """``jobs`` scoring processes, 0 meaning one per available core."""
     if jobs > 0:
         return jobs
     try:
@@ -126,33 +114,50 @@ def score(items: Iterable[Item], job: Job, clf: Classifier, jobs: int = 1,
           ray_workers: int | None = None) -> Iterator[Rendered]:
     """Each item's rendered output, in order.
 
-    ``jobs`` > 1 scores in that many worker processes, each loading the bundle once;
-    ``ray_workers`` (0: one per CPU of the cluster) scores on that many Ray actors instead;
-    else ``clf`` scores here.
+    ``jobs`` > 1 scores in that many processes: this one, with ``clf``, and ``jobs - 1``
+    workers, each loading the bundle once; ``ray_workers`` (0: one per CPU of the cluster)
+    scores on that many Ray actors instead; else ``clf`` scores here.
     """
     if ray_workers is not None:
         yield from _in_order(items, *_ray_actors(job, ray_workers))
-    elif jobs <= 1:
-        here = BlockScorer(job, clf)
+        return
+    here = BlockScorer(job, clf)
+    if jobs <= 1:
         for item in items:
             yield here.score(item)
-    else:
-        context = multiprocessing.get_context("spawn")
-        before = set(multiprocessing.active_children())
-        pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(job,))
-        broken = False
-        try:
-            yield from _in_order(items, lambda i, item: pool.submit(_score_in_worker, item), lambda f: f.result(), jobs)
-        except (BrokenProcessPool, BrokenPipeError, EOFError, ConnectionResetError) as e:
-            # BrokenPipeError: a worker killed while it was being started (its set-up data is
-            # written to it from here); the others may wait forever on a queue it held.
-            broken = True
-            raise WorkerError(f"a worker process died ({e or type(e).__name__})") from None
-        finally:
-            if broken:
-                for worker in set(multiprocessing.active_children()) - before:
-                    worker.kill()
-            pool.shutdown(wait=True, cancel_futures=True)
+        return
+    pool = WorkerPool(partial(_block_scorer, job), jobs - 1, IN_FLIGHT)
+    try:
+        yield from _shared(items, here.score, pool)
+    except BaseException:
+        pool.close(kill=True)
+        raise
+    pool.close()
+
+
+IN_FLIGHT = 2  # items sent to a worker process or a Ray actor and not yet answered
+HELD = 32  # items scored here and waiting for an earlier one that a worker holds
+
+
+def _shared(items: Iterable[Item], score_here, pool: WorkerPool) -> Iterator[Rendered]:
+    """Items scored by the pool's workers and here, output in input order.
+
+    An item goes to a ready worker with room, else it is scored here: this process scores
+    while the workers start (they import and load for about as long as this process did) and
+    whenever they are busy, so no core waits for a process that only reads and writes, and a
+    short input is done before a worker has loaded. Items scored here wait for an earlier
+    worker's answer (at most ``HELD`` of them: memory stays bounded).
+    """
+    pending: deque[Ticket] = deque()
+    for item in items:
+        pool.collect()
+        while pending and pending[0].ready:
+            yield pending.popleft().value
+        pending.append(pool.submit(item) if pool.room() else Ticket(value=score_here(item)))
+        if len(pending) > HELD:
+            yield pool.wait(pending.popleft())
+    for ticket in pending:
+        yield pool.wait(ticket)
 
 
 def _in_order(items: Iterable[Item], submit, result, workers: int) -> Iterator[Rendered]:
@@ -160,7 +165,7 @@ def _in_order(items: Iterable[Item], submit, result, workers: int) -> Iterator[R
     pending: deque = deque()
     for i, item in enumerate(items):
         pending.append(submit(i, item))
-        if len(pending) >= 2 * workers:
+        if len(pending) >= IN_FLIGHT * workers:
             yield result(pending.popleft())
     while pending:
         yield result(pending.popleft())

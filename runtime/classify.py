@@ -5,8 +5,8 @@ JSON object per line). With --lines, --jsonl or --csv each file holds many revie
 per line, a JSON object per line, or a CSV column): every record gives exactly one output,
 in input order, named by its source (file:line); a record that cannot be classified gives
 an error (a line "error<TAB>-<TAB>file:line", or a JSON object with "error"). --jobs N
-scores records in N worker processes (0: one per core) with identical results, and --ray
-on Ray. --out FILE writes the output atomically: a complete file or none.
+scores records in N processes, this one and N - 1 workers (0: one per core), with identical
+results, and --ray on Ray. --out FILE writes the output atomically: a complete file or none.
 
 --explain [K] adds the K words or word pairs that pushed each review most towards each
 label (exact weights for the n-gram models, occlusion for the others) and the review with
@@ -24,6 +24,7 @@ exit status (as for every command, see runtime.exitcodes):
   4   the bundle or the engine cannot be used (missing, corrupt or tampered bundle,
       no engine); nothing was classified
   64  usage error
+  130 interrupted (Ctrl-C): the workers are stopped and no --out file is written
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -73,7 +74,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "the other fields are carried to --json output")
     p.add_argument("--column", default="text", help="--csv: the column holding the review (default: text)")
     p.add_argument("--jobs", type=int, metavar="N",
-                   help="with --lines/--jsonl/--csv: score in N worker processes, 0 = one per core (default: 1); "
+                   help="with --lines/--jsonl/--csv: score in N processes, this one and N - 1 workers, "
+                        "0 = one per core (default: 1); "
                         "with --ray, N Ray workers, 0 = one per CPU of the cluster")
     p.add_argument("--ray", action="store_true",
                    help="with --lines/--jsonl/--csv: score on Ray (the cluster RAY_ADDRESS names, else a local "
@@ -238,6 +240,14 @@ def _silence_stdout() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("interrupted" + (f"; {args.out} was not written" if args.out else ""), file=sys.stderr)
+        return exitcodes.INTERRUPTED
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
         clf = load(args.model, args.artifact, args.backend, args.threshold, uncertain=args.uncertain)
     except (BundleError, EngineError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -263,8 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _output(args.out) as out:
             if args.format:
-                for rendered in classify_records(clf, args, options):
-                    write(out, rendered.out, rendered.errors, rendered.failed, rendered.count)
+                with closing(classify_records(clf, args, options)) as scored:  # stops the workers on any exit
+                    for rendered in scored:
+                        write(out, rendered.out, rendered.errors, rendered.failed, rendered.count)
             else:
                 classify_files(clf, args.files, args.encoding, lambda r: emit(r, out),
                                lambda name, cause: emit(Result(name, None, error=cause), out))

@@ -81,7 +81,7 @@ def line_blocks(f: BinaryIO, name: str, size: int = BLOCK) -> Iterator[Lines]:
             start = last + 1
         if start < len(block):
             carry, carried = [block[start:]], len(block) - start  # shorter than BLOCK <= MAX_RECORD
-        if held >= size:
+        if held and held + carried >= size:  # a read's worth with the line begun: blocks of even size
             yield Lines(name, number, b"".join(parts), tuple(too_long))
             number, parts, held, count, too_long = number + count, [], 0, 0, []
     if skipping:

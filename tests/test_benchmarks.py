@@ -78,7 +78,10 @@ def test_quick_mode_writes_every_section(small_bundle, small_model, tmp_path):
     assert set(v["runs"]) == {"--jobs 1", "--jobs 2", "--ray (2 workers)"}
     for run in v["runs"].values():
         assert run["reviews"] == 5000 and run["reviews_per_s"] > 0 and run["peak_rss_kb"] > 10_000
-        assert len(run["worker_peak_rss_kb"]) == (0 if run is v["runs"]["--jobs 1"] else 2)
+    # --jobs 2: the command scores too, beside one worker (which a file this short may finish without)
+    assert [min(len(run["worker_peak_rss_kb"]), 1) for run in v["runs"].values()] in ([0, 1, 1], [0, 0, 1])
+    assert len(v["runs"]["--ray (2 workers)"]["worker_peak_rss_kb"]) == 2
+    assert v["max_scoring_process_peak_rss_kb"] >= v["runs"]["--jobs 2"]["peak_rss_kb"]
     assert v["ray_cluster_start_s"] > 0 and v["lookup_floor_reviews_per_s"] > v["runs"]["--jobs 1"]["reviews_per_s"]
     md = (out / "benchmark.md").read_text()
     assert "## Volume: 5,000 reviews" in md

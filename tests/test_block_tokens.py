@@ -50,8 +50,13 @@ def vocabulary_of(texts: list[str]) -> Vocabulary:
     return Vocabulary(("<pad>", "<start>", "<unk>", *tokens[::2]))
 
 
+BOTH_WAYS = pytest.mark.parametrize("few", [0, 10**6], ids=["split-whole", "chunk-by-chunk"])
+
+
+@BOTH_WAYS
 @pytest.mark.parametrize("alphabet", [ASCII, "ab'. \t" + ASCII[:32], ASCII + FOLDED, "ab '" + FOLDED + OTHER_SCRIPTS])
-def test_block_ids_equal_the_tokenizer_on_random_text(alphabet):
+def test_block_ids_equal_the_tokenizer_on_random_text(alphabet, few, monkeypatch):
+    monkeypatch.setattr(block_tokens, "FEW", few)  # how a review with characters not ASCII is rewritten
     rng = random.Random(len(alphabet))
     texts = [random_text(rng, alphabet, rng.randint(0, 60)) for _ in range(400)]
     vocab = vocabulary_of(texts)
@@ -71,11 +76,22 @@ def test_block_ids_equal_the_tokenizer_on_random_text(alphabet):
     "a\u00a8b \ufb01ne",          # NFKD makes a space and a ligature's letters
     "``quoted'' \u2018single\u2019",  # ASCII backticks are not folded, curly quotes are
 ])
-def test_folded_reviews_rewrite_to_the_same_tokens(text):
+@BOTH_WAYS
+def test_folded_reviews_rewrite_to_the_same_tokens(text, few, monkeypatch):
+    monkeypatch.setattr(block_tokens, "FEW", few)
     vocab = vocabulary_of([text])
     form = ascii_form(text)
     assert form is not None and form.isascii()
     assert block_ids([text], vocab) == [reference_ids(text, vocab)]
+
+
+def test_whitespace_of_the_pattern_is_that_of_split():
+    """``ascii_form`` finds a chunk's end with the pattern's \\s: it must be str.split's whitespace."""
+    import sys
+
+    for c in map(chr, range(sys.maxunicode + 1)):
+        assert bool(block_tokens._SPACE.match(c)) == c.isspace() == (len(f"a{c}b".split()) == 2), hex(ord(c))
+    assert block_tokens._ASCII_SPACES == "".join(c for c in map(chr, range(128)) if c.isspace())
 
 
 def test_other_scripts_have_no_ascii_form():

@@ -141,7 +141,7 @@ def test_a_dying_worker_fails_the_run_in_one_line_and_writes_nothing(tmp_path):
     big.write_text("".join(f"A fine film number {i} with a plot I liked and actors I did not.\n"
                            for i in range(400_000)))
     out = tmp_path / "out.txt"
-    proc = subprocess.Popen([sys.executable, "-m", "runtime.classify", "--lines", "--jobs", "2", str(big),
+    proc = subprocess.Popen([sys.executable, "-m", "runtime.classify", "--lines", "--jobs", "3", str(big),
                              "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(_workers(proc.pid)) < 2:
@@ -152,6 +152,31 @@ def test_a_dying_worker_fails_the_run_in_one_line_and_writes_nothing(tmp_path):
     assert err.strip().splitlines()[-1].startswith("error: a worker process died")
     assert f"{out} was not written" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.txt"]
+
+
+def test_ctrl_c_stops_the_command_and_its_workers_in_one_line(tmp_path):
+    """Ctrl-C at a terminal reaches every process of the group: the command says so in one
+    line and exits 130, its workers print nothing and are gone, and no --out file is left."""
+    big = tmp_path / "big.txt"
+    big.write_text("".join(f"A fine film number {i} with a plot I liked and actors I did not.\n"
+                           for i in range(1_500_000)))
+    out = tmp_path / "out.txt"
+    proc = subprocess.Popen([sys.executable, "-m", "runtime.classify", "--lines", "--jobs", "3", str(big),
+                             "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(_workers(proc.pid)) < 2:
+        time.sleep(0.01)
+    workers = _workers(proc.pid)
+    for worker in workers:  # the workers first (a terminal signals all at once): they must ignore it
+        os.kill(worker, signal.SIGINT)
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == [f"interrupted; {out} was not written"], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.txt"]
+    assert len(workers) == 2 and not any(Path(f"/proc/{w}").exists() for w in workers)
 
 
 def test_a_long_lines_file_is_scored_in_bounded_memory(tmp_path):
@@ -228,9 +253,26 @@ def test_line_blocks_cut_any_file_into_the_lines_a_plain_split_gives(monkeypatch
         if data.endswith(b"\n") or not data:
             want.pop()
         want = [(i + 1, None if len(line) > 10 else line) for i, line in enumerate(want)]
-        blocks = list(records.line_blocks(io.BytesIO(data), "f", size=16))
-        assert [line for b in blocks for line in records._lines(b)] == want, data
-        assert all(len(b.data) <= 16 + 7 + 10 for b in blocks)
+        for size in (16, 7, 3):  # over a read, a read (as the command reads), under one
+            blocks = list(records.line_blocks(io.BytesIO(data), "f", size=size))
+            assert [line for b in blocks for line in records._lines(b)] == want, (data, size)
+            assert all(b.data and len(b.data) <= size + 7 + 10 for b in blocks)
+
+
+def test_line_blocks_are_of_even_size(monkeypatch):
+    """A block is about one read (the line begun counts), not one or two reads by turns:
+    the command and its workers share blocks by count, so they must weigh the same."""
+    import io
+    import random
+
+    from runtime import records
+
+    monkeypatch.setattr(records, "BLOCK", 64)
+    rng = random.Random(5)
+    data = b"".join(b"x" * rng.randrange(4, 10) + b"\n" for _ in range(2000))
+    blocks = list(records.line_blocks(io.BytesIO(data), "f", size=64))
+    assert all(64 - 10 <= len(b.data) <= 64 + 10 for b in blocks[:-1]), sorted({len(b.data) for b in blocks})
+    assert b"".join(b.data for b in blocks) == data
 
 
 def test_workers_render_what_one_process_renders_with_a_band_and_csv(lines_file, tmp_path):

@@ -1,0 +1,212 @@
+"""Worker processes that score items for the command: each is started with ``spawn`` (no
+engine state is inherited), builds its scorer once, says it is ready and answers the items
+sent to it, in order.
+
+The command scores items too (``runtime.bulk``), so it must see at once when a worker is
+ready or has room: it reads each worker's answers straight from that worker's pipe, between
+two items of its own. (Through ``concurrent.futures.ProcessPoolExecutor`` an answer reaches
+the caller by a manager thread that waits for the interpreter lock while the command scores;
+the worker waited meanwhile.) Items are written by one thread of the command, into pipes
+widened where the system allows (Linux) to hold a whole item, so neither side waits for the
+other to copy one. Memory stays bounded: at most ``in_flight`` items per worker are sent and
+not yet answered.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import signal
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+PIPE_BYTES = 1 << 20  # pipe capacity asked for: a block of lines (runtime.records.line_blocks) at once; Linux's limit for users
+
+
+class WorkerError(RuntimeError):
+    """A worker process died or failed."""
+
+
+class Ticket:
+    """An item's answer: ready once it has come back (at once for an item scored in the command)."""
+
+    __slots__ = ("ready", "value", "worker")
+
+    def __init__(self, worker: _Worker | None = None, value: Any = None):
+        self.worker, self.value, self.ready = worker, value, worker is None
+
+
+class _Worker:
+    def __init__(self, process, items, answers):
+        self.process, self.items, self.answers = process, items, answers
+        self.ready = False  # its scorer is built
+        self.tickets: deque[Ticket] = deque()  # sent, not yet answered, in order
+
+
+class WorkerPool:
+    """``count`` worker processes, each running the scorer ``start()`` builds (``start`` must
+    be picklable: it is called in the worker). Items go only to ready workers, so a short
+    input is done by the command before a worker has even loaded."""
+
+    def __init__(self, start: Callable[[], Callable[[Any], Any]], count: int, in_flight: int = 2):
+        self.in_flight = in_flight
+        self._outbox: queue.SimpleQueue = queue.SimpleQueue()  # (worker, item) for the writer thread
+        self._writer: threading.Thread | None = None  # started with the first item: none while the command loads
+        context = multiprocessing.get_context("spawn")
+        self._workers: list[_Worker] = []
+        for _ in range(count):
+            items_in, items_out = context.Pipe(duplex=False)
+            answers_in, answers_out = context.Pipe(duplex=False)
+            for end in (items_out, answers_out):
+                _widen(end)
+            process = context.Process(target=_serve, args=(items_in, answers_out, start), daemon=True)
+            self._workers.append(_Worker(process, items_out, answers_in))
+            with _sigint_ignored():
+                process.start()
+            items_in.close()
+            answers_out.close()
+
+    def collect(self) -> None:
+        """Take every message the workers have sent, without waiting."""
+        for worker in self._workers:
+            while worker.answers.poll():
+                self._receive(worker)
+
+    def room(self) -> bool:
+        """Whether a ready worker has fewer than ``in_flight`` items unanswered (as of the last ``collect``)."""
+        return any(w.ready and len(w.tickets) < self.in_flight for w in self._workers)
+
+    def submit(self, item: Any) -> Ticket:
+        """Send ``item`` to the ready worker with the fewest unanswered; its ticket."""
+        worker = min((w for w in self._workers if w.ready), key=lambda w: len(w.tickets))
+        ticket = Ticket(worker)
+        worker.tickets.append(ticket)
+        if self._writer is None:
+            self._writer = threading.Thread(target=_write_all, args=(self._outbox,), daemon=True)
+            self._writer.start()
+        self._outbox.put((worker, item))
+        return ticket
+
+    def wait(self, ticket: Ticket) -> Any:
+        """The ticket's answer, waiting for it if need be; ``WorkerError`` if its worker died or failed."""
+        while not ticket.ready:
+            self._receive(ticket.worker)
+        return ticket.value
+
+    def _receive(self, worker: _Worker) -> None:
+        try:
+            kind, value = worker.answers.recv()
+        except (EOFError, OSError):
+            raise WorkerError(f"a worker process died ({_death(worker.process)})") from None
+        if kind == "failed":
+            raise WorkerError(f"a worker process failed: {value}")
+        if kind == "ready":
+            worker.ready = True
+            return
+        ticket = worker.tickets.popleft()
+        ticket.value, ticket.ready = value, True
+
+    def close(self, kill: bool = False) -> None:
+        """Stop the workers: those still loading at once, the others once they have answered
+        what they hold; every one at once with ``kill``."""
+        for worker in self._workers:
+            if kill or not worker.ready:
+                worker.process.kill()
+            else:
+                self._outbox.put((worker, None))
+        self._outbox.put(None)
+        if self._writer is None:
+            _write_all(self._outbox)
+        else:
+            self._writer.join(timeout=10)
+        for worker in self._workers:
+            worker.process.join(timeout=10)
+            if worker.process.exitcode is None:
+                worker.process.kill()
+                worker.process.join()
+            worker.items.close()
+            worker.answers.close()
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore Ctrl-C while a worker is started: a new Python that inherits an ignored SIGINT
+    keeps ignoring it, so a Ctrl-C at the terminal (which reaches every process of the group)
+    stops the command, which stops its workers, and no worker prints a traceback, even one
+    still importing. Only the main thread may set signal handlers; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _widen(end) -> None:
+    """Ask for a pipe of ``PIPE_BYTES`` (Linux); elsewhere, or if refused, the pipe stays as it is."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(end.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except (ImportError, AttributeError, OSError):
+        pass
+
+
+def _death(process) -> str:
+    process.join(timeout=5)
+    code = process.exitcode
+    if code is None:
+        return "it closed its pipe"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+def _write_all(outbox: queue.SimpleQueue) -> None:
+    """The command's writer: items to their workers, in order, until a None."""
+    while (job := outbox.get()) is not None:
+        worker, item = job
+        try:
+            worker.items.send(item)
+        except OSError:
+            pass  # the worker has died: its answer pipe says so to the command
+
+
+def _send_all(answers, outbox: queue.SimpleQueue) -> None:
+    """A worker's sender thread: answers to the command while the worker scores the next item."""
+    try:
+        while (message := outbox.get()) is not None:
+            answers.send(message)
+    except OSError:
+        pass  # the command has gone
+
+
+def _serve(items, answers, start: Callable[[], Callable[[Any], Any]]) -> None:
+    """A worker process: build the scorer, say so, then answer every item until a None."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # already so if started from the main thread
+    try:
+        score = start()
+    except Exception as e:  # noqa: BLE001 - the command reports it in one line
+        answers.send(("failed", f"cannot load the model ({type(e).__name__}: {e})"))
+        return
+    answers.send(("ready", None))
+    outbox: queue.SimpleQueue = queue.SimpleQueue()
+    sender = threading.Thread(target=_send_all, args=(answers, outbox), daemon=True)
+    sender.start()
+    try:
+        while (item := items.recv()) is not None:
+            outbox.put(("done", score(item)))
+    except EOFError:
+        pass  # the command has gone
+    except Exception as e:  # noqa: BLE001 - the command reports it in one line
+        outbox.put(("failed", f"{type(e).__name__}: {e}"))
+    outbox.put(None)
+    sender.join()
