@@ -81,10 +81,10 @@ class WorkerPool:
 
     def submit(self, item: Any) -> Ticket:
         """Send ``item`` to the ready worker with the fewest unanswered; its ticket."""
+        data = ForkingPickler.dumps(item)  # here, so that an item that cannot be sent fails here
         worker = min((w for w in self._workers if w.ready), key=lambda w: len(w.tickets))
         ticket = Ticket(worker)
         worker.tickets.append(ticket)
-        data = ForkingPickler.dumps(item)  # here, so that an item that cannot be sent fails here
         if self._writer is None:
             self._writer = threading.Thread(target=_write_all, args=(self._outbox,), daemon=True)
             self._writer.start()
