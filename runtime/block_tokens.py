@@ -126,7 +126,7 @@ class WordTable:
 
 _NOT_ASCII = re.compile(r"[^\x00-\x7f]")
 _SPACE = re.compile(r"\s")  # exactly what str.split splits on (a test checks every code point)
-_ASCII_SPACES = "".join(chr(c) for c in range(128) if chr(c).isspace())
+_ASCII_SPACES = "".join(chr(b) for b in range(128) if CLASSES[b] == SPACE)
 
 
 @lru_cache(maxsize=4096)
