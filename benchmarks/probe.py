@@ -1,7 +1,8 @@
 """Run a module as ``python -m`` does, then report the process's own peak memory.
 
 ``python benchmarks/probe.py MODULE ARGS...`` behaves like ``python -m MODULE ARGS...`` and
-prints ``PEAK_RSS_KB <n>`` as the last line on stderr. VmHWM is read from /proc because
+prints ``CPU_S <seconds>`` (its own and its waited children's user and system time) and
+``PEAK_RSS_KB <n>`` as the last two lines on stderr. VmHWM is read from /proc because
 ``ru_maxrss`` carries the parent's high-water mark across exec.
 """
 
@@ -28,5 +29,7 @@ if __name__ == "__main__":
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     sys.stdout.flush()
+    times = os.times()
+    print(f"CPU_S {times.user + times.system + times.children_user + times.children_system:.3f}", file=sys.stderr)
     print(f"PEAK_RSS_KB {_peak_kb()}", file=sys.stderr)
     sys.exit(code)

@@ -222,6 +222,7 @@ def markdown(result: dict) -> str:
         lines += ["", f"## Volume: {v['reviews']:,} reviews in one lines file ({v['file_bytes'] / 2**20:.0f} MiB)", "",
                   f"`runtime.classify --lines` as a user runs it, output to a file{start}. Outputs byte-identical "
                   f"across runs: {'yes' if v['identical_outputs'] else '**no**'}.", "", volume.table(v), "",
+                  volume.cpu_note(v), "",
                   "![volume](volume.png)"]
     if result["skipped"]:
         lines += ["", "## Not run", ""] + [f"- {k}: {v}" for k, v in result["skipped"].items()]

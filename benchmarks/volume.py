@@ -2,10 +2,10 @@
 
 Every review of the archive (train, test and unsup: 100,000) is written as one lines file
 and classified by ``runtime.classify --lines`` as a user runs it: ``--jobs 1``, ``--jobs 2``
-(the command and one worker process score) and ``--ray`` with two workers on a cluster
-started beforehand (its start is timed separately, as a cluster outlives one job). Each
-run's peak memory is read from /proc for the command and for each of its workers; the
-outputs must be byte-identical. Beside them, the look-up floor's rate over the same reviews
+(the command and one worker process score) and ``--ray`` with two actors on a cluster
+started beforehand (its start is timed separately, as a cluster outlives one job; the command
+scores what the actors have no room for). Each run's peak memory and CPU time are read from
+/proc for the command and for each of its workers; the outputs must be byte-identical. Beside them, the look-up floor's rate over the same reviews
 (in a process of its own) and Keras ``predict`` at batch 256.
 
 On a shared machine one run can be slowed by a neighbour, so in full mode every run is
@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from benchmarks.peer_models import bulk_rate
-from runtime.bulk import LOCAL_ONLY
+from runtime.ray_workers import LOCAL_ONLY
 from train.model_dir import VOCAB_FILE, ModelDir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,19 +57,26 @@ def _peak_kb(pid: int) -> int:
     return 0
 
 
-def _workers(pid: int) -> list[int]:
-    """Worker processes of a classify run: its spawned children, or Ray's scorer actors."""
+def _workers(pid: int) -> tuple[list[int], list[int]]:
+    """Worker processes of a classify run: its spawned children, and Ray's scorer actors."""
     found = []
     try:
         for task in Path(f"/proc/{pid}/task").iterdir():
             found += [int(c) for c in (task / "children").read_text().split()]
     except OSError:
         pass
-    found = [c for c in found if b"spawn_main" in _cmdline(c)]
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit() and _cmdline(int(proc.name)).startswith(b"ray::BlockScorer"):
-            found.append(int(proc.name))
-    return found
+    actors = [int(p.name) for p in Path("/proc").iterdir()
+              if p.name.isdigit() and _cmdline(int(p.name)).startswith(b"ray::BlockScorer")]
+    return [c for c in found if b"spawn_main" in _cmdline(c)], actors
+
+
+def _cpu_s(pid: int) -> float:
+    """User and system seconds a process has used so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _cmdline(pid: int) -> bytes:
@@ -80,16 +87,22 @@ def _cmdline(pid: int) -> bytes:
 
 
 def classify_run(lines: Path, args: list[str], out: Path, env: dict | None = None) -> dict:
-    """One ``runtime.classify --lines`` run: seconds, rate, peak memory of it and of each worker."""
+    """One ``runtime.classify --lines`` run: seconds, rate, peak memory of it and of each
+    worker, and the CPU seconds of all its scoring processes (Ray actors' as last seen every
+    50 ms; Ray's raylet and GCS not counted)."""
     cmd = [sys.executable, str(ROOT / "benchmarks" / "probe.py"), "runtime.classify", "--lines", *args, str(lines),
            "--out", str(out)]
     peaks: dict[int, int] = {}
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **(env or {})})
+    actor_cpu: dict[int, float] = {}
     while proc.poll() is None:
-        for w in _workers(proc.pid):
+        children, actors = _workers(proc.pid)
+        for w in children + actors:
             peaks[w] = max(peaks.get(w, 0), _peak_kb(w))
+        for a in actors:
+            actor_cpu[a] = max(actor_cpu.get(a, 0.0), _cpu_s(a))
         time.sleep(0.05)
     seconds = time.perf_counter() - start
     err = proc.stderr.read()
@@ -98,6 +111,7 @@ def classify_run(lines: Path, args: list[str], out: Path, env: dict | None = Non
     n = sum(1 for _ in open(out, "rb"))
     return {"seconds": seconds, "reviews": n, "reviews_per_s": n / seconds,
             "peak_rss_kb": int(err.strip().splitlines()[-1].rpartition(" ")[2]),
+            "cpu_s": float(err.strip().splitlines()[-2].rpartition(" ")[2]) + sum(actor_cpu.values()),
             "worker_peak_rss_kb": sorted(v for v in peaks.values() if v),
             "output_sha256": hashlib.sha256(out.read_bytes()).hexdigest()}
 
@@ -227,10 +241,23 @@ def measure(texts: Iterable[str], bundle: Path, model_dir: ModelDir, work: Path,
     }
     if cluster_start is not None:
         result["ray_over_jobs1"] = runs[ray_run]["reviews_per_s"] / single
+        result["cores"] = len(os.sched_getaffinity(0))
+        result["ray_over_jobs1_cpu_bound"] = runs["--jobs 1"]["seconds"] / (runs[ray_run]["cpu_s"] / result["cores"])
         result["max_ray_worker_peak_rss_kb"] = max(runs[ray_run]["worker_peak_rss_kb"], default=0)
     for path in work.iterdir():
         path.unlink()
     return result
+
+
+def cpu_note(volume: dict) -> str:
+    """What the CPU the Ray run used allows on this machine's cores, as a sentence."""
+    if "ray_over_jobs1_cpu_bound" not in volume:
+        return ""
+    ray = next(r for k, r in volume["runs"].items() if k.startswith("--ray"))
+    return (f"The Ray run's scoring processes used {ray['cpu_s']:.1f} CPU s against "
+            f"{volume['runs']['--jobs 1']['cpu_s']:.1f} for `--jobs 1`: on {volume['cores']} cores it cannot take "
+            f"less than {ray['cpu_s'] / volume['cores']:.1f} s, so its ratio to `--jobs 1` cannot exceed "
+            f"{volume['ray_over_jobs1_cpu_bound']:.2f} here (Ray's raylet and GCS not counted).")
 
 
 def workers_of(run: str) -> int:
@@ -259,7 +286,7 @@ def plot(volume: dict, path: Path) -> None:
     for (name, rate), color in zip(volume.get("peers_reviews_per_s", {}).items(), ("tab:purple", "tab:brown")):
         ax.axhline(rate, color=color, linestyle=":", label=f"{name} (one process, in memory)")
     ax.set_xticks([1, 2])
-    ax.set_xlabel("processes scoring (Ray: actors; its driver only reads and writes)")
+    ax.set_xlabel("workers (--jobs: processes scoring; Ray: actors, and the command scores what they have no room for)")
     ax.set_ylabel("reviews per second")
     ax.set_ylim(0, None)
     ax.set_title(f"Volume: {volume['reviews']:,} reviews in one lines file")
@@ -269,18 +296,20 @@ def plot(volume: dict, path: Path) -> None:
 
 
 def table(volume: dict) -> str:
-    rows = ["| run | reviews/s | seconds | peak RSS, command | peak RSS per worker |", "|---|---|---|---|---|"]
+    rows = ["| run | reviews/s | seconds | CPU s, scoring processes | peak RSS, command | peak RSS per worker |",
+            "|---|---|---|---|---|---|"]
     for k, r in volume["runs"].items():
         workers = ", ".join(f"{w / 1024:.0f} MiB" for w in r["worker_peak_rss_kb"]) or "–"
         each = r.get("seconds_each", [r["seconds"]])
         spread = f" ({min(each):.1f}–{max(each):.1f}, {len(each)} rounds)" if len(each) > 1 else ""
-        rows.append(f"| `{k}` | {r['reviews_per_s']:,.0f} | {r['seconds']:.1f}{spread} | "
+        cpu = f"{r['cpu_s']:.1f}" if "cpu_s" in r else ""
+        rows.append(f"| `{k}` | {r['reviews_per_s']:,.0f} | {r['seconds']:.1f}{spread} | {cpu} | "
                     f"{r['peak_rss_kb'] / 1024:.0f} MiB | {workers} |")
-    rows.append(f"| look-up floor (no model, one process) | {volume['lookup_floor_reviews_per_s']:,.0f} | | | |")
+    rows.append(f"| look-up floor (no model, one process) | {volume['lookup_floor_reviews_per_s']:,.0f} | | | | |")
     rows.append(f"| Keras `predict`, batch 256 ({volume['keras_reviews']:,} reviews) | "
-                f"{volume['keras_predict_256_reviews_per_s']:,.0f} | | | |")
+                f"{volume['keras_predict_256_reviews_per_s']:,.0f} | | | | |")
     for name, rate in volume.get("peers_reviews_per_s", {}).items():
-        rows.append(f"| {name}: its batch call on the same reviews, in memory (one process) | {rate:,.0f} | | | |")
+        rows.append(f"| {name}: its batch call on the same reviews, in memory (one process) | {rate:,.0f} | | | | |")
     return "\n".join(rows)
 
 

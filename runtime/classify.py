@@ -49,6 +49,7 @@ from runtime.classifier import Classifier, load
 from runtime.reading import InputError, is_text_encoding, open_input, open_review
 from runtime.records import CSV, JSONL, LINES, Item, Record, read_items
 from runtime.render import OutputOptions, Renderer, Result, warnings
+from runtime.workers import WorkerError
 
 BATCH = 256  # files classified together
 BATCH_CHARS = 16 << 20  # and at most this much text held for one batch
@@ -282,7 +283,7 @@ def _run(args: argparse.Namespace) -> int:
     except (BundleError, EngineError) as e:
         print(f"error: {e}", file=sys.stderr)
         return exitcodes.UNUSABLE
-    except bulk.WorkerError as e:
+    except WorkerError as e:
         print(f"error: {e}" + (f"; {args.out} was not written" if args.out else ""), file=sys.stderr)
         return exitcodes.INTERNAL
     except BrokenPipeError:

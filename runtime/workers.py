@@ -79,6 +79,10 @@ class WorkerPool:
         """Whether a ready worker has fewer than ``in_flight`` items unanswered (as of the last ``collect``)."""
         return any(w.ready and len(w.tickets) < self.in_flight for w in self._workers)
 
+    def capacity(self) -> int:
+        """How many items may be in flight: ``in_flight`` for each worker."""
+        return self.in_flight * len(self._workers)
+
     def submit(self, item: Any) -> Ticket:
         """Send ``item`` to the ready worker with the fewest unanswered; its ticket."""
         data = ForkingPickler.dumps(item)  # here, so that an item that cannot be sent fails here

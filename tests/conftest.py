@@ -35,6 +35,15 @@ def corpus():
     return read_corpus(path)
 
 
+@pytest.fixture(scope="session")
+def lines_file(corpus, tmp_path_factory) -> Path:
+    """3,000 real test reviews, one per line (their own newlines become spaces)."""
+    path = tmp_path_factory.mktemp("records") / "reviews.txt"
+    texts = corpus.splits["test"].sample(3000, 5).texts
+    path.write_text("".join(" ".join(t.split()) + "\n" for t in texts), encoding="utf-8")
+    return path
+
+
 def make_archive(path: Path, reviews: dict[str, str], prefix: str = "aclImdb/") -> Path:
     """A .tar.gz in the aclImdb layout from {"train/pos/1_9.txt": text, ...}."""
     with tarfile.open(path, "w:gz") as tar:

@@ -18,15 +18,6 @@ def classify(*args, stdin=None, timeout=600):
                           capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def lines_file(corpus, tmp_path_factory) -> Path:
-    """3,000 real test reviews, one per line (their own newlines become spaces)."""
-    path = tmp_path_factory.mktemp("records") / "reviews.txt"
-    texts = corpus.splits["test"].sample(3000, 5).texts
-    path.write_text("".join(" ".join(t.split()) + "\n" for t in texts), encoding="utf-8")
-    return path
-
-
 def test_lines_give_one_output_per_line_in_order_as_single_files_do(lines_file, tmp_path):
     import runtime
 

@@ -1,0 +1,177 @@
+"""Ray actors that score items for the command, with the interface of ``runtime.workers.WorkerPool``.
+
+Connecting to a cluster (or starting a local one) and starting its actors takes a second or
+more; a thread of the command does it while the command scores the first items itself, and
+items go only to actors that are ready. The connection is closed explicitly at the end (Ray's
+own handler at interpreter exit sleeps half a second first). Ray is imported only here, and
+only when asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from runtime.workers import Ticket, WorkerError
+
+LOCAL_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # Ray's own switch for a single-machine, loopback cluster
+CONNECT_SECONDS = 60.0  # Ray retries an unreachable cluster for minutes; the command gives up after this
+
+
+def cluster_name() -> str:
+    """The cluster ``start_ray`` uses, as an error message names it."""
+    address = os.environ.get("RAY_ADDRESS")
+    return f"the Ray cluster at {address}" if address else "a local Ray cluster"
+
+
+def start_ray(workers: int) -> tuple[int, bool]:
+    """Connect to the cluster ``RAY_ADDRESS`` names, else start a local one with ``workers``
+    CPUs (0: all) that listens on the loopback interface only; the cluster's number of CPUs,
+    and whether this call connected (else the process already was)."""
+    local = not os.environ.get("RAY_ADDRESS")
+    if local:
+        for key, value in LOCAL_ONLY.items():
+            os.environ.setdefault(key, value)  # read when ray is first imported
+    import ray
+
+    logging.getLogger("ray._private.worker").addFilter(_not_main_thread_notice)
+    try:
+        connected = not ray.is_initialized()
+        if connected:
+            ray.init(num_cpus=(workers or None) if local else None, include_dashboard=False,
+                     log_to_driver=False, logging_level=logging.ERROR, configure_logging=False)
+        return int(ray.cluster_resources().get("CPU", 1)), connected
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise WorkerError(f"cannot start or reach {cluster_name()} ({str(e).splitlines()[0]})") from None
+
+
+def _not_main_thread_notice(record: logging.LogRecord) -> bool:
+    """Drop Ray's notice that it set no SIGTERM handler outside the main thread (``start_ray``
+    runs in a thread of the command; a SIGTERM stops the command as it would without Ray)."""
+    return not str(record.msg).startswith("SIGTERM handler is not set")
+
+
+class _Actor:
+    def __init__(self, handle, ready_ref):
+        self.handle, self.ready_ref, self.ready = handle, ready_ref, False
+        self.tickets: list[Ticket] = []  # sent, not yet answered
+
+
+class RayPool:
+    """``count`` Ray actors (0: one per CPU of the cluster), each holding the scorer
+    ``scorer_class(*args)``; items go only to ready actors, at most ``in_flight`` each. A
+    cluster not reached within ``connect_seconds`` fails the run (``WorkerError``)."""
+
+    def __init__(self, scorer_class: type, args: tuple, count: int, in_flight: int = 2,
+                 connect_seconds: float = CONNECT_SECONDS):
+        self.in_flight = in_flight
+        self._connect_seconds = connect_seconds
+        self._deadline = time.monotonic() + connect_seconds
+        self._actors: list[_Actor] = []
+        self._connected = False
+        self._failure: WorkerError | None = None
+        self._started = threading.Event()
+        self._closed = threading.Event()
+        self._starter = threading.Thread(target=self._start, args=(scorer_class, args, count), daemon=True)
+        self._starter.start()
+
+    def _start(self, scorer_class: type, args: tuple, count: int) -> None:
+        try:
+            import ray
+
+            cpus, self._connected = start_ray(count)
+            actor = ray.remote(num_cpus=1)(scorer_class)
+            handles = [actor.remote(*args) for _ in range(count or cpus)]
+            self._actors = [_Actor(h, h.__ray_ready__.remote()) for h in handles]
+        except WorkerError as e:
+            self._failure = e
+        except Exception as e:  # noqa: BLE001 - the command reports it in one line
+            self._failure = WorkerError(f"cannot start Ray workers ({type(e).__name__}: {str(e).splitlines()[0]})")
+        self._started.set()
+        self._closed.wait()  # a local cluster's processes die with the thread that started them (PR_SET_PDEATHSIG)
+
+    def _is_started(self, wait: bool) -> bool:
+        """Whether the starter thread is done (waiting for it if ``wait``); ``WorkerError`` if
+        it failed or is past its deadline."""
+        left = self._deadline - time.monotonic()
+        if not self._started.wait(max(left, 0) if wait else 0):
+            if left > 0 and not wait:
+                return False
+            raise WorkerError(f"cannot reach {cluster_name()} within {self._connect_seconds:g} s")
+        if self._failure is not None:
+            raise self._failure
+        return True
+
+    def _ray(self):
+        """Ray, once the starter thread is done."""
+        self._is_started(wait=True)
+        import ray
+
+        return ray
+
+    def collect(self) -> None:
+        """Take every answer (and every actor's readiness) that has come, without waiting."""
+        if not self._is_started(wait=False):
+            return
+        ray = self._ray()
+        refs = {a.ready_ref: a for a in self._actors if not a.ready}
+        refs.update({t.value: t for a in self._actors for t in a.tickets})
+        if not refs:
+            return
+        done, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0, fetch_local=True)
+        for ref in done:
+            self._settle(refs[ref], ref)
+
+    def _settle(self, waiting: _Actor | Ticket, ref) -> None:
+        ray = self._ray()
+        try:
+            value = ray.get(ref)
+        except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as e:
+            raise WorkerError(f"a Ray worker died ({str(e).splitlines()[0]})") from None
+        except ray.exceptions.RayTaskError as e:
+            raise WorkerError(f"a Ray worker failed ({str(e).strip().splitlines()[-1]})") from None
+        if isinstance(waiting, _Actor):
+            waiting.ready = True
+            return
+        waiting.worker.tickets.remove(waiting)
+        waiting.value, waiting.ready = value, True
+
+    def capacity(self) -> int:
+        """How many items may be in flight: ``in_flight`` for each actor (none before they are started)."""
+        return self.in_flight * len(self._actors)
+
+    def room(self) -> bool:
+        """Whether a ready actor has fewer than ``in_flight`` items unanswered (as of the last ``collect``)."""
+        return any(a.ready and len(a.tickets) < self.in_flight for a in self._actors)
+
+    def submit(self, item: Any) -> Ticket:
+        """Send ``item`` to the ready actor with the fewest unanswered; its ticket."""
+        actor = min((a for a in self._actors if a.ready), key=lambda a: len(a.tickets))
+        ticket = Ticket(actor)
+        ticket.value = actor.handle.score.remote(item)
+        actor.tickets.append(ticket)
+        return ticket
+
+    def wait(self, ticket: Ticket) -> Any:
+        """The ticket's answer, waiting for it if need be; ``WorkerError`` if its actor died or failed."""
+        if not ticket.ready:
+            self._settle(ticket, ticket.value)
+        return ticket.value
+
+    def close(self, kill: bool = False) -> None:
+        """Stop the actors and, if this pool connected, disconnect; a failed start is raised
+        here unless ``kill`` (the run is failing already: a start still under way is not waited for)."""
+        try:
+            if kill and (not self._started.is_set() or self._failure is not None):
+                return  # the run is failing already
+            ray = self._ray()
+            for actor in self._actors:
+                ray.kill(actor.handle)
+            if self._connected:
+                ray.shutdown()
+        finally:
+            self._closed.set()
+
