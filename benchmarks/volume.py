@@ -277,6 +277,9 @@ def plot(volume: dict, path: Path) -> None:
         if k.startswith("--ray"):
             ax.plot([workers_of(k)], [r["reviews_per_s"]], "s", color="tab:green", markersize=9,
                     label=f"{k}, cluster start {volume['ray_cluster_start_s']:.1f} s excluded")
+    if "ray_over_jobs1_cpu_bound" in volume:
+        ax.plot([RAY_WORKERS], [procs[0][1] * volume["ray_over_jobs1_cpu_bound"]], "s", mfc="none", color="tab:green",
+                markersize=9, label="Ray: the most its CPU time allows on this machine's cores")
     ideal = procs[0][1]
     ax.plot([1, 2], [ideal, 2 * ideal], ":", color="grey", label="linear scaling")
     ax.axhline(volume["lookup_floor_reviews_per_s"] / 1.5, color="tab:red", linestyle="--",
