@@ -1,4 +1,4 @@
-"""Run a module as ``python -m`` does, then report the process's own peak memory.
+"""Run a module as ``python -m`` does, then report the process's own peak memory and CPU time.
 
 ``python benchmarks/probe.py MODULE ARGS...`` behaves like ``python -m MODULE ARGS...`` and
 prints ``CPU_S <seconds>`` (its own and its waited children's user and system time) and

@@ -4,9 +4,10 @@ Every review of the archive (train, test and unsup: 100,000) is written as one l
 and classified by ``runtime.classify --lines`` as a user runs it: ``--jobs 1``, ``--jobs 2``
 (the command and one worker process score) and ``--ray`` with two actors on a cluster
 started beforehand (its start is timed separately, as a cluster outlives one job; the command
-scores what the actors have no room for). Each run's peak memory and CPU time are read from
-/proc for the command and for each of its workers; the outputs must be byte-identical. Beside them, the look-up floor's rate over the same reviews
-(in a process of its own) and Keras ``predict`` at batch 256.
+scores what the actors have no room for). Each run's peak memory and CPU time are reported by
+the command itself and read from /proc for each of its workers; the outputs must be
+byte-identical. Beside them, the look-up floor's rate over the same reviews (in a process of
+its own) and Keras ``predict`` at batch 256.
 
 On a shared machine one run can be slowed by a neighbour, so in full mode every run is
 repeated (``rounds``: the process runs and the floor in turn, then the Ray runs); a run

@@ -2,6 +2,7 @@
 command scores, answers identical to the command's own, failures in one line. Each case runs
 in its own Python, as the command would, with a local cluster."""
 
+import os
 import subprocess
 import sys
 
@@ -25,8 +26,6 @@ job = bulk.Job(bulk.ScorerSpec.of(clf), "lines", "utf-8", "text", OutputOptions(
 
 
 def _run(script: str, lines_file=None, env: dict | None = None) -> subprocess.CompletedProcess:
-    import os
-
     return subprocess.run([sys.executable, "-c", _SETUP + script, str(lines_file)], cwd=ROOT, capture_output=True,
                           text=True, timeout=600, env={**os.environ, **(env or {})})
 
