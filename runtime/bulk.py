@@ -20,16 +20,12 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
 
 from runtime.classifier import Classifier, load
 from runtime.features import BULK_MEMO_SIZE
 from runtime.records import Item, records_of
 from runtime.render import OutputOptions, Renderer, Result, warnings
-from runtime.workers import Ticket, WorkerPool
-
-if TYPE_CHECKING:
-    from runtime.ray_workers import RayPool
+from runtime.workers import Pool, Ticket, WorkerPool
 
 
 @dataclass(frozen=True)
@@ -121,7 +117,7 @@ def score(items: Iterable[Item], job: Job, clf: Classifier, jobs: int = 1,
 
     ``jobs`` > 1 scores in that many processes: this one, with ``clf``, and ``jobs - 1``
     workers, each loading the bundle once; ``ray_workers`` (0: one per CPU of the cluster)
-    scores on that many Ray actors instead; else ``clf`` scores here.
+    scores on that many Ray actors and here; else ``clf`` scores here alone.
     """
     here = BlockScorer(job, clf)
     if ray_workers is not None:
@@ -146,7 +142,7 @@ IN_FLIGHT = 2  # items sent to a worker process or a Ray actor and not yet answe
 HELD = 32  # items scored here and waiting for an earlier one that a worker holds
 
 
-def _shared(items: Iterable[Item], score_here, pool: WorkerPool | RayPool) -> Iterator[Rendered]:
+def _shared(items: Iterable[Item], score_here, pool: Pool) -> Iterator[Rendered]:
     """Items scored by the pool's workers and here, output in input order.
 
     An item goes to a ready worker with room, else it is scored here: this process scores

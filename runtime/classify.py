@@ -77,7 +77,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--jobs", type=int, metavar="N",
                    help="with --lines/--jsonl/--csv: score in N processes, this one and N - 1 workers, "
                         "0 = one per core (default: 1); "
-                        "with --ray, N Ray workers, 0 = one per CPU of the cluster")
+                        "with --ray, N Ray actors beside this process, 0 = one per CPU of the cluster")
     p.add_argument("--ray", action="store_true",
                    help="with --lines/--jsonl/--csv: score on Ray (the cluster RAY_ADDRESS names, else a local "
                         "one); needs pip install 'imdb-edge[ray]'")

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any
 
-from runtime.workers import Ticket, WorkerError
+from runtime.workers import Pool, Ticket, WorkerError
 
 LOCAL_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # Ray's own switch for a single-machine, loopback cluster
 CONNECT_SECONDS = 60.0  # Ray retries an unreachable cluster for minutes; the command gives up after this
@@ -60,23 +60,21 @@ class _Actor:
         self.tickets: list[Ticket] = []  # sent, not yet answered
 
 
-class RayPool:
+class RayPool(Pool):
     """``count`` Ray actors (0: one per CPU of the cluster), each holding the scorer
     ``scorer_class(*args)``; items go only to ready actors, at most ``in_flight`` each. A
     cluster not reached within ``connect_seconds`` fails the run (``WorkerError``)."""
 
     def __init__(self, scorer_class: type, args: tuple, count: int, in_flight: int = 2,
                  connect_seconds: float = CONNECT_SECONDS):
-        self.in_flight = in_flight
+        super().__init__(in_flight)
         self._connect_seconds = connect_seconds
         self._deadline = time.monotonic() + connect_seconds
-        self._actors: list[_Actor] = []
         self._connected = False
         self._failure: WorkerError | None = None
         self._started = threading.Event()
         self._closed = threading.Event()
-        self._starter = threading.Thread(target=self._start, args=(scorer_class, args, count), daemon=True)
-        self._starter.start()
+        threading.Thread(target=self._start, args=(scorer_class, args, count), daemon=True).start()
 
     def _start(self, scorer_class: type, args: tuple, count: int) -> None:
         try:
@@ -85,7 +83,7 @@ class RayPool:
             cpus, self._connected = start_ray(count)
             actor = ray.remote(num_cpus=1)(scorer_class)
             handles = [actor.remote(*args) for _ in range(count or cpus)]
-            self._actors = [_Actor(h, h.__ray_ready__.remote()) for h in handles]
+            self._members = [_Actor(h, h.__ray_ready__.remote()) for h in handles]
         except WorkerError as e:
             self._failure = e
         except Exception as e:  # noqa: BLE001 - the command reports it in one line
@@ -105,20 +103,13 @@ class RayPool:
             raise self._failure
         return True
 
-    def _ray(self):
-        """Ray, once the starter thread is done."""
-        self._is_started(wait=True)
-        import ray
-
-        return ray
-
     def collect(self) -> None:
-        """Take every answer (and every actor's readiness) that has come, without waiting."""
         if not self._is_started(wait=False):
             return
-        ray = self._ray()
-        refs = {a.ready_ref: a for a in self._actors if not a.ready}
-        refs.update({t.value: t for a in self._actors for t in a.tickets})
+        import ray
+
+        refs = {a.ready_ref: a for a in self._members if not a.ready}
+        refs.update({t.value: t for a in self._members for t in a.tickets})
         if not refs:
             return
         done, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0, fetch_local=True)
@@ -126,7 +117,9 @@ class RayPool:
             self._settle(refs[ref], ref)
 
     def _settle(self, waiting: _Actor | Ticket, ref) -> None:
-        ray = self._ray()
+        """Take the answer of ``ref`` (an actor's readiness, or a ticket's item); the pool is started."""
+        import ray
+
         try:
             value = ray.get(ref)
         except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as e:
@@ -139,24 +132,14 @@ class RayPool:
         waiting.worker.tickets.remove(waiting)
         waiting.value, waiting.ready = value, True
 
-    def capacity(self) -> int:
-        """How many items may be in flight: ``in_flight`` for each actor (none before they are started)."""
-        return self.in_flight * len(self._actors)
-
-    def room(self) -> bool:
-        """Whether a ready actor has fewer than ``in_flight`` items unanswered (as of the last ``collect``)."""
-        return any(a.ready and len(a.tickets) < self.in_flight for a in self._actors)
-
     def submit(self, item: Any) -> Ticket:
-        """Send ``item`` to the ready actor with the fewest unanswered; its ticket."""
-        actor = min((a for a in self._actors if a.ready), key=lambda a: len(a.tickets))
+        actor = self._least_busy()
         ticket = Ticket(actor)
         ticket.value = actor.handle.score.remote(item)
         actor.tickets.append(ticket)
         return ticket
 
     def wait(self, ticket: Ticket) -> Any:
-        """The ticket's answer, waiting for it if need be; ``WorkerError`` if its actor died or failed."""
         if not ticket.ready:
             self._settle(ticket, ticket.value)
         return ticket.value
@@ -167,8 +150,10 @@ class RayPool:
         try:
             if kill and (not self._started.is_set() or self._failure is not None):
                 return  # the run is failing already
-            ray = self._ray()
-            for actor in self._actors:
+            self._is_started(wait=True)
+            import ray
+
+            for actor in self._members:
                 ray.kill(actor.handle)
             if self._connected:
                 ray.shutdown()

@@ -46,24 +46,61 @@ class _Worker:
         self.tickets: deque[Ticket] = deque()  # sent, not yet answered, in order
 
 
-class WorkerPool:
+class Pool:
+    """Workers the command shares items with (``runtime.bulk._shared``): worker processes
+    here, Ray actors in ``runtime.ray_workers``. Each member has ``ready`` (its scorer is
+    built) and ``tickets`` (items sent and not yet answered); at most ``in_flight`` each."""
+
+    def __init__(self, in_flight: int):
+        self.in_flight = in_flight
+        self._members: list = []
+
+    def room(self) -> bool:
+        """Whether a ready worker has fewer than ``in_flight`` items unanswered (as of the last ``collect``)."""
+        return any(m.ready and len(m.tickets) < self.in_flight for m in self._members)
+
+    def capacity(self) -> int:
+        """How many items may be in flight: ``in_flight`` for each worker (none before they are started)."""
+        return self.in_flight * len(self._members)
+
+    def _least_busy(self):
+        """The ready worker with the fewest items unanswered."""
+        return min((m for m in self._members if m.ready), key=lambda m: len(m.tickets))
+
+    def collect(self) -> None:
+        """Take every answer (and every worker's readiness) that has come, without waiting."""
+        raise NotImplementedError
+
+    def submit(self, item: Any) -> Ticket:
+        """Send ``item`` to the least busy ready worker; its ticket."""
+        raise NotImplementedError
+
+    def wait(self, ticket: Ticket) -> Any:
+        """The ticket's answer, waiting for it if need be; ``WorkerError`` if its worker died or failed."""
+        raise NotImplementedError
+
+    def close(self, kill: bool = False) -> None:
+        """Stop the workers (at once with ``kill``)."""
+        raise NotImplementedError
+
+
+class WorkerPool(Pool):
     """``count`` worker processes, each running the scorer ``start()`` builds (``start`` must
     be picklable: it is called in the worker). Items go only to ready workers, so a short
     input is done by the command before a worker has even loaded."""
 
     def __init__(self, start: Callable[[], Callable[[Any], Any]], count: int, in_flight: int = 2):
-        self.in_flight = in_flight
+        super().__init__(in_flight)
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()  # (worker, item) for the writer thread
         self._writer: threading.Thread | None = None  # started with the first item: none while the command loads
         context = multiprocessing.get_context("spawn")
-        self._workers: list[_Worker] = []
         for _ in range(count):
             items_in, items_out = context.Pipe(duplex=False)
             answers_in, answers_out = context.Pipe(duplex=False)
             for end in (items_out, answers_out):
                 _widen(end)
             process = context.Process(target=_serve, args=(items_in, answers_out, start), daemon=True)
-            self._workers.append(_Worker(process, items_out, answers_in))
+            self._members.append(_Worker(process, items_out, answers_in))
             with _sigint_ignored():
                 process.start()
             items_in.close()
@@ -71,22 +108,14 @@ class WorkerPool:
 
     def collect(self) -> None:
         """Take every message the workers have sent, without waiting."""
-        for worker in self._workers:
+        for worker in self._members:
             while worker.answers.poll():
                 self._receive(worker)
-
-    def room(self) -> bool:
-        """Whether a ready worker has fewer than ``in_flight`` items unanswered (as of the last ``collect``)."""
-        return any(w.ready and len(w.tickets) < self.in_flight for w in self._workers)
-
-    def capacity(self) -> int:
-        """How many items may be in flight: ``in_flight`` for each worker."""
-        return self.in_flight * len(self._workers)
 
     def submit(self, item: Any) -> Ticket:
         """Send ``item`` to the ready worker with the fewest unanswered; its ticket."""
         data = ForkingPickler.dumps(item)  # here, so that an item that cannot be sent fails here
-        worker = min((w for w in self._workers if w.ready), key=lambda w: len(w.tickets))
+        worker = self._least_busy()
         ticket = Ticket(worker)
         worker.tickets.append(ticket)
         if self._writer is None:
@@ -117,7 +146,7 @@ class WorkerPool:
     def close(self, kill: bool = False) -> None:
         """Stop the workers: those still loading at once, the others once they have answered
         what they hold; every one at once with ``kill``."""
-        for worker in self._workers:
+        for worker in self._members:
             if kill or not worker.ready:
                 worker.process.kill()
             else:
@@ -127,7 +156,7 @@ class WorkerPool:
             _write_all(self._outbox)
         else:
             self._writer.join(timeout=10)
-        for worker in self._workers:
+        for worker in self._members:
             worker.process.join(timeout=10)
             if worker.process.exitcode is None:
                 worker.process.kill()
