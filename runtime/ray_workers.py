@@ -13,11 +13,18 @@ import logging
 import os
 import threading
 import time
+from functools import partial
 from typing import Any
 
 from runtime.workers import Pool, Ticket, WorkerError
 
 LOCAL_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # Ray's own switch for a single-machine, loopback cluster
+# Ray's notices that say nothing to a user of the command, by logger: it set no SIGTERM handler
+# outside the main thread (``start_ray`` runs in a thread of the command, and a SIGTERM stops the
+# command as it would without Ray); a local cluster uses token authentication, Ray's default
+# (the README says so). Ray's other warnings are kept.
+QUIET = {"ray._private.worker": "SIGTERM handler is not set",
+         "ray._private.authentication.authentication_token_setup": "Token authentication is enabled for this Ray cluster"}
 CONNECT_SECONDS = 60.0  # Ray retries an unreachable cluster for minutes; the command gives up after this
 
 
@@ -37,7 +44,8 @@ def start_ray(workers: int) -> tuple[int, bool]:
             os.environ.setdefault(key, value)  # read when ray is first imported
     import ray
 
-    logging.getLogger("ray._private.worker").addFilter(_not_main_thread_notice)
+    for name, notice in QUIET.items():
+        logging.getLogger(name).addFilter(partial(_not_notice, notice))
     try:
         connected = not ray.is_initialized()
         if connected:
@@ -48,10 +56,8 @@ def start_ray(workers: int) -> tuple[int, bool]:
         raise WorkerError(f"cannot start or reach {cluster_name()} ({str(e).splitlines()[0]})") from None
 
 
-def _not_main_thread_notice(record: logging.LogRecord) -> bool:
-    """Drop Ray's notice that it set no SIGTERM handler outside the main thread (``start_ray``
-    runs in a thread of the command; a SIGTERM stops the command as it would without Ray)."""
-    return not str(record.msg).startswith("SIGTERM handler is not set")
+def _not_notice(notice: str, record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith(notice)
 
 
 class _Actor:

@@ -197,6 +197,7 @@ def test_ray_local_cluster_gives_byte_identical_output(lines_file, tmp_path):
     one = classify("--lines", "--json", lines_file)
     on_ray = classify("--lines", "--json", "--ray", "--jobs", "2", lines_file, "--out", tmp_path / "ray.jsonl")
     assert on_ray.returncode == 0, on_ray.stderr[-2000:]
+    assert on_ray.stderr == "", "Ray's notices reached the command's standard error"
     assert (tmp_path / "ray.jsonl").read_text(encoding="utf-8") == one.stdout
 
 
