@@ -28,8 +28,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--peers", action=argparse.BooleanOptionalAction, default=None,
                    help="train and score the desktop peers (scikit-learn, fastText) on the model's split "
                         "(default: in full mode only; about two minutes)")
+    p.add_argument("--volume-copies", type=int, default=1, metavar="N",
+                   help="write the archive's reviews N times into the volume section's lines file: a longer "
+                        "job, in which starting workers and Ray's actors counts for less (the goals are "
+                        "stated for 1, the default)")
     p.add_argument("--seed", type=int, default=0)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.volume_copies < 1:
+        p.error("--volume-copies must be 1 or more")
+    return args
 
 
 def cpu_model() -> str:
@@ -114,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as work:
         result["volume"] = volume.measure(all_review_texts(data.resolve(args.data)), bundle.root, model_dir,
                                           Path(work), s.volume_reviews, s.keras_volume_reviews, fitted_peers,
-                                          s.volume_rounds)
+                                          s.volume_rounds, args.volume_copies)
     with staging_dir(args.out) as stage:
         median_review = sorted(lat_texts, key=len)[len(lat_texts) // 2]
         review = stage / "review.txt"
@@ -139,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{result['volume']['reviews']:,} reviews, starting the workers dominates")
     for what, goal, value, met in volume.goals(result["volume"]):
         verdict = ("met" if met else "NOT met") if not args.quick else "not judged"
+        if result["volume"]["copies"] > 1:
+            verdict += f" on {result['volume']['reviews']:,} reviews, not the goals' 100,000"
         print(f"  {what}: {value:.3g} (goal {goal}: {verdict})")
     print(f"  recommended default artifact: {result['recommended_default']}")
     return exitcodes.OK

@@ -9,6 +9,9 @@ the command itself and read from /proc for each of its workers; the outputs must
 byte-identical. Beside them, the look-up floor's rate over the same reviews (in a process of
 its own) and Keras ``predict`` at batch 256.
 
+With ``--volume-copies N`` the file holds the reviews N times over: a longer job, in which
+starting the workers and Ray's actors counts for less (the goals are stated for one copy).
+
 On a shared machine one run can be slowed by a neighbour, so in full mode every run is
 repeated (``rounds``: the process runs and the floor in turn, then the Ray runs); a run
 reports its median round, its fastest and slowest, and the highest peak memory of its rounds.
@@ -46,6 +49,19 @@ def write_lines_file(texts: Iterable[str], path: Path, limit: int | None = None)
             f.write(" ".join(text.split()) + "\n")
             n += 1
     return n
+
+
+def repeat_file(path: Path, copies: int, piece: int = 1 << 20) -> None:
+    """Make ``path`` hold its own content ``copies`` times over (read a piece at a time)."""
+    with open(path, "rb") as once, open(path, "ab") as f:
+        size = os.fstat(once.fileno()).st_size
+        for _ in range(copies - 1):
+            once.seek(0)
+            left = size
+            while left:
+                data = once.read(min(piece, left))
+                f.write(data)
+                left -= len(data)
 
 
 def _peak_kb(pid: int) -> int:
@@ -200,12 +216,19 @@ def _median(runs: list[dict]) -> dict:
 
 
 def measure(texts: Iterable[str], bundle: Path, model_dir: ModelDir, work: Path, limit: int | None,
-            keras_reviews: int, peers: dict | None = None, rounds: int = 1) -> dict:
+            keras_reviews: int, peers: dict | None = None, rounds: int = 1, copies: int = 1) -> dict:
     """The whole volume section (``peers``: fitted desktop peers by name, whose own batch calls
-    are timed over the same reviews; ``rounds``: how many times each run is repeated)."""
+    are timed over the same reviews; ``rounds``: how many times each run is repeated;
+    ``copies``: how many times the reviews are written into the lines file, for a longer job
+    in which starting workers counts for less; the floor, Keras and the peers take one copy)."""
     lines = work / "reviews.txt"
-    n = write_lines_file(texts, lines, limit)
+    n = write_lines_file(texts, lines, limit) * copies
     corpus = lines.read_text(encoding="utf-8").splitlines()
+    floor_lines = lines
+    if copies > 1:
+        floor_lines = work / "once.txt"
+        shutil.copyfile(lines, floor_lines)
+        repeat_file(lines, copies)
     common = ["--model", str(bundle)]
     jobs = {"--jobs 1": [*common, "--jobs", "1"], "--jobs 2": [*common, "--jobs", "2"]}
     done: dict[str, list[dict]] = {k: [] for k in jobs}
@@ -213,7 +236,7 @@ def measure(texts: Iterable[str], bundle: Path, model_dir: ModelDir, work: Path,
     for _ in range(rounds):
         for name, args in jobs.items():
             done[name].append(classify_run(lines, args, work / "out.txt"))
-        floors.append(floor_rate(lines, model_dir))
+        floors.append(floor_rate(floor_lines, model_dir))
     cluster_start = None
     if _ray_installed():
         ray_run = f"--ray ({RAY_WORKERS} workers)"
@@ -229,7 +252,7 @@ def measure(texts: Iterable[str], bundle: Path, model_dir: ModelDir, work: Path,
     peer_rates = {name: bulk_rate(peer, corpus) for name, peer in (peers or {}).items()}
     single = runs["--jobs 1"]["reviews_per_s"]
     result = {
-        "reviews": n, "file_bytes": lines.stat().st_size, "runs": runs, "rounds": rounds,
+        "reviews": n, "copies": copies, "file_bytes": lines.stat().st_size, "runs": runs, "rounds": rounds,
         "ray_cluster_start_s": cluster_start,
         "ray": "measured" if cluster_start is not None else "skipped: ray is not installed (pip install '.[ray]')",
         "lookup_floor_reviews_per_s": floor, "lookup_floor_each": floors,

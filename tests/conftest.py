@@ -110,14 +110,14 @@ def export_small(model_dir: Path, corpus, out: Path, reviews: int) -> Path:
     return out
 
 
-def run_quick_benchmark(bundle: Path, model_dir: Path, out: Path) -> dict:
+def run_quick_benchmark(bundle: Path, model_dir: Path, out: Path, *options: str) -> dict:
     """``python -m benchmarks --quick`` as a user runs it; the parsed benchmark.json."""
     import json
     import subprocess
     import sys
 
     proc = subprocess.run([sys.executable, "-m", "benchmarks", "--bundle", str(bundle), "--model-dir",
-                           str(model_dir), "--data", str(corpus_path()), "--out", str(out), "--quick"],
+                           str(model_dir), "--data", str(corpus_path()), "--out", str(out), "--quick", *options],
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((out / "benchmark.json").read_text())

@@ -41,7 +41,7 @@ def test_throughput_counts_items_per_second():
 @pytest.mark.corpus
 def test_quick_mode_writes_every_section(small_bundle, small_model, tmp_path):
     out = tmp_path / "bench"
-    r = run_quick_benchmark(small_bundle, small_model, out)
+    r = run_quick_benchmark(small_bundle, small_model, out, "--volume-copies", "2")
     for section in ("meta", "accuracy", "latency_e2e", "floors", "latency_model", "throughput", "cold_start",
                     "ratios", "recommended_default"):
         assert section in r, section
@@ -74,10 +74,10 @@ def test_quick_mode_writes_every_section(small_bundle, small_model, tmp_path):
     assert r["ratios"]["lookup_floor_over_split"]["value"] > 1  # split plus a look-up per word
     assert r["meta"]["machine"]["cores"] >= 1 and r["meta"]["manifest_sha256"]
     v = r["volume"]
-    assert v["reviews"] == 5000 and v["identical_outputs"]
+    assert v["reviews"] == 10_000 and v["copies"] == 2 and v["identical_outputs"]
     assert set(v["runs"]) == {"--jobs 1", "--jobs 2", "--ray (2 workers)"}
     for run in v["runs"].values():
-        assert run["reviews"] == 5000 and run["reviews_per_s"] > 0 and run["peak_rss_kb"] > 10_000
+        assert run["reviews"] == 10_000 and run["reviews_per_s"] > 0 and run["peak_rss_kb"] > 10_000
         assert 0 < run["cpu_s"] < 600
     # the command scores too, beside one worker or two actors (which a file this short may be done without)
     assert len(v["runs"]["--jobs 1"]["worker_peak_rss_kb"]) == 0
@@ -87,7 +87,8 @@ def test_quick_mode_writes_every_section(small_bundle, small_model, tmp_path):
     assert v["max_scoring_process_peak_rss_kb"] >= v["runs"]["--jobs 2"]["peak_rss_kb"]
     assert v["ray_cluster_start_s"] > 0 and v["lookup_floor_reviews_per_s"] > v["runs"]["--jobs 1"]["reviews_per_s"]
     md = (out / "benchmark.md").read_text()
-    assert "## Volume: 5,000 reviews" in md and "cannot exceed" in md
+    assert "## Volume: 10,000 reviews" in md and "the reviews 2 times over" in md and "cannot exceed" in md
+    assert "judged in full mode only (on 10,000 reviews, not the goals' 100,000)" in md
     assert "## Goals" in md and "## Cold start" in md
     assert "## Explanations" in md and "| ECE |" in md
     for png in ("latency.png", "accuracy_size.png", "throughput.png", "volume.png", "reliability.png"):
@@ -125,3 +126,16 @@ def test_volume_reports_the_median_round_and_the_highest_memory():
     v = {"runs": {"--jobs 1": r}, "lookup_floor_reviews_per_s": 1.0, "keras_reviews": 1,
          "keras_predict_256_reviews_per_s": 1.0}
     assert "| `--jobs 1` | 5 | 2.0 (1.0–3.0, 3 rounds) | 2.5 | 300 MiB |" in volume.table(v)
+
+
+def test_repeat_file_writes_the_content_that_many_times_in_pieces(tmp_path):
+    from benchmarks.volume import repeat_file, write_lines_file
+
+    path = tmp_path / "reviews.txt"
+    assert write_lines_file(["a  fine\nfilm", "awful", "meh"], path) == 3
+    once = path.read_bytes()
+    assert once == b"a fine film\nawful\nmeh\n"
+    repeat_file(path, 3, piece=4)
+    assert path.read_bytes() == once * 3
+    repeat_file(path, 1)
+    assert path.read_bytes() == once * 3
