@@ -2,6 +2,7 @@
 order, the command scoring while workers start or are busy, bounded memory, failures in one line."""
 
 import multiprocessing
+import os
 import time
 from functools import partial
 
@@ -32,6 +33,47 @@ def _divides():
 
 def _unpicklable():
     return lambda item: lambda: item  # an answer that cannot be sent back
+
+
+def _environment_reader():
+    """A worker's scorer that answers the value of the environment variable it is given, and
+    that leaves a file behind if the worker's interpreter runs its exit handlers."""
+    import atexit
+
+    def score(item):
+        name, mark = item
+        atexit.register(lambda: open(mark, "w").close())
+        return os.environ.get(name)
+
+    return score
+
+
+def _first_answer(pool: WorkerPool, item, seconds: float = 60.0):
+    """``item`` scored by the pool's first worker once it is ready."""
+    deadline = time.monotonic() + seconds
+    while not pool.room():
+        assert time.monotonic() < deadline, "the worker did not start"
+        pool.collect()
+        time.sleep(0.01)
+    return pool.wait(pool.submit(item))
+
+
+@pytest.mark.parametrize("users", [None, "3"])
+def test_workers_start_with_one_blas_thread_unless_told_and_exit_at_once(users, monkeypatch, tmp_path):
+    if users is None:
+        monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", users)
+    before = dict(os.environ)
+    pool = WorkerPool(_environment_reader, 1)
+    try:
+        answer = _first_answer(pool, ("OPENBLAS_NUM_THREADS", str(tmp_path / "exit-handlers-ran")))
+    finally:
+        pool.close()
+    assert answer == (users or "1")
+    assert dict(os.environ) == before  # the command's own environment is as it was
+    worker = pool._members[0].process
+    assert worker.exitcode == 0 and not (tmp_path / "exit-handlers-ran").exists()
 
 
 def _here(delay: float, item):
