@@ -146,8 +146,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{result['volume']['reviews']:,} reviews, starting the workers dominates")
     for what, goal, value, met in volume.goals(result["volume"]):
         verdict = ("met" if met else "NOT met") if not args.quick else "not judged"
-        if result["volume"]["copies"] > 1:
-            verdict += f" on {result['volume']['reviews']:,} reviews, not the goals' 100,000"
+        verdict += volume.off_scope(result["volume"])
         print(f"  {what}: {value:.3g} (goal {goal}: {verdict})")
     print(f"  recommended default artifact: {result['recommended_default']}")
     return exitcodes.OK

@@ -181,8 +181,7 @@ def markdown(result: dict) -> str:
         judged = meta["mode"] == "full"
         for what, goal, value, met in volume.goals(result["volume"]):
             verdict = ("yes" if met else "**no**") if judged else "judged in full mode only"
-            if result["volume"].get("copies", 1) > 1:
-                verdict += f" (on {result['volume']['reviews']:,} reviews, not the goals' 100,000)"
+            verdict += volume.off_scope(result["volume"])
             lines.append(f"| {what} | {value:.3g} | {goal} | {verdict} |")
     for key in ("runtime_e2e_over_split", "keras_over_runtime_e2e", "keras_predict_over_runtime_e2e",
                 "tokenize_encode_over_split", "lookup_floor_over_split",

@@ -340,6 +340,14 @@ def table(volume: dict) -> str:
     return "\n".join(rows)
 
 
+def off_scope(volume: dict) -> str:
+    """What to add to a goal's verdict when the run was not on the goals' 100,000 reviews
+    (``--volume-copies``), else nothing."""
+    if volume.get("copies", 1) == 1:
+        return ""
+    return f" on {volume['reviews']:,} reviews, not the goals' 100,000"
+
+
 def goals(volume: dict) -> list[tuple[str, str, float, bool]]:
     """(what, goal, measured, met) for the volume goals."""
     out = [("`--jobs 2` / `--jobs 1` reviews/s", ">= 1.7", volume["jobs2_over_jobs1"], volume["jobs2_over_jobs1"] >= 1.7),

@@ -88,7 +88,7 @@ def test_quick_mode_writes_every_section(small_bundle, small_model, tmp_path):
     assert v["ray_cluster_start_s"] > 0 and v["lookup_floor_reviews_per_s"] > v["runs"]["--jobs 1"]["reviews_per_s"]
     md = (out / "benchmark.md").read_text()
     assert "## Volume: 10,000 reviews" in md and "the reviews 2 times over" in md and "cannot exceed" in md
-    assert "judged in full mode only (on 10,000 reviews, not the goals' 100,000)" in md
+    assert "judged in full mode only on 10,000 reviews, not the goals' 100,000" in md
     assert "## Goals" in md and "## Cold start" in md
     assert "## Explanations" in md and "| ECE |" in md
     for png in ("latency.png", "accuracy_size.png", "throughput.png", "volume.png", "reliability.png"):
