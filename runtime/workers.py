@@ -1,6 +1,6 @@
 """Worker processes that score items for the command: each is started with ``spawn`` (no
-engine state is inherited) and with Ctrl-C ignored, builds its scorer once, says it is ready
-and answers the items sent to it, in order.
+engine state is inherited), with Ctrl-C ignored and one BLAS thread, builds its scorer once,
+says it is ready, answers the items sent to it, in order, and leaves at once when told to stop.
 
 The command scores items too (``runtime.bulk``), so between two items of its own it must see,
 without waiting, which workers are ready and have room: it reads their answers straight from
