@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import faulthandler
 import importlib
-import importlib.metadata
 import math
 import os
 import sys
@@ -50,7 +49,14 @@ class EngineError(RuntimeError):
 
 
 def engine_version(engine: str) -> str | None:
-    """The installed version of an engine's distribution, or None if it is missing."""
+    """The installed version of an engine's distribution, or None if it is missing: the
+    ``__version__`` of its package once that is imported, else the distribution's metadata
+    (importing ``importlib.metadata`` alone took 17 ms of a 0.16 s cold start)."""
+    version = getattr(sys.modules.get(ENGINES[engine][1].partition(".")[0]), "__version__", None)
+    if isinstance(version, str):
+        return version
+    import importlib.metadata
+
     try:
         return importlib.metadata.version(ENGINES[engine][2])
     except importlib.metadata.PackageNotFoundError:

@@ -33,6 +33,28 @@ def test_importing_and_classifying_never_imports_tensorflow():
     assert out.stdout.strip() == "positive"
 
 
+def test_the_command_on_one_review_does_not_import_package_metadata(tmp_path):
+    """importlib.metadata (and the email package it pulls in) took 17 ms of a 0.16 s cold
+    start; the engines' versions come from their packages once imported."""
+    review = tmp_path / "r.txt"
+    review.write_text("A wonderful film, I loved it.")
+    code = ("import sys\nfrom runtime import classify\n"
+            f"status = classify.main([{str(review)!r}])\n"
+            "slow = sorted(m for m in sys.modules if m.split('.')[0] == 'email' or m == 'importlib.metadata')\n"
+            "assert not slow, slow\nprint('status', status)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "status 0" in out.stdout, out.stderr
+
+
+def test_engine_versions_match_their_distributions():
+    import importlib.metadata
+
+    from runtime.backends import ENGINES, engine_version, installed_engines
+
+    for engine in installed_engines():
+        assert engine_version(engine) == importlib.metadata.version(ENGINES[engine][2])
+
+
 @pytest.mark.parametrize("artifact", FAMILY_ARTIFACTS["multi_hot"])
 def test_single_batch_and_stream_agree_with_golden(small_bundle, artifact):
     clf = runtime.load(small_bundle, artifact=artifact)
