@@ -74,8 +74,10 @@ def _peak_kb(pid: int) -> int:
     return 0
 
 
-def _workers(pid: int) -> tuple[list[int], list[int]]:
-    """Worker processes of a classify run: its spawned children, and Ray's scorer actors."""
+def _workers(pid: int, ray: bool) -> tuple[list[int], list[int]]:
+    """Worker processes of a classify run: its spawned children, and (if ``ray``) Ray's scorer
+    actors, found by reading every process's command line (the benchmark's own CPU time comes
+    out of the cores the run uses, so a run without Ray is spared the search)."""
     found = []
     try:
         for task in Path(f"/proc/{pid}/task").iterdir():
@@ -83,7 +85,7 @@ def _workers(pid: int) -> tuple[list[int], list[int]]:
     except OSError:
         pass
     actors = [int(p.name) for p in Path("/proc").iterdir()
-              if p.name.isdigit() and _cmdline(int(p.name)).startswith(b"ray::BlockScorer")]
+              if ray and p.name.isdigit() and _cmdline(int(p.name)).startswith(b"ray::BlockScorer")]
     return [c for c in found if b"spawn_main" in _cmdline(c)], actors
 
 
@@ -115,7 +117,7 @@ def classify_run(lines: Path, args: list[str], out: Path, env: dict | None = Non
                             env={**os.environ, **(env or {})})
     actor_cpu: dict[int, float] = {}
     while proc.poll() is None:
-        children, actors = _workers(proc.pid)
+        children, actors = _workers(proc.pid, "--ray" in args)
         for w in children + actors:
             peaks[w] = max(peaks.get(w, 0), _peak_kb(w))
         for a in actors:
