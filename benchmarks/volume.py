@@ -85,7 +85,7 @@ def _workers(pid: int, ray: bool) -> tuple[list[int], list[int]]:
     except OSError:
         pass
     actors = [int(p.name) for p in Path("/proc").iterdir()
-              if ray and p.name.isdigit() and _cmdline(int(p.name)).startswith(b"ray::BlockScorer")]
+              if p.name.isdigit() and _cmdline(int(p.name)).startswith(b"ray::BlockScorer")] if ray else []
     return [c for c in found if b"spawn_main" in _cmdline(c)], actors
 
 

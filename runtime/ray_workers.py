@@ -44,8 +44,8 @@ def start_ray(workers: int) -> tuple[int, bool]:
             os.environ.setdefault(key, value)  # read when ray is first imported
     import ray
 
-    for name, notice in QUIET.items():
-        logging.getLogger(name).addFilter(partial(_not_notice, notice))
+    for name, quiet in _FILTERS.items():
+        logging.getLogger(name).addFilter(quiet)  # the same filter object: added once however many runs
     try:
         connected = not ray.is_initialized()
         if connected:
@@ -58,6 +58,9 @@ def start_ray(workers: int) -> tuple[int, bool]:
 
 def _not_notice(notice: str, record: logging.LogRecord) -> bool:
     return not str(record.msg).startswith(notice)
+
+
+_FILTERS = {name: partial(_not_notice, notice) for name, notice in QUIET.items()}
 
 
 class _Actor:

@@ -27,8 +27,8 @@ from typing import Any
 
 PIPE_BYTES = 1 << 20  # pipe capacity asked for: a block of lines (runtime.records.line_blocks) at once; Linux's limit for users
 # A worker's environment besides the command's (a variable the user has set is kept): the runtime
-# never calls BLAS, and numpy's OpenBLAS otherwise starts a thread per core that spins while the
-# worker imports (0.21 against 0.12 s of CPU to start a worker, on the core the command scores on).
+# never calls BLAS, and numpy's OpenBLAS otherwise starts a thread per core, which used CPU while
+# the worker imported (0.21 against 0.12 s of CPU to start a worker, on the core the command scores on).
 WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1"}
 
 
