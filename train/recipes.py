@@ -49,7 +49,7 @@ SEED_MLP = Recipe(
 
 # Embedding + LSTM on front-padded word-id sequences (padding id 0 masked). Validation holds
 # out whole movies; the configuration was chosen on that validation only (the trials are in
-# docs/seed-lstm.md). About 35-45 s an epoch on 2 cores (Intel Xeon).
+# docs/notes/seed-lstm.md). About 35-45 s an epoch on 2 cores (Intel Xeon).
 SEED_LSTM = Recipe(
     name="seed-lstm",
     vocab_size=20_000,
@@ -73,7 +73,7 @@ SEED_LSTM = Recipe(
 # Naive-Bayes-scaled logistic regression over word unigrams and hashed bigrams (NBSVM's
 # features, Wang & Manning 2012), trained as a Keras embedding bag. Validation holds out
 # whole movies; buckets, L2, dropout and learning rate were chosen on it, and the int8
-# calibration range on unlabelled reviews (docs/ngram.md).
+# calibration range on unlabelled reviews (docs/notes/ngram.md).
 NGRAM_RECIPE = Recipe(
     name="ngram",
     vocab_size=30_000,
