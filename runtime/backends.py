@@ -278,10 +278,13 @@ class TFLiteBackend(Backend):
     that is resized when their shape changes.
     """
 
-    def __init__(self, path: Path, engine: str, num_threads: int | None = None):
+    def __init__(self, path: Path, engine: str, num_threads: int | None = None, content: bytes | None = None):
         self.engine = engine
         self.version = engine_version(engine)
         self._path = str(path)
+        # The model's verified bytes, when given, are loaded instead of the path (the engine's
+        # bindings refuse a path that is not valid UTF-8); ``path`` then only names it.
+        self._source = {"model_path": self._path} if content is None else {"model_content": content}
         self._num_threads = num_threads
         _check_numpy(engine, self.version)
         self._module = importlib.import_module(ENGINES[engine][1])
@@ -309,7 +312,7 @@ class TFLiteBackend(Backend):
     def _interpreter(self):
         try:
             with _first_interpreter_quietly():
-                interp = self._module.Interpreter(model_path=self._path, num_threads=self._num_threads)
+                interp = self._module.Interpreter(**self._source, num_threads=self._num_threads)
                 interp.allocate_tensors()
         except (ValueError, RuntimeError, SystemError, ImportError) as e:
             raise EngineError(_load_error(self.engine, self.version, self._path, e)) from e
@@ -387,7 +390,8 @@ def _table_rows(interp, path: str) -> int:
 class OnnxBackend(Backend):
     engine = "onnxruntime"
 
-    def __init__(self, path: Path, num_threads: int | None = None, batch_invariant: bool = True):
+    def __init__(self, path: Path, num_threads: int | None = None, batch_invariant: bool = True,
+                 content: bytes | None = None):
         import onnxruntime as ort
 
         self.batch_invariant = batch_invariant
@@ -397,7 +401,8 @@ class OnnxBackend(Backend):
             opts.intra_op_num_threads = num_threads
             opts.inter_op_num_threads = 1
         try:
-            self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(str(path) if content is None else content, opts,
+                                                 providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types
             raise EngineError(f"onnxruntime {self.version} cannot load {path}: {e}") from e
         inp = self._session.get_inputs()[0]
@@ -452,8 +457,11 @@ def sigmoid32(z: float) -> float:
 
 
 def load_backend(path: Path, fmt: str, backend: str = "auto", num_threads: int | None = None,
-                 batch_invariant: bool = True, output: str = PROBABILITY) -> Backend:
+                 batch_invariant: bool = True, output: str = PROBABILITY, content: bytes | None = None) -> Backend:
     """Load the artifact at ``path`` (format ``fmt``) on the chosen or best engine.
+
+    ``content``, the file's bytes when the caller has read (and verified) them, is loaded
+    instead of ``path``, which then only names the artifact in messages.
 
     ``batch_invariant=False`` (from the manifest) makes the backend run one row at a time;
     ``output="logit"`` (TFLite only) applies ``sigmoid32`` to what the model returns.
@@ -462,8 +470,8 @@ def load_backend(path: Path, fmt: str, backend: str = "auto", num_threads: int |
     if fmt == ONNX:
         if output != PROBABILITY:
             raise EngineError(f"{path}: an ONNX artifact must output a probability, not {output!r}")
-        return OnnxBackend(path, num_threads, batch_invariant)
-    loaded = TFLiteBackend(path, engine, num_threads)
+        return OnnxBackend(path, num_threads, batch_invariant, content)
+    loaded = TFLiteBackend(path, engine, num_threads, content)
     loaded.batch_invariant = batch_invariant
     loaded.logit_output = output == LOGIT
     return loaded

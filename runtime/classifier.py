@@ -118,8 +118,8 @@ class Classifier:
         or the first one an installed engine can run)."""
         _check_threshold(threshold)
         name = artifact or _runnable_default(bundle, backend)
-        entry, path = bundle.artifact_path(name)
-        loaded = load_backend(path, entry.format, backend, num_threads, entry.batch_invariant, entry.output)
+        entry, path, content = bundle.artifact_content(name)
+        loaded = load_backend(path, entry.format, backend, num_threads, entry.batch_invariant, entry.output, content)
         m = bundle.manifest
         return cls(bundle.encoder(), loaded, m.labels, m.threshold if threshold is None else threshold,
                    str(path), bundle, name, uncertain, m.temperature)

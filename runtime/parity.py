@@ -10,12 +10,13 @@ accuracy when labels are known). An artifact whose engine is not installed is re
 skipped; asking for an engine that is not installed, or checking nothing, is a failure.
 
 exit status (as for every command, see runtime.exitcodes): 0 all checks passed; 3 some
-check failed; 4 bundle or data missing or unreadable, or a requested engine not installed;
-64 usage error.
+check failed; 4 bundle or data missing or unreadable, or a requested engine not installed
+(a malformed golden set, whatever its sha256, is a malformed bundle: 4); 64 usage error.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import sys
@@ -28,7 +29,7 @@ import numpy as np
 from runtime import exitcodes
 from runtime.atomic import write_atomic
 from runtime.backends import ENGINES, EngineError, engine_version, installed_engines
-from runtime.bundle import Bundle, BundleError, open_bundle, platform_info
+from runtime.bundle import CRITERIA, Bundle, BundleError, open_bundle, platform_info
 from runtime.classifier import Classifier
 from runtime.explain import OCCLUSION
 from runtime.reviews import CorpusError, read_reviews
@@ -195,6 +196,11 @@ def run(bundle_path: str | Path, engines: list[str] | None = None, data: str | P
             checks.append(Check("-", engine, None, "engine", False,
                                 f"engine {engine} was asked for but is not installed: pip install {ENGINES[engine][2]}"))
     golden = bundle.golden()
+    if data is not None:
+        missing = [k for k in CRITERIA if k not in bundle.manifest.validation_criteria]
+        if missing:
+            raise BundleError(f"{bundle.manifest_path}: field 'validation_criteria.{missing[0]}' is missing "
+                              f"(parity --data judges the corpus by it)")
     corpus = read_reviews(data, limit) if data is not None else None
     for skipped in corpus.skipped if corpus is not None else []:
         checks.append(Check("-", "-", None, "corpus", None, f"skipped (not a review): {skipped}"))
@@ -253,11 +259,22 @@ def junit(checks: list[Check], path: Path) -> None:
     write_atomic(path, ET.tostring(suite, encoding="utf-8", xml_declaration=True))
 
 
+def _positive_int(text: str) -> int:
+    """An argument that must be a whole number of at least 1 (a usage error otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text[:40]!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     p = exitcodes.parser("python -m runtime.parity", __doc__)
     p.add_argument("bundle", type=Path)
     p.add_argument("--data", help="folder or .tar.gz of review .txt files (aclImdb layout: its test split)")
-    p.add_argument("--limit", type=int, help="use at most N reviews of --data (seeded sample)")
+    p.add_argument("--limit", type=_positive_int, metavar="N", help="use at most N reviews of --data (seeded sample)")
     p.add_argument("--engines", nargs="+", choices=list(ENGINES), help="only these engines (default: all installed)")
     p.add_argument("--json", type=Path, help="write the checks as JSON here")
     p.add_argument("--junit", type=Path, help="write JUnit XML here, for CI systems")

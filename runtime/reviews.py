@@ -1,6 +1,9 @@
 """Reading reviews from a folder or a .tar.gz of ``.txt`` files (``runtime.parity --data``).
 
-The archive is streamed, never extracted. Labels come from ``pos``/``neg`` folders; in the
+The archive is streamed, never extracted, and no file is read whole unless it is small:
+a review (or a list of movie links) is a text file of kilobytes, so a file or archive
+member over ``MAX_MEMBER_BYTES`` is never read (``read_reviews`` skips it, naming it;
+the training corpus refuses it). Labels come from ``pos``/``neg`` folders; in the
 aclImdb layout only the test split is read. The training corpus reader (``train.corpus``)
 shares the archive streaming and the layout's names. Every expected failure is a
 ``CorpusError`` whose message names the path and what is wrong.
@@ -9,10 +12,12 @@ shares the archive streaming and the layout's names. Every expected failure is a
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import stat
 import tarfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +26,7 @@ import numpy as np
 LABELS = {"neg": 0, "pos": 1}
 # <anything>/aclImdb/<split>/<pos|neg>/<id>_<stars>.txt, with or without the aclImdb prefix.
 MEMBER = re.compile(r"(?:^|/)(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
+MAX_MEMBER_BYTES = 16 << 20  # the largest review the real corpus holds is 14 KB, its largest link list 1 MB
 
 
 class CorpusError(Exception):
@@ -50,11 +56,30 @@ class HashingReader:
             pass
 
 
-def archive_members(path: Path, reader: HashingReader, pattern: re.Pattern) -> Iterator[tuple[str, bytes]]:
+def _too_large(name: str, size: int) -> str:
+    return f"{name}: larger than {MAX_MEMBER_BYTES >> 20} MiB ({size} bytes), too large for a review"
+
+
+def _oversized(path: Path, cause: str, oversized: list[str] | None) -> None:
+    if oversized is None:
+        raise CorpusError(f"{path}: {cause}")
+    oversized.append(cause)
+
+
+def archive_members(path: Path, reader: HashingReader, pattern: re.Pattern,
+                    oversized: list[str] | None = None) -> Iterator[tuple[str, bytes]]:
+    """(name, bytes) of each regular member of the .tar.gz whose name matches ``pattern``, streamed.
+
+    A member over ``MAX_MEMBER_BYTES`` is passed over unread: its "name: cause" is appended
+    to ``oversized``, or, when that is None, raised as a ``CorpusError``.
+    """
     try:
         with tarfile.open(fileobj=reader, mode="r|gz") as tar:
             for member in tar:
                 if member.isfile() and pattern.search(member.name):
+                    if member.size > MAX_MEMBER_BYTES:
+                        _oversized(path, _too_large(member.name, member.size), oversized)
+                        continue
                     f = tar.extractfile(member)
                     yield member.name, f.read() if f else b""
         reader.drain()
@@ -63,6 +88,35 @@ def archive_members(path: Path, reader: HashingReader, pattern: re.Pattern) -> I
             raise CorpusError(f"{path}: not a .tar.gz archive") from e
         raise CorpusError(f"{path}: archive is truncated or corrupt ({e})") from e
 
+
+
+def file_members(root: Path, files: Iterable[Path], oversized: list[str] | None = None) -> Iterator[tuple[str, bytes]]:
+    """(name relative to ``root``, bytes) of each regular file of ``files``: the folder's
+    counterpart of ``archive_members``, with the same cap. Anything but a regular file (a
+    FIFO, a device, a folder) is passed over without blocking."""
+    for p in files:
+        name = p.relative_to(root).as_posix()
+        try:
+            fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        except OSError as e:
+            if os.path.isdir(p):
+                continue
+            raise CorpusError(f"{p}: cannot open ({e.strerror})") from e
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            if st.st_size > MAX_MEMBER_BYTES:
+                _oversized(root, _too_large(name, st.st_size), oversized)
+                continue
+            try:
+                data = f.read(MAX_MEMBER_BYTES + 1)
+            except OSError as e:
+                raise CorpusError(f"{p}: cannot read ({e.strerror})") from e
+            if len(data) > MAX_MEMBER_BYTES:  # it grew while it was read
+                _oversized(root, _too_large(name, len(data)), oversized)
+                continue
+        yield name, data
 
 
 _TEXT_FILE = re.compile(r"\.txt$")
@@ -87,13 +141,18 @@ def read_reviews(path: str | Path, limit: int | None = None, seed: int = 0) -> R
     path = Path(path)
     if not path.exists():
         raise CorpusError(f"{path}: no such file or directory")
+    skipped: list[str] = []
     if path.is_dir():
-        items = [(str(p.relative_to(path)), p.read_bytes()) for p in sorted(path.rglob("*.txt")) if p.is_file()]
+        members = file_members(path, sorted(path.rglob("*.txt")), skipped)
+        items = _usable(members, skipped)
     else:
-        with open(path, "rb") as f:
-            items = sorted(archive_members(path, HashingReader(f, None), _TEXT_FILE))
-    skipped = [f"{name}: {cause}" for name, data in items if (cause := _unusable(data))]
-    items = [(name, data) for name, data in items if not _unusable(data)]
+        try:
+            f = open(path, "rb")
+        except OSError as e:
+            raise CorpusError(f"{path}: cannot open ({e.strerror})") from e
+        with f:
+            items = sorted(_usable(archive_members(path, HashingReader(f, None), _TEXT_FILE, skipped), skipped))
+        skipped.sort()
     if not items:
         raise CorpusError(f"{path}: no .txt reviews found" + (f" ({len(skipped)} unusable files)" if skipped else ""))
     test = [(n, b) for n, b in items if (m := MEMBER.search(n)) and m.group(1) == "test"]
@@ -108,6 +167,19 @@ def read_reviews(path: str | Path, limit: int | None = None, seed: int = 0) -> R
         labels=np.asarray(labels) if all(label is not None for label in labels) else None,
         skipped=skipped,
     )
+
+
+def _usable(members: Iterable[tuple[str, bytes]], skipped: list[str]) -> list[tuple[str, bytes]]:
+    """The members that are reviews; each other one's "name: cause" goes to ``skipped`` (at
+    once, so that no unusable file's bytes are kept)."""
+    items = []
+    for name, data in members:
+        cause = _unusable(data)
+        if cause:
+            skipped.append(f"{name}: {cause}")
+        else:
+            items.append((name, data))
+    return items
 
 
 def _unusable(data: bytes) -> str | None:

@@ -158,7 +158,7 @@ def test_artifact_swapped_from_another_model_is_refused(small_bundle, tmp_path):
     m = json.loads((bad / "manifest.json").read_text())
     for artifact, file in (("tflite-int8", "model_int8.tflite"), ("onnx-int8", "model_int8.onnx")):
         shutil.copyfile(DEFAULT_BUNDLE / file, bad / file)
-        m["artifacts"][artifact]["sha256"] = sha256_file(bad / file)
+        m["artifacts"][artifact].update(sha256=sha256_file(bad / file), size_bytes=(bad / file).stat().st_size)
     (bad / "manifest.json").write_text(json.dumps(m))
     for artifact in ("tflite-int8", "onnx-int8"):
         with pytest.raises(BundleError, match="takes 1030000 features but the multi_hot encoder makes 2000"):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.reviews import LABELS, MEMBER as _MEMBER, CorpusError, HashingReader, archive_members
+from runtime.reviews import LABELS, MEMBER as _MEMBER, CorpusError, HashingReader, archive_members, file_members
 
 SPLITS = ("train", "test")
 # Line i of urls_pos.txt is the IMDb page of the movie that review pos/i_* is about.
@@ -62,15 +62,15 @@ class Corpus:
 
 
 def _directory_members(root: Path) -> Iterator[tuple[str, bytes]]:
+    """The directory's counterpart of ``archive_members``: the same names, the same size cap."""
     for split in SPLITS:
         for label in LABELS:
             folder = root / split / label
             if folder.is_dir():
-                for p in folder.iterdir():
-                    yield f"{split}/{label}/{p.name}", p.read_bytes()
+                yield from file_members(root, folder.iterdir())
             urls = root / split / f"urls_{label}.txt"
             if urls.is_file():
-                yield f"{split}/urls_{label}.txt", urls.read_bytes()
+                yield from file_members(root, [urls])
 
 
 _ANY_REVIEW = re.compile(r"(?:^|/)(?:train|test)/(?:pos|neg|unsup)/\d+_\d+\.txt$")
@@ -86,8 +86,8 @@ def all_review_texts(path: str | Path) -> Iterator[str]:
             for label in (*LABELS, "unsup"):
                 folder = root / split / label
                 if folder.is_dir():
-                    for p in sorted(folder.iterdir()):
-                        yield p.read_bytes().decode("utf-8", "replace")
+                    for _, data in file_members(root, sorted(folder.iterdir())):
+                        yield data.decode("utf-8", "replace")
         return
     try:
         f = open(path, "rb")
