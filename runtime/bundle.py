@@ -19,6 +19,7 @@ from runtime import temperature as _temperature
 from runtime import text as _text
 from runtime.atomic import write_atomic
 from runtime.backends import LOGIT, PROBABILITY
+from runtime.errors import Error
 from runtime.features import Encoder, encoder_from_spec
 from runtime.vocab import Vocabulary, VocabularyError
 
@@ -33,7 +34,7 @@ FORMATS = ("tflite", "onnx")
 MAX_MANIFEST_BYTES = 16 << 20
 
 
-class BundleError(Exception):
+class BundleError(Error):
     """A bundle that is missing, malformed, tampered with or inconsistent."""
 
 

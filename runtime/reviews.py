@@ -18,12 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.errors import Error
+
 LABELS = {"neg": 0, "pos": 1}
 # <anything>/aclImdb/<split>/<pos|neg>/<id>_<stars>.txt, with or without the aclImdb prefix.
 MEMBER = re.compile(r"(?:^|/)(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
 
 
-class CorpusError(Exception):
+class CorpusError(Error):
     """Reviews that cannot be read; the message names the path and the cause."""
 
 
