@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.errors import Error
+
 TFLITE, ONNX = "tflite", "onnx"
 PROBABILITY, LOGIT = "probability", "logit"  # what an artifact's output is (the manifest's ``output``)
 # How every artifact records the vocabulary size its word ids index, set at export: an
@@ -44,7 +46,7 @@ ENGINES = {
 }
 
 
-class EngineError(RuntimeError):
+class EngineError(Error, RuntimeError):
     """No usable engine for an artifact, or the engine refused to load it."""
 
 

@@ -27,6 +27,7 @@ from runtime import temperature as _temperature
 from runtime import text as _text
 from runtime.atomic import write_atomic
 from runtime.backends import LOGIT, PROBABILITY
+from runtime.errors import Error
 from runtime.features import FAMILIES, NGRAM, SEQUENCE, Encoder, encoder_from_spec
 from runtime.vocab import Vocabulary, VocabularyError
 
@@ -48,7 +49,7 @@ MAX_GOLDEN_REVIEWS = 1 << 20
 CRITERIA = ("float32_max_abs_diff", "min_label_agreement", "max_test_accuracy_drop")  # parity --data's
 
 
-class BundleError(Exception):
+class BundleError(Error):
     """A bundle that is missing, malformed, tampered with or inconsistent."""
 
 

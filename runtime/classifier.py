@@ -5,7 +5,9 @@ it, so every path computes the same features the same way.
 ``predict(text)`` gives a ``Prediction`` for one review; ``predict_proba(texts)``
 probabilities for a batch; ``explain(text, k)`` the words behind a probability (see
 ``runtime.explain``). An empty or whitespace-only review is refused (``ValueError``): the
-model's prior is not an answer. An optional uncertainty band labels probabilities inside
+model's prior is not an answer. A text of any length is taken: one longer than
+``features.STREAM_OVER`` characters is encoded in pieces, to the same answer, so memory stays
+bounded (``explain`` refuses a text longer than the commands would explain). An optional uncertainty band labels probabilities inside
 it ``uncertain`` instead of forcing a side. Everything that can be prepared once is
 prepared at load: the vocabulary dictionary and the engine with its input buffers, so one
 review costs tokenization, writing its model input into the engine and an invoke.
@@ -13,7 +15,9 @@ review costs tokenization, writing its model input into the engine and an invoke
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import numbers
+import os
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache, partial
 from pathlib import Path
@@ -24,7 +28,9 @@ from runtime.backends import ENGINES, Backend, engine_version, installed_engines
 from runtime.bundle import DEFAULT_THRESHOLD, LABELS, Bundle, BundleError, open_bundle
 from runtime.explain import Explanation, explain_linear, explain_occlusion
 from runtime.features import NGRAM, Encoder, pad_word_ids
+from runtime.reading import WHOLE_UP_TO
 from runtime.temperature import tempered
+from runtime.text import EMPTY_REVIEW, is_blank
 
 DEFAULT_BUNDLE = Path(__file__).parent / "default_bundle"
 BATCH = 1000  # reviews encoded at once by predict_proba: bounds memory for any batch
@@ -40,26 +46,38 @@ class Prediction:
     known_words: int  # distinct vocabulary words the model saw (0: the answer is only the model's prior)
 
 
-def _check_threshold(threshold: float | None) -> None:
-    if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0):
+def _is_probability(x: object) -> bool:
+    """A real number (numpy's included, bool not) between 0 and 1; NaN is not."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and 0.0 <= x <= 1.0
+
+
+def _check_threshold(threshold: object) -> None:
+    if threshold is not None and not _is_probability(threshold):
         raise ValueError(f"threshold must be a number between 0 and 1, got {threshold!r}")
 
 
-def _check_band(band: object) -> None:
+def _band(band: object) -> tuple[float, float] | None:
+    """An uncertainty band checked, as a pair of floats (None: no band)."""
     if band is None:
-        return
-    if (not isinstance(band, tuple) or len(band) != 2
-            or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in band)
-            or not 0.0 <= band[0] <= band[1] <= 1.0):
+        return None
+    if (not isinstance(band, (tuple, list)) or len(band) != 2 or not all(map(_is_probability, band))
+            or not band[0] <= band[1]):
         raise ValueError(f"uncertain must be a (low, high) pair with 0 <= low <= high <= 1, got {band!r}")
+    return float(band[0]), float(band[1])
+
+
+def _check_num_threads(num_threads: object) -> None:
+    if num_threads is not None and (not isinstance(num_threads, numbers.Integral) or isinstance(num_threads, bool)
+                                    or num_threads < 1):
+        raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
 
 
 def _check_text(text: object) -> None:
     if not isinstance(text, str):
         raise TypeError(f"a review must be a str, got {type(text).__name__}"
                         + (" (decode bytes first, e.g. data.decode('utf-8'))" if isinstance(text, bytes) else ""))
-    if not text or text.isspace():
-        raise ValueError("empty or whitespace-only review: there is nothing to classify")
+    if is_blank(text):
+        raise ValueError(EMPTY_REVIEW)
 
 
 def _check_texts(texts: object) -> None:
@@ -69,8 +87,31 @@ def _check_texts(texts: object) -> None:
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             raise TypeError(f"review {i} must be a str, got {type(t).__name__}")
-        if not t or t.isspace():
-            raise ValueError(f"review {i} is empty or whitespace-only: there is nothing to classify")
+        if is_blank(t):
+            raise ValueError(f"review {i}: {EMPTY_REVIEW}")
+
+
+class _Pieces:
+    """The pieces of one streamed text, checked as they are read: each must be a str, and
+    ``blank`` stays true while all of them are whitespace."""
+
+    def __init__(self, pieces: object):
+        if isinstance(pieces, (str, bytes, bytearray)) or not isinstance(pieces, Iterable):
+            raise TypeError("predict_stream takes an iterable of str pieces (a list, a generator, a file "
+                            f"opened in text mode), got {type(pieces).__name__}"
+                            + (" (for one text use predict)" if isinstance(pieces, str) else ""))
+        self._pieces = pieces
+        self.blank = True
+
+    def __iter__(self) -> Iterator[str]:
+        for i, piece in enumerate(self._pieces):
+            if not isinstance(piece, str):
+                raise TypeError(f"predict_stream: piece {i} is {type(piece).__name__}, not str"
+                                + (" (open the file in text mode, or decode the bytes)"
+                                   if isinstance(piece, (bytes, bytearray)) else ""))
+            if self.blank and not is_blank(piece):
+                self.blank = False
+            yield piece
 
 
 class Classifier:
@@ -86,7 +127,7 @@ class Classifier:
                  artifact: str | None = None, uncertain: tuple[float, float] | None = None,
                  temperature: float = 1.0):
         _check_threshold(threshold)
-        _check_band(uncertain)
+        uncertain = _band(uncertain)
         if backend.word_ids != encoder.word_ids:
             raise BundleError(f"{name}: the model does not take the {encoder.family} encoder's input")
         if backend.vocab_size is not None and backend.vocab_size != encoder.table_rows:
@@ -104,6 +145,7 @@ class Classifier:
         self.bundle = bundle
         self.artifact = artifact
         self.temperature = float(temperature)
+        self.num_threads: int | None = None  # the engine threads asked for (None: the engine's choice)
         self._encode_one = encoder.model_input
         # ``tempered`` is pure, and an int8 artifact has at most 256 outputs: it runs once per distinct output.
         self._temper = lru_cache(maxsize=TEMPER_CACHE)(partial(tempered, temperature=self.temperature))
@@ -117,18 +159,28 @@ class Classifier:
         """A classifier for one artifact of a verified bundle (default: the default artifact,
         or the first one an installed engine can run)."""
         _check_threshold(threshold)
+        uncertain = _band(uncertain)
+        _check_num_threads(num_threads)
         name = artifact or _runnable_default(bundle, backend)
         entry, path, content = bundle.artifact_content(name)
         loaded = load_backend(path, entry.format, backend, num_threads, entry.batch_invariant, entry.output, content)
         m = bundle.manifest
-        return cls(bundle.encoder(), loaded, m.labels, m.threshold if threshold is None else threshold,
-                   str(path), bundle, name, uncertain, m.temperature)
+        clf = cls(bundle.encoder(), loaded, m.labels, m.threshold if threshold is None else threshold,
+                  str(path), bundle, name, uncertain, m.temperature)
+        clf.num_threads = None if num_threads is None else int(num_threads)
+        # Where to load it again, whatever the working directory then: the shipped bundle is
+        # named None, so a process elsewhere (a Ray or Spark worker) loads its own copy.
+        root = os.path.abspath(bundle.root)
+        clf._pickled_root = None if root == os.path.abspath(DEFAULT_BUNDLE) else root
+        return clf
 
     def __reduce__(self):
-        """Pickled as its bundle, artifact, engine, threshold and band; unpickling loads the bundle again."""
-        if self.bundle is None:
+        """Pickled as every option it was loaded with (bundle, as an absolute path, artifact,
+        engine, threshold, engine threads, band); unpickling loads the bundle again."""
+        if self.bundle is None or not hasattr(self, "_pickled_root"):
             raise TypeError("only a classifier loaded from a bundle can be pickled")
-        return load, (self.bundle.root, self.artifact, self.engine, self.threshold, None, self.uncertain)
+        return load, (self._pickled_root, self.artifact, self.engine, self.threshold, self.num_threads,
+                      self.uncertain)
 
     def probability(self, text: str) -> float:
         """P(positive) for one review: the hot path."""
@@ -142,7 +194,19 @@ class Classifier:
 
     def label(self, probability: float, threshold: float | None = None,
               uncertain: tuple[float, float] | None = None) -> str:
-        """The label of a probability: ``uncertain`` inside the band, else by the threshold."""
+        """The label of a probability: ``uncertain`` inside the band, else by the threshold.
+
+        Raises:
+            ValueError: ``probability`` (or ``threshold``) is not a number between 0 and 1
+                (NaN is not: it has no label), or ``uncertain`` is not a band.
+        """
+        if not _is_probability(probability):
+            raise ValueError(f"probability must be a number between 0 and 1, got {probability!r}")
+        _check_threshold(threshold)
+        return self._label(probability, threshold, _band(uncertain))
+
+    def _label(self, probability: float, threshold: float | None = None,
+               uncertain: tuple[float, float] | None = None) -> str:
         band = self.uncertain if uncertain is None else uncertain
         if band is not None and band[0] <= probability <= band[1]:
             return UNCERTAIN
@@ -151,7 +215,7 @@ class Classifier:
 
     def _prediction(self, probability: float, row: np.ndarray, threshold: float | None = None,
                     uncertain: tuple[float, float] | None = None) -> Prediction:
-        return Prediction(self.label(probability, threshold, uncertain), probability,
+        return Prediction(self._label(probability, threshold, uncertain), probability,
                           int(self.encoder.known_words(row)))
 
     def predict(self, text: str, threshold: float | None = None,
@@ -160,7 +224,7 @@ class Classifier:
         for this call, see the class)."""
         _check_text(text)
         _check_threshold(threshold)
-        _check_band(uncertain)
+        uncertain = _band(uncertain)
         row = self._encode_one(text)
         return self._prediction(self._run_one(row), row, threshold, uncertain)
 
@@ -168,10 +232,16 @@ class Classifier:
         """The ``k`` terms of the review that pushed most towards each label (see ``runtime.explain``):
         exact weights read from the artifact for the n-gram family, occlusion in batched engine
         calls for the others. Contributions and ``logit`` are the model's own, before any
-        temperature; ``probability`` is this classifier's answer."""
+        temperature; ``probability`` is this classifier's answer. A text longer than
+        ``runtime.reading.WHOLE_UP_TO`` characters is refused (``ValueError``), as the commands
+        do not explain a review they stream: explain an excerpt of it."""
         _check_text(text)
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
+        k = int(k)
+        if len(text) > WHOLE_UP_TO:
+            raise ValueError(f"a review of {len(text)} characters is too long to explain (at most "
+                             f"{WHOLE_UP_TO}): explain an excerpt of it")
         if self.encoder.family == NGRAM:
             weights = self.backend.linear_weights()
             return explain_linear(self.encoder, text, k, weights.rows_of, weights.bias, self._run_one)
@@ -222,7 +292,7 @@ class Classifier:
     def predictions(self, probs: np.ndarray, known: np.ndarray) -> list[Prediction]:
         """``Prediction`` objects from ``score_batch``'s arrays."""
         if self.uncertain is not None:
-            return [Prediction(self.label(p), p, k) for p, k in zip(probs.tolist(), known.tolist())]
+            return [Prediction(self._label(p), p, k) for p, k in zip(probs.tolist(), known.tolist())]
         t, negative, positive = self.threshold, self.labels[0], self.labels[1]
         return [Prediction(positive if p >= t else negative, p, k) for p, k in zip(probs.tolist(), known.tolist())]
 
@@ -231,8 +301,21 @@ class Classifier:
         return self.predictions(*self.score_batch(texts))
 
     def predict_stream(self, pieces: Iterable[str]) -> Prediction:
-        """A ``Prediction`` for one text given in pieces (memory bounded, whatever its length)."""
-        row = self.encoder.model_input_stream(pieces)
+        """A ``Prediction`` for one text given in pieces (memory bounded, whatever its length):
+        the same as ``predict`` of the pieces joined.
+
+        Args:
+            pieces: an iterable of str: a list, a generator, a file opened in text mode.
+
+        Raises:
+            TypeError: ``pieces`` is not such an iterable (a str: use ``predict``), or a piece
+                is not a str (bytes: open the file in text mode, or decode them).
+            ValueError: the text is empty or whitespace-only, as ``predict`` refuses it.
+        """
+        checked = _Pieces(pieces)
+        row = self.encoder.model_input_stream(checked)
+        if checked.blank:
+            raise ValueError(EMPTY_REVIEW)
         return self._prediction(self._run_one(row), row)
 
 
@@ -255,7 +338,17 @@ def _runnable_default(bundle: Bundle, backend: str = "auto") -> str:
 def load(bundle: str | Path | None = None, artifact: str | None = None, backend: str = "auto",
          threshold: float | None = None, num_threads: int | None = None,
          uncertain: tuple[float, float] | None = None) -> Classifier:
-    """A classifier for ``bundle`` (default: the bundle shipped inside this package)."""
+    """A classifier for ``bundle`` (default: the bundle shipped inside this package).
+
+    Raises:
+        ValueError: ``threshold`` is not a number between 0 and 1 (bool is not),
+            ``uncertain`` not a ``(low, high)`` band inside it, or ``num_threads`` not a
+            positive integer.
+        runtime.Error: the bundle or its engine cannot be loaded (``BundleError``, ``EngineError``).
+    """
+    _check_threshold(threshold)  # the arguments first: a wrong one is named before any file is read
+    _band(uncertain)
+    _check_num_threads(num_threads)
     return Classifier.from_bundle(open_bundle(bundle or DEFAULT_BUNDLE), artifact, backend, threshold, num_threads,
                                   uncertain)
 

@@ -49,6 +49,7 @@ from runtime.classifier import Classifier, load
 from runtime.reading import InputError, is_text_encoding, open_input, open_review
 from runtime.records import CSV, JSONL, LINES, Item, Record, read_items
 from runtime.render import OutputOptions, Renderer, Result, warnings
+from runtime.text import EMPTY_REVIEW
 from runtime.workers import WorkerError
 
 BATCH = 256  # files classified together
@@ -131,9 +132,10 @@ def _read(name: str, encoding: str, clf: Classifier) -> _Text | Result:
     with open_review(name, encoding) as review:
         if review.text is not None:
             return _Text(name, review.text, review.replaced)
-        prediction = clf.predict_stream(review.pieces)
-        if review.blank:
-            raise InputError("empty or whitespace-only")
+        try:
+            prediction = clf.predict_stream(review.pieces)
+        except ValueError:  # the one it raises: a blank text
+            raise InputError(EMPTY_REVIEW) from None
         return Result(name, prediction, warnings(review.replaced, prediction.known_words, encoding))
 
 

@@ -20,6 +20,10 @@ Many reviews at once (``model_input_rows``, what batches and bulk scoring use) t
 road to the same ids: reviews whose tokens are ASCII are tokenized together in numpy
 (``runtime.block_tokens``), which gives each review's token ids exactly as the memo does, at a
 fraction of the cost.
+
+A text longer than ``STREAM_OVER`` characters is encoded in pieces by every road
+(``model_input_stream``, cut where ``runtime.text.whole_chunks`` cuts), so a 100 MB string
+costs memory bounded by the piece size, not by the string.
 """
 
 from __future__ import annotations
@@ -51,6 +55,9 @@ MEMO_SIZE = 400_000  # the most chunks a memo keeps (all 236k distinct chunks of
 BULK_MEMO_SIZE = 200_000
 BLOCK_CHARS = 1 << 16  # the most review text tokenized in one block: bounds its arrays to about 2 MB
 MIN_BLOCK = 4  # fewer reviews than this go through the memo (a block's numpy calls cost more)
+# A longer text is encoded in pieces (``model_input_stream``), to the same ids: memory stays
+# bounded whatever the text's length, as when the commands stream a long file.
+STREAM_OVER = _text.MAX_CHUNK
 
 
 class _ChunkMemo(dict):
@@ -126,7 +133,7 @@ class _TokenEncoder:
         forms: list[str] = []
         chars = 0
         for i, text in enumerate(texts):
-            form = ascii_form(text)
+            form = None if len(text) > BLOCK_CHARS else ascii_form(text)  # a long text is never copied whole
             if form is None or len(form) > BLOCK_CHARS:
                 rows[i] = self.model_input(text)
                 continue
@@ -196,6 +203,8 @@ class MultiHotEncoder(_TokenEncoder):
         Each distinct chunk is looked up once. Ascending order makes the models' float
         sums, and so every probability, independent of how a review reached them.
         """
+        if len(text) > STREAM_OVER:
+            return self.model_input_stream((text,))
         return self._sorted(self._id_set(text))
 
     def _from_token_ids(self, ids: np.ndarray) -> np.ndarray:
@@ -266,6 +275,8 @@ class SequenceEncoder(_TokenEncoder):
 
     def model_input(self, text: str) -> np.ndarray:
         """One review's ``(length,)`` int32 row."""
+        if len(text) > STREAM_OVER:
+            return self.model_input_stream((text,))
         return self._row(self.token_ids(text))
 
     def _from_token_ids(self, ids: np.ndarray) -> np.ndarray:
@@ -401,6 +412,8 @@ class NgramEncoder(_TokenEncoder):
 
     def model_input(self, text: str) -> np.ndarray:
         """The distinct unigram and bigram ids of ``text``, int32, ascending."""
+        if len(text) > STREAM_OVER:
+            return self.model_input_stream((text,))
         return self._features(self._token_ids(text))
 
     def _from_token_ids(self, ids: np.ndarray) -> np.ndarray:

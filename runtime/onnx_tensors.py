@@ -15,11 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.errors import Error
+
 # TensorProto.DataType -> numpy dtype, for the types the exporter writes
 _DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 6: np.int32, 7: np.int64, 10: np.float16}
 
 
-class OnnxFormatError(ValueError):
+class OnnxFormatError(Error, ValueError):
     """The file is not an ONNX model this reader understands."""
 
 

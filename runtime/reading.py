@@ -19,12 +19,15 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import BinaryIO
 
+from runtime.errors import Error
+from runtime.text import EMPTY_REVIEW, is_blank
+
 BLOCK = 1 << 20  # bytes read at a time
 WHOLE_UP_TO = 4 << 20  # characters: a longer review is streamed
 _BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
-class InputError(Exception):
+class InputError(Error):
     """An input that cannot be classified; the message is the cause."""
 
 
@@ -68,7 +71,7 @@ class _Decoder:
             raise InputError(f"not {self._encoding} text ({e})") from None
         if self._wide and "\0" in text:
             raise InputError("binary file (contains NUL characters), not text")
-        if self.blank and text and not text.isspace():
+        if self.blank and not is_blank(text):
             self.blank = False
         return text
 
@@ -146,7 +149,7 @@ def open_review(name: str, encoding: str = "utf-8") -> Iterator[Review]:
                 yield Review(name, None, chain(head, pieces), decoder)
                 return
         if decoder.blank:
-            raise InputError("empty or whitespace-only")
+            raise InputError(EMPTY_REVIEW)
         yield Review(name, "".join(head), None, decoder)
     finally:
         if f is not sys.stdin.buffer:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from runtime.reading import BLOCK, InputError
+from runtime.text import EMPTY_REVIEW, is_blank
 
 MAX_RECORD = 4 << 20  # bytes (characters for CSV) of one record
 LINES, JSONL, CSV = "lines", "jsonl", "csv"
@@ -116,8 +117,8 @@ def _text(data: bytes, encoding: str) -> tuple[str | None, str | None, bool]:
 
 
 def _checked(record: Record) -> Record:
-    if record.error is None and not record.text.strip():
-        record.text, record.error = None, "empty or whitespace-only review"
+    if record.error is None and is_blank(record.text):
+        record.text, record.error = None, EMPTY_REVIEW
     return record
 
 

@@ -23,13 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.errors import Error
+
 LABELS = {"neg": 0, "pos": 1}
 # <anything>/aclImdb/<split>/<pos|neg>/<id>_<stars>.txt, with or without the aclImdb prefix.
 MEMBER = re.compile(r"(?:^|/)(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
 MAX_MEMBER_BYTES = 16 << 20  # the largest review the real corpus holds is 14 KB, its largest link list 1 MB
 
 
-class CorpusError(Exception):
+class CorpusError(Error):
     """Reviews that cannot be read; the message names the path and the cause."""
 
 

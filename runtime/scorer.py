@@ -1,14 +1,15 @@
 """``ReviewScorer``: the classifier as a batch function for data-parallel frameworks.
 
-It loads its bundle once (when built, or when unpickled on a worker), pickles as its
-arguments, and takes a batch of texts:
+It loads its bundle once (when built, or when unpickled on a worker), pickles as the
+options it was built with (the bundle as an absolute path), and takes a batch of texts:
 
 * Ray Data, as a class-based UDF::
 
       ds.map_batches(ReviewScorer, fn_constructor_kwargs={"bundle": "out/bundle"},
                      batch_format="numpy", concurrency=4)
 
-  ``__call__`` takes a dict of columns and returns it with ``probability`` and ``label``.
+  ``__call__`` takes a dict of columns and returns it with ``probability``, ``label`` and
+  ``error`` added (replacing columns of those names).
 * Spark, with ``pyspark.ml.functions.predict_batch_udf``, whose predict function takes an
   array of inputs and returns an array (the tests call it so; Spark itself is not run here)::
 
@@ -16,47 +17,116 @@ arguments, and takes a batch of texts:
 
   ``__call__`` takes an array of texts and returns an array of probabilities.
 
+A row that holds no review never fails its batch and never gets a made-up answer: a null
+(None, a NaN float, pandas ``NA``/``NaT``, a masked numpy entry), an empty or whitespace-only
+text, bytes that are not UTF-8, or a value that is not text at all gets probability NaN,
+label None and, in the dict form, an ``error`` saying why. Bytes are decoded as UTF-8.
+
 Neither framework is imported here.
 """
 
 from __future__ import annotations
 
+import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from runtime.classifier import Prediction, load
+from runtime.classifier import Classifier, Prediction, load
 from runtime.features import BULK_MEMO_SIZE
+from runtime.text import EMPTY_REVIEW, is_blank
+
+NULL = "null text"  # the error of a row holding no value
+NOT_UTF8 = "bytes that are not UTF-8 text"
+
+
+def _is_null(value: object) -> bool:
+    """None, a NaN float (numpy's too), a masked numpy entry, pandas ``NA`` or ``NaT``."""
+    if value is None or value is np.ma.masked:
+        return True
+    if isinstance(value, (float, np.floating)):
+        return math.isnan(value)
+    pandas = sys.modules.get("pandas")  # a pandas value can only come from a program that imported it
+    return pandas is not None and (value is pandas.NA or value is pandas.NaT)
+
+
+def text_of(value: object) -> tuple[str | None, str | None]:
+    """(text, None) for a value that holds a review, else (None, why not): the rule every row
+    of a batch is read by."""
+    if isinstance(value, str):
+        return (None, EMPTY_REVIEW) if is_blank(value) else (str(value), None)
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            return text_of(bytes(value).decode("utf-8"))
+        except UnicodeDecodeError:
+            return None, NOT_UTF8
+    if _is_null(value):
+        return None, NULL
+    return None, f"not text: {type(value).__name__}"
 
 
 class ReviewScorer:
-    """P(positive) for batches of reviews with one artifact of a bundle."""
+    """P(positive) for batches of reviews with one artifact of a bundle.
+
+    Args:
+        bundle, artifact, backend, threshold, num_threads, uncertain: as ``runtime.load``
+            takes them; all are kept when the scorer is pickled.
+        column: the column of a dict batch that holds the reviews.
+    """
 
     def __init__(self, bundle: str | Path | None = None, artifact: str | None = None, backend: str = "auto",
-                 threshold: float | None = None, column: str = "text"):
-        self._args = (None if bundle is None else str(bundle), artifact, backend, threshold, column)
-        self.classifier = load(bundle, artifact, backend, threshold)
+                 threshold: float | None = None, column: str = "text", num_threads: int | None = None,
+                 uncertain: tuple[float, float] | None = None):
+        self._start(load(bundle, artifact, backend, threshold, num_threads, uncertain), column)
+
+    def _start(self, classifier: Classifier, column: str) -> None:
+        self.classifier = classifier
         self.classifier.encoder.set_memo_size(BULK_MEMO_SIZE)
         self.column = column
 
     def __reduce__(self):
-        return ReviewScorer, self._args
+        """Pickled as its classifier (every option, see ``Classifier.__reduce__``) and column."""
+        return _unpickled_scorer, (self.classifier, self.column)
 
     def predict_batch(self, texts: Sequence[str]) -> list[Prediction]:
-        """A ``Prediction`` per review, as ``Classifier.predict_batch`` gives it."""
+        """A ``Prediction`` per review, as ``Classifier.predict_batch`` gives it (strict: a
+        value that is not a review raises)."""
         return self.classifier.predict_batch(texts)
 
     def score_batch(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities and known-word counts, as ``Classifier.score_batch`` gives them."""
+        """Probabilities and known-word counts, as ``Classifier.score_batch`` gives them (strict)."""
         return self.classifier.score_batch(texts)
 
+    def score_values(self, values) -> tuple[np.ndarray, list[str | None]]:
+        """float32 P(positive) for each value of a batch, NaN where it holds no review, and
+        each one's error (None for a scored review; see the module)."""
+        if isinstance(values, (str, bytes, bytearray, dict)):
+            raise TypeError(f"a batch must be an array or list of texts, got {type(values).__name__}"
+                            + (" (for one review use classifier.predict)" if isinstance(values, str) else ""))
+        read = [text_of(v) for v in values]
+        probabilities = np.full(len(read), np.nan, dtype=np.float32)
+        positions = [i for i, (text, _) in enumerate(read) if text is not None]
+        if positions:
+            probabilities[positions] = self.classifier.predict_proba([read[i][0] for i in positions])
+        return probabilities, [error for _, error in read]
+
     def __call__(self, batch):
-        """Ray Data: a dict of columns in, the same dict with ``probability`` and ``label`` out.
-        Spark and plain use: texts in (a sequence or array), float32 probabilities out."""
+        """Ray Data: a dict of columns in, the same dict with ``probability`` (float32, NaN for a
+        row without a review), ``label`` (None for one) and ``error`` (None, or why) out.
+        Spark and plain use: an array or list of texts in, float32 probabilities out (NaN
+        for a row without a review). A str alone is not a batch (``TypeError``)."""
         if isinstance(batch, dict):
-            texts = [str(t) for t in batch[self.column]]
-            probabilities = self.classifier.predict_proba(texts)
-            labels = np.array([self.classifier.label(float(p)) for p in probabilities])
-            return {**batch, "probability": probabilities, "label": labels}
-        return self.classifier.predict_proba([str(t) for t in batch])
+            probabilities, errors = self.score_values(batch[self.column])
+            label = self.classifier._label
+            labels = np.array([None if e is not None else label(p) for p, e in zip(probabilities.tolist(), errors)],
+                              dtype=object)
+            return {**batch, "probability": probabilities, "label": labels, "error": np.array(errors, dtype=object)}
+        return self.score_values(batch)[0]
+
+
+def _unpickled_scorer(classifier: Classifier, column: str) -> ReviewScorer:
+    scorer = ReviewScorer.__new__(ReviewScorer)
+    scorer._start(classifier, column)
+    return scorer

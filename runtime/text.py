@@ -24,6 +24,8 @@ TOKENIZER_VERSION = 1
 
 _BREAKS = ("<br />", "<br/>", "<br>")
 MAX_CHUNK = 1 << 20
+PIECE = 1 << 18  # characters taken at a time from a longer piece by ``whole_chunks``
+EMPTY_REVIEW = "empty or whitespace-only review"  # why a blank review is refused, everywhere
 
 # Reviews scraped as cp1252 carry C1 control characters where punctuation was meant;
 # quote-like characters become apostrophes so that "don’t" and "don't" are one word.
@@ -70,6 +72,15 @@ def normalized(text: str) -> str:
     return text
 
 
+def is_blank(text: str) -> bool:
+    """Whether a review has nothing to classify (empty, or whitespace only): the one check
+    the API, the commands and the record readers all refuse a review by, with ``EMPTY_REVIEW``.
+
+    Only whitespace counts: a review of HTML line breaks alone is text, whose answer is the
+    model's prior (and its known-word count 0 says so)."""
+    return not text or text.isspace()
+
+
 def chunks(text: str) -> list[str]:
     """Lowercase ``text``, drop HTML line breaks and split it on whitespace."""
     return normalized(text).split()
@@ -100,21 +111,29 @@ def whole_chunks(pieces: Iterable[str]) -> Iterator[str]:
     """Re-cut a text given in arbitrary pieces into segments that end between chunks.
 
     The segments concatenate to the same text, and tokenizing each one gives the same
-    tokens as tokenizing the whole: cuts fall on whitespace, never inside ``<br />``.
-    Memory stays bounded by the piece size, which is what lets a 200 MB file be encoded.
+    tokens as tokenizing the whole: cuts fall on whitespace or just after an HTML line break
+    (which the tokenizer turns into a space), never inside one. A piece longer than ``PIECE``
+    characters is taken ``PIECE`` at a time, so memory stays bounded by ``MAX_CHUNK`` plus
+    ``PIECE`` whatever the pieces (a 200 MB file in lines, or one 100 MB string). Only a run
+    of over ``MAX_CHUNK`` characters with neither whitespace nor a line break is cut where it
+    is, which may split its one "word".
     """
     carry = ""
     for piece in pieces:
-        buf = carry + piece
-        cut = _safe_cut(buf)
-        carry = buf[cut:]
-        if cut:
-            yield buf[:cut]
+        for start in range(0, len(piece), PIECE):
+            buf = carry + (piece[start : start + PIECE] if len(piece) > PIECE else piece)
+            cut = _safe_cut(buf)
+            carry = buf[cut:]
+            if cut:
+                yield buf[:cut]
     if carry:
         yield carry
 
 
-_SPACE = re.compile(r"\s")
+# A place to cut: just after whitespace, or just after a whole line break (``_BREAKS``, in
+# either case, as ``normalized`` sees it after lowercasing).
+_CUT = re.compile(r"\s|<[bB][rR](?: ?/)?>")
+_BREAK_LEN = max(map(len, _BREAKS))
 _WINDOW = 512  # characters searched at a time, from the end, for a place to cut
 
 
@@ -122,16 +141,19 @@ def _safe_cut(buf: str) -> int:
     """The end of the last whole chunk of ``buf`` (0 when there is none), in time linear in
     what it searches.
 
-    A cut falls just after a whitespace character. The one that is not a safe place is the
-    space inside ``<br />`` (a line break the tokenizer turns into a space as a whole), or a
-    space after ``<br`` with too little text after it to tell. Only the last ``MAX_CHUNK``
-    characters are searched: a longer run without a safe place is cut anyway, to bound memory.
+    A cut falls just after a whitespace character or a whole line break: a break ends in
+    ``>``, which no break has elsewhere, so no break spans the cut, and both sides turn it
+    into the same space. The whitespace that is not a safe place is the space inside
+    ``<br />`` (a line break the tokenizer turns into a space as a whole), or a space after
+    ``<br`` with too little text after it to tell. Only the last ``MAX_CHUNK`` characters
+    are searched: a longer run without a safe place is cut anyway, to bound memory.
     """
     end = len(buf)
     stop = max(0, end - MAX_CHUNK)
     while end > stop:
         start = max(stop, end - _WINDOW)
-        for match in reversed(list(_SPACE.finditer(buf, start, end))):
+        # Searched up to a break's length past the window, for a break that straddles its end.
+        for match in reversed(list(_CUT.finditer(buf, start, min(len(buf), end + _BREAK_LEN - 1)))):
             cut = match.end()
             inside_break = (buf[cut - 1] == " " and buf[max(0, cut - 4) : cut - 1].lower() == "<br"
                             and "/>".startswith(buf[cut : cut + 2]))

@@ -26,13 +26,14 @@ from pathlib import Path
 
 from runtime import text as _text
 from runtime.atomic import write_atomic
+from runtime.errors import Error
 
 PAD, START, UNK = "<pad>", "<start>", "<unk>"
 RESERVED = (PAD, START, UNK)
 PAD_ID, START_ID, UNK_ID = 0, 1, 2
 
 
-class VocabularyError(ValueError):
+class VocabularyError(Error, ValueError):
     """A vocabulary file that cannot be used."""
 
 

@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
+from runtime.errors import Error
+
 PIPE_BYTES = 1 << 20  # pipe capacity asked for: a block of lines (runtime.records.line_blocks) at once; Linux's limit for users
 # A worker's environment besides the command's (a variable the user has set is kept): the runtime
 # never calls BLAS, and numpy's OpenBLAS otherwise starts a thread per core, which used CPU while
@@ -32,7 +34,7 @@ PIPE_BYTES = 1 << 20  # pipe capacity asked for: a block of lines (runtime.recor
 WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1"}
 
 
-class WorkerError(RuntimeError):
+class WorkerError(Error, RuntimeError):
     """A worker process died or failed."""
 
 

@@ -98,8 +98,8 @@ def test_bad_inputs_are_reported_and_the_rest_still_classified(tmp_path, reviews
     assert out.returncode == 2
     err = out.stderr.decode().splitlines()
     assert f"error: {tmp_path / 'missing.txt'}: no such file" in err
-    assert f"error: {tmp_path / 'empty.txt'}: empty or whitespace-only" in err
-    assert f"error: {tmp_path / 'blank.txt'}: empty or whitespace-only" in err
+    assert f"error: {tmp_path / 'empty.txt'}: empty or whitespace-only review" in err
+    assert f"error: {tmp_path / 'blank.txt'}: empty or whitespace-only review" in err
     assert f"error: {tmp_path / 'binary.bin'}: binary file (contains NUL bytes), not text" in err
     assert f"error: {tmp_path / 'folder'}: is a directory" in err
     assert f"warning: {tmp_path / 'unknown.txt'}: no known words; the result is only the model's prior" in err

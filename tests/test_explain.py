@@ -131,7 +131,7 @@ def test_empty_reviews_are_refused(small_ngram_bundle):
         for empty in ("", "  \n\t "):
             with pytest.raises(ValueError, match="empty"):
                 call(empty)
-    with pytest.raises(ValueError, match="review 1 is empty"):
+    with pytest.raises(ValueError, match="review 1: empty or whitespace-only review"):
         clf.predict_batch(["good", " "])
     with pytest.raises(ValueError, match="k must be"):
         clf.explain("good", k=0)
