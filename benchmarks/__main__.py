@@ -28,13 +28,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--peers", action=argparse.BooleanOptionalAction, default=None,
                    help="train and score the desktop peers (scikit-learn, fastText) on the model's split "
                         "(default: in full mode only; about two minutes)")
-    p.add_argument("--volume-copies", type=int, default=1, metavar="N",
-                   help="write the archive's reviews N times into the volume section's lines file: a longer "
-                        "job, in which starting workers and Ray's actors counts for less (the goals are "
-                        "stated for 1, the default)")
+    p.add_argument("--volume-copies", type=int, metavar="N",
+                   help="write the archive's reviews N times into the volume section's lines file (default: 10 in "
+                        "full mode, the 1,000,000-review job the volume goals are judged on; 1 in quick mode)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    if args.volume_copies < 1:
+    if args.volume_copies is not None and args.volume_copies < 1:
         p.error("--volume-copies must be 1 or more")
     return args
 
@@ -119,9 +118,10 @@ def main(argv: list[str] | None = None) -> int:
                                               np.array([i in held for i in train.ids]), acc_texts, labels,
                                               lat_texts, s.repeats, fitted_peers)
     with tempfile.TemporaryDirectory() as work:
-        result["volume"] = volume.measure(all_review_texts(data.resolve(args.data)), bundle.root, model_dir,
-                                          Path(work), s.volume_reviews, s.keras_volume_reviews, fitted_peers,
-                                          s.volume_rounds, args.volume_copies)
+        result["volume"] = volume.measure(all_review_texts(data.resolve(args.data)), bundle, model_dir, Path(work),
+                                          s.volume_reviews, s.keras_volume_reviews, fitted_peers,
+                                          args.volume_copies or s.volume_copies, judged=not args.quick,
+                                          one_copy_figures=not args.quick)
     with staging_dir(args.out) as stage:
         median_review = sorted(lat_texts, key=len)[len(lat_texts) // 2]
         review = stage / "review.txt"
@@ -140,14 +140,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"benchmark ({result['meta']['mode']}) -> {args.out}/benchmark.md")
     for key, e in r.items():
         if isinstance(e, dict) and "goal" in e:
-            print(f"  {e['meaning']}: {e['value']:.3g} (goal {e['goal']}: {'met' if e['met'] else 'NOT met'})")
+            on = volume.judged_on(e)
+            print(f"  {e['meaning']}: {e['value']:.3g} (goal {e['goal']}: {'met' if e['met'] else 'NOT met'}"
+                  f"{'; ' + on if on else ''})")
+    v = result["volume"]
     if args.quick:
-        print(f"  volume goals are judged in full mode only (all 100,000 reviews); with "
-              f"{result['volume']['reviews']:,} reviews, starting the workers dominates")
-    for what, goal, value, met in volume.goals(result["volume"]):
-        verdict = ("met" if met else "NOT met") if not args.quick else "not judged"
-        verdict += volume.off_scope(result["volume"])
-        print(f"  {what}: {value:.3g} (goal {goal}: {verdict})")
+        print(f"  volume goals are judged in full mode only (on {volume.GOAL_REVIEWS:,} reviews); with "
+              f"{v['reviews']:,} reviews, starting the workers dominates")
+    for engine, g in volume.goals(v):
+        on = volume.judged_on(g, v)
+        print(f"  {g['what']}, {engine}: {g['value']:.3g} (goal {g['goal']}: {volume.verdict(g, v, markdown=False)}"
+              f"{'; ' + on if on else ''})")
     print(f"  recommended default artifact: {result['recommended_default']}")
     return exitcodes.OK
 

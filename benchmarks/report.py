@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +45,11 @@ def ratios(result: dict, default: str) -> dict:
     rt = e2e[f"runtime {default}"]["p50_us"]
     cold = result["cold_start"]
     sizes = {n.split(" @ ")[0]: a["size_bytes"] for n, a in acc.items() if a["size_bytes"]}
+    # The single review against the floor is judged on the median of its rounds' ratios (the
+    # two are timed in turns, review by review, in every round).
+    rounds = [ratio(a, b) for a, b in zip(e2e[f"runtime {default}"]["round_p50_us"], floors[LOOKUP_FLOOR]["round_p50_us"])]
     values = {
-        "runtime_e2e_over_lookup_floor": ratio(rt, floors[LOOKUP_FLOOR]["p50_us"]),
+        "runtime_e2e_over_lookup_floor": statistics.median(rounds),
         "runtime_e2e_over_split": ratio(rt, floors["lower().split()"]["p50_us"]),
         "keras_over_runtime_e2e": ratio(e2e[KERAS]["p50_us"], rt),
         "keras_predict_over_runtime_e2e": ratio(e2e[KERAS_PREDICT]["p50_us"], rt),
@@ -73,6 +77,8 @@ def ratios(result: dict, default: str) -> dict:
             text, op, goal = goals[key]
             entry.update(goal=f"{op} {goal:g}", met=bool(v <= goal if op == "<=" else v >= goal), meaning=text)
         out[key] = entry
+    out["runtime_e2e_over_lookup_floor"].update(rounds=len(rounds), ratios=rounds, paired=len(rounds) >= volume.PAIRED_ROUNDS,
+                                                 pooled=ratio(rt, floors[LOOKUP_FLOOR]["p50_us"]))
     return out
 
 
@@ -171,23 +177,23 @@ def markdown(result: dict) -> str:
         "# Benchmark report", "",
         f"{meta['date']} · {meta['machine']['cpu']} · {meta['machine']['cores']} cores · Python {meta['python']} · "
         f"mode `{meta['mode']}` · bundle `{meta['bundle']}` (manifest sha256 `{meta['manifest_sha256'][:12]}`)", "",
-        "## Goals (default artifact `" + r["artifact"] + "`)", "",
-        "| ratio | measured | goal | met |", "|---|---|---|---|",
+        "## Goals (default artifact `" + r["artifact"] + "`; volume: each engine alone)", "",
+        "| ratio | measured | goal | judged on | met |", "|---|---|---|---|---|",
     ]
     for key, e in r.items():
         if isinstance(e, dict) and "goal" in e:
-            lines.append(f"| {e['meaning']} | {e['value']:.3g} | {e['goal']} | {'yes' if e['met'] else '**no**'} |")
+            lines.append(f"| {e['meaning']} | {e['value']:.3g} | {e['goal']} | {volume.judged_on(e)} | "
+                         f"{'yes' if e['met'] else '**no**'} |")
     if "volume" in result:
-        judged = meta["mode"] == "full"
-        for what, goal, value, met in volume.goals(result["volume"]):
-            verdict = ("yes" if met else "**no**") if judged else "judged in full mode only"
-            verdict += volume.off_scope(result["volume"])
-            lines.append(f"| {what} | {value:.3g} | {goal} | {verdict} |")
+        v = result["volume"]
+        for engine, g in volume.goals(v):
+            lines.append(f"| {g['what']}, `{engine}` | {g['value']:.3g} | {g['goal']} | {volume.judged_on(g, v)} | "
+                         f"{volume.verdict(g, v)} |")
     for key in ("runtime_e2e_over_split", "keras_over_runtime_e2e", "keras_predict_over_runtime_e2e",
                 "tokenize_encode_over_split", "lookup_floor_over_split",
                 "keras_over_lookup_floor", "tflite_int8_size_over_float32", "onnx_int8_size_over_float32"):
         if key in r:
-            lines.append(f"| {key.replace('_', ' ')} | {r[key]['value']:.3g} | | |")
+            lines.append(f"| {key.replace('_', ' ')} | {r[key]['value']:.3g} | | | |")
     lines += ["", f"Recommended default artifact (fastest that keeps accuracy): `{result['recommended_default']}`", "",
               "## Accuracy and size", "",
               "| candidate | accuracy | ROC AUC | ECE | agreement with float | max abs diff | size KiB |",
@@ -217,15 +223,7 @@ def markdown(result: dict) -> str:
     for name, c in result["cold_start"].items():
         lines.append(f"| {name} | {c['median_s']:.3f} | {c['min_s']:.3f} | {c['median_peak_rss_kb'] / 1024:.1f} |")
     if "volume" in result:
-        v = result["volume"]
-        start = (f"; the Ray cluster took {v['ray_cluster_start_s']:.1f} s to start (not counted)"
-                 if v["ray_cluster_start_s"] is not None else f"; Ray {v['ray']}")
-        copies = f", the reviews {v['copies']} times over" if v.get("copies", 1) > 1 else ""
-        lines += ["", f"## Volume: {v['reviews']:,} reviews in one lines file ({v['file_bytes'] / 2**20:.0f} MiB{copies})", "",
-                  f"`runtime.classify --lines` as a user runs it, output to a file{start}. Outputs byte-identical "
-                  f"across runs: {'yes' if v['identical_outputs'] else '**no**'}.", "", volume.table(v), "",
-                  volume.cpu_note(v), "",
-                  "![volume](volume.png)"]
+        lines += volume.markdown(result["volume"])
     if result["skipped"]:
         lines += ["", "## Not run", ""] + [f"- {k}: {v}" for k, v in result["skipped"].items()]
     if "explanation_cost" in result:

@@ -18,6 +18,16 @@ def summarize(seconds: Sequence[float]) -> dict:
             "mean_us": float(us.mean()), "min_us": float(us.min())}
 
 
+def round_p50s(seconds: Sequence[float], rounds: int) -> list[float]:
+    """The p50 of each of ``rounds`` equal consecutive slices of timings, in microseconds:
+    ``interleaved`` records its repeats one after the other, so a slice is one round."""
+    if rounds < 1 or len(seconds) % rounds:
+        raise ValueError(f"{len(seconds)} timings do not make {rounds} equal rounds")
+    per = len(seconds) // rounds
+    return [float(np.percentile(np.asarray(seconds[i * per : (i + 1) * per], dtype=np.float64), 50) * 1e6)
+            for i in range(rounds)]
+
+
 def ratio(numerator: float, denominator: float) -> float:
     """numerator / denominator, as a plain float (inf when the denominator is 0)."""
     return float(numerator / denominator) if denominator else float("inf")
