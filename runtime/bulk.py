@@ -15,7 +15,6 @@ bounded for any number of records. A worker that dies makes the run fail with
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass

@@ -51,7 +51,9 @@ def start_ray(workers: int) -> tuple[int, bool]:
     try:
         connected = not ray.is_initialized()
         if connected:
-            ray.init(num_cpus=(min(workers, available_cores()) or None) if local else None, include_dashboard=False,
+            # address "local": a cluster of this command's own, even where `ray start` runs one
+            ray.init(address="local" if local else None,
+                     num_cpus=(min(workers, available_cores()) or None) if local else None, include_dashboard=False,
                      log_to_driver=False, logging_level=logging.ERROR, configure_logging=False)
         return int(ray.cluster_resources().get("CPU", 1)), connected
     except (ConnectionError, RuntimeError, ValueError) as e:
