@@ -1,34 +1,197 @@
 """Atomic publishing: a file or a directory appears whole, or not at all.
 
 Everything the project writes for a person or another program (vocabularies, manifests,
-reports, model directories, bundles) goes through here, so a failed or killed run never
-leaves half a result that looks complete.
+reports, model directories, bundles, ``runtime.classify --out``) goes through here, so a failed
+or killed run never leaves half a result that looks complete, and nothing but the file named
+is ever replaced:
+
+- a regular file (or a new name) is replaced atomically by a complete file; it keeps its
+  permission bits (a new file gets 0644);
+- a symbolic link is followed: the file it leads to is replaced, the link stays;
+- a FIFO or a character device (``/dev/null``, a terminal, ``/proc/self/fd/1``) is written
+  through, as a shell's ``>`` would, not atomically; it is never replaced;
+- anything else (a directory, a socket, a block device) is refused (``UnsafeOutput``), and so
+  is an output that is one of the inputs a command names (``output_target``).
+
+A temporary file is named ``.NAME.PID.XXXXXXXX.tmp`` beside the output and locked while it is
+written. A run that is killed outright (SIGKILL, a power cut) cannot remove it: the next
+publication of the same name removes such files that nobody holds locked and whose writer is
+no longer running (or that are older than ``STALE_SECONDS``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import stat
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+try:
+    import fcntl
+except ImportError:  # Windows: stale temporary files are recognised by their age alone
+    fcntl = None
+
 _STAGING = ".staging-"
 _OLD = ".old-"
+STALE_SECONDS = 24 * 3600  # a temporary file not written for this long is a killed run's, whatever its pid
+_NEW_FILE_MODE = 0o644
+
+
+class UnsafeOutput(OSError):
+    """An output that publishing refuses: replacing it would destroy something not named as output."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where an output goes: ``path`` (a symbolic link's final file) is replaced atomically,
+    unless ``through`` (a FIFO or a character device), which is opened and written through."""
+
+    path: Path
+    through: bool
+    mode: int = _NEW_FILE_MODE  # permission bits the published file gets: the replaced file's
+
+
+def _kind(st: os.stat_result) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(st.st_mode):
+            return name
+    return "not a regular file"
+
+
+def output_target(path: str | os.PathLike, inputs: Iterable[str | os.PathLike | int] = ()) -> Target:
+    """Where publishing ``path`` writes, or ``UnsafeOutput`` (one line, naming ``path``).
+
+    ``inputs`` are the files (paths, or open file descriptors such as 0 for standard input)
+    and directories a command reads: an output that is one of them (the same file, through
+    any symbolic or hard link) or lies inside one of the directories is refused.
+    """
+    path = Path(path)
+    try:
+        st = os.stat(path)  # follows symbolic links, /proc/self/fd/N included
+    except FileNotFoundError:
+        st = None  # a new file, or a symbolic link to a file still to be made
+    except OSError as e:
+        raise UnsafeOutput(f"{path}: {e.strerror}") from None
+    if st is not None and (stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode)):
+        target = Target(path, through=True)
+    elif st is not None and not stat.S_ISREG(st.st_mode):
+        raise UnsafeOutput(f"{path} is {_kind(st)}, not a file; it is left alone")
+    else:
+        real = Path(os.path.realpath(path))
+        if st is not None:
+            try:
+                same = os.path.samestat(os.stat(real), st)
+            except OSError:
+                same = False
+            if not same:  # e.g. /proc/self/fd/1 open on a deleted file
+                raise UnsafeOutput(f"{path} leads to a file that has no name of its own; it is not replaced")
+        target = Target(real, through=False, mode=stat.S_IMODE(st.st_mode) if st is not None else _NEW_FILE_MODE)
+    for item in inputs:
+        try:
+            seen = os.fstat(item) if isinstance(item, int) else os.stat(item)
+        except OSError:
+            continue  # not there, or closed: the command reports it as an input
+        name = "standard input" if item == 0 else f"the input {item}"
+        if stat.S_ISDIR(seen.st_mode):
+            if not target.through and target.path.is_relative_to(os.path.realpath(item)):
+                raise UnsafeOutput(f"{path} is inside {name}; it would change what it is read from")
+        elif st is not None and not stat.S_ISCHR(st.st_mode) and os.path.samestat(seen, st):
+            raise UnsafeOutput(f"{path} is {name}; it would be overwritten")
+    return target
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (when in doubt, yes)."""
+    if os.name != "posix":
+        return True  # os.kill would end it, not probe it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's process
+    return True
+
+
+def _lock(fd: int, wait: bool) -> bool:
+    """Take the advisory lock of an open file; False if another holder has it."""
+    if fcntl is None:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True  # a file system without locks: the pid and the age decide
+    return True
+
+
+def _remove_stale_files(out: Path) -> None:
+    """Remove temporary files of killed runs publishing ``out`` (see the module's docstring).
+
+    A file is removed only if it is this user's, has the temporary files' name, nobody holds
+    it locked (a writer does until it renames it) and its writer (the pid in its name) is not
+    running, or it has not been written for ``STALE_SECONDS``.
+    """
+    pattern = re.compile(rf"\.{re.escape(out.name)}\.(?:(\d+)\.)?[a-z0-9_]{{8}}\.tmp")
+    prefix = f".{out.name}."
+    now = time.time()
+    try:
+        entries = list(os.scandir(out.parent))
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(prefix) or not (m := pattern.fullmatch(entry.name)):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode) or (hasattr(os, "geteuid") and st.st_uid != os.geteuid()):
+            continue
+        dead = m.group(1) is not None and int(m.group(1)) != os.getpid() and not _running(int(m.group(1)))
+        if not dead and now - st.st_mtime < STALE_SECONDS:
+            continue
+        try:
+            fd = os.open(entry.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            continue
+        try:
+            if _lock(fd, wait=False):
+                os.unlink(entry.path)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 @contextmanager
 def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
-    """A binary file that becomes ``path`` (mode 0644) only when the block ends without error."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
+    """A binary file that becomes ``path`` only when the block ends without error (see the
+    module's docstring for symbolic links, FIFOs and devices); ``UnsafeOutput`` (an ``OSError``)
+    if ``path`` must not be replaced."""
+    target = output_target(path)
+    if target.through:
+        fd = os.open(target.path, os.O_WRONLY | getattr(os, "O_NOCTTY", 0))
         with os.fdopen(fd, "wb") as f:
             yield f
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        return
+    _remove_stale_files(target.path)
+    fd, tmp = tempfile.mkstemp(dir=target.path.parent, prefix=f".{target.path.name}.{os.getpid()}.", suffix=".tmp")
+    try:
+        _lock(fd, wait=True)  # tells a later run's clean-up that this file is being written
+        with os.fdopen(fd, "wb") as f:
+            yield f
+        os.chmod(tmp, target.mode)
+        os.replace(tmp, target.path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

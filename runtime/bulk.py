@@ -15,7 +15,6 @@ bounded for any number of records. A worker that dies makes the run fail with
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from runtime.classifier import Classifier, load
 from runtime.features import BULK_MEMO_SIZE
 from runtime.records import Item, records_of
 from runtime.render import OutputOptions, Renderer, Result, warnings
-from runtime.workers import Pool, Ticket, WorkerPool
+from runtime.workers import Pool, Ticket, WorkerPool, available_cores
 
 
 @dataclass(frozen=True)
@@ -102,34 +101,36 @@ def _block_scorer(job: Job) -> Callable[[Item], Rendered]:
 
 
 def jobs_count(jobs: int) -> int:
-    """``jobs`` scoring processes, 0 meaning one per available core."""
-    if jobs > 0:
-        return jobs
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+    """How many scoring processes ``--jobs jobs`` gets: one per available core for 0, and never
+    more than there are cores (more processes only share the same cores, each with its own
+    copy of the model)."""
+    cores = available_cores()
+    return cores if jobs <= 0 else min(jobs, cores)
 
 
 def score(items: Iterable[Item], job: Job, clf: Classifier, jobs: int = 1,
-          ray_workers: int | None = None) -> Iterator[Rendered]:
+          ray_workers: int | None = None, timeout: float | None = None,
+          note: Callable[[str], None] | None = None) -> Iterator[Rendered]:
     """Each item's rendered output, in order.
 
     ``jobs`` > 1 scores in that many processes: this one, with ``clf``, and ``jobs - 1``
-    workers, each loading the bundle once; ``ray_workers`` (0: one per CPU of the cluster)
-    scores on that many Ray actors and here; else ``clf`` scores here alone.
+    workers, each loading the bundle once; ``ray_workers`` (0: one per CPU of the cluster,
+    and never more) scores on that many Ray actors and here; else ``clf`` scores here alone.
+    A worker that has not answered for ``timeout`` seconds (None: no limit) fails the run
+    (``WorkerError``); ``note`` gets a line for the user about a worker that is slow to
+    answer, and about Ray actors capped at the cluster's CPUs.
     """
     here = BlockScorer(job, clf)
     if ray_workers is not None:
         from runtime.ray_workers import RayPool
 
-        pool = RayPool(BlockScorer, (job,), ray_workers, IN_FLIGHT)
+        pool = RayPool(BlockScorer, (job,), ray_workers, IN_FLIGHT, timeout=timeout, note=note)
     elif jobs <= 1:
         for item in items:
             yield here.score(item)
         return
     else:
-        pool = WorkerPool(partial(_block_scorer, job), jobs - 1, IN_FLIGHT)
+        pool = WorkerPool(partial(_block_scorer, job), jobs - 1, IN_FLIGHT, timeout=timeout, note=note)
     try:
         yield from _shared(items, here.score, pool)
     except BaseException:

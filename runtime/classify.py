@@ -5,8 +5,16 @@ JSON object per line). With --lines, --jsonl or --csv each file holds many revie
 per line, a JSON object per line, or a CSV column): every record gives exactly one output,
 in input order, named by its source (file:line); a record that cannot be classified gives
 an error (a line "error<TAB>-<TAB>file:line", or a JSON object with "error"). --jobs N
-scores records in N processes, this one and N - 1 workers (0: one per core), with identical
-results, and --ray on Ray. --out FILE writes the output atomically: a complete file or none.
+scores records in N processes, this one and N - 1 workers (0: one per core; never more than
+the cores this process may use), with identical results, and --ray on Ray (never more actors
+than the cluster's CPUs). A worker that has not answered is named on stderr after 30 s (or
+half of --worker-timeout) and fails the run after --worker-timeout seconds.
+
+--out FILE writes the output atomically: a complete file or none; a symbolic link's file is
+replaced (the link stays); a FIFO or a character device (/dev/null, /proc/self/fd/1) is
+written through; anything else that is not a file, and any of the inputs, is refused. The
+output is UTF-8, whatever the locale; standard output carries only the results (any other
+output, from a library or a worker, goes to standard error).
 
 --explain [K] adds the K words or word pairs that pushed each review most towards each
 label (exact weights for the n-gram models, occlusion for the others) and the review with
@@ -23,8 +31,11 @@ exit status (as for every command, see runtime.exitcodes):
       binary, malformed); the others are still printed
   4   the bundle or the engine cannot be used (missing, corrupt or tampered bundle,
       no engine); nothing was classified
-  64  usage error
-  130 interrupted (Ctrl-C): the workers are stopped and no --out file is written
+  64  usage error (also: --out names an input, a directory, a socket or a block device)
+  129, 130, 143  stopped by SIGHUP, Ctrl-C (SIGINT) or SIGTERM: the workers are stopped and
+      no --out file is written (a FIFO or device written through has part of the output)
+A closed standard input makes "-" an input that cannot be read (status 2); a closed standard
+output without --out is status 1; a closed standard error hides the messages only.
 """
 
 from __future__ import annotations
@@ -39,10 +50,10 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from runtime import bulk, exitcodes
-from runtime.atomic import atomic_file
+from runtime.atomic import UnsafeOutput, atomic_file, output_target
 from runtime.backends import ENGINES, EngineError
 from runtime.bundle import BundleError
 from runtime.classifier import Classifier, load
@@ -54,6 +65,8 @@ from runtime.workers import WorkerError
 
 BATCH = 256  # files classified together
 BATCH_CHARS = 16 << 20  # and at most this much text held for one batch
+STDIN_CLOSED = "standard input is closed"  # the cause given for "-" when the command was started without one
+WORKER_TIMEOUT = 300.0  # seconds a worker may leave an item unanswered before the run fails
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -82,6 +95,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ray", action="store_true",
                    help="with --lines/--jsonl/--csv: score on Ray (the cluster RAY_ADDRESS names, else a local "
                         "one); needs pip install 'imdb-edge[ray]'")
+    p.add_argument("--worker-timeout", type=_seconds, default=WORKER_TIMEOUT, metavar="SECONDS",
+                   help="with --jobs/--ray: fail when a worker has not answered for SECONDS "
+                        f"(default {WORKER_TIMEOUT:g}; 0: wait for ever)")
     p.add_argument("--out", type=Path, metavar="FILE", help="write the output to FILE atomically instead of stdout")
     p.add_argument("--explain", type=int, nargs="?", const=10, metavar="K",
                    help="show the K terms (default 10) that pushed each review most towards each label")
@@ -102,11 +118,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--jobs and --ray go with --lines, --jsonl or --csv")
     if args.ray and importlib.util.find_spec("ray") is None:
         p.error("--ray needs Ray: pip install 'imdb-edge[ray]'")
-    if args.out is not None and not args.out.parent.is_dir():
-        p.error(f"--out {args.out}: the directory {args.out.parent} does not exist")
+    if args.out is not None:
+        inputs = [0 if name == "-" else name for name in args.files]
+        try:
+            target = output_target(args.out, inputs)  # before anything is read
+        except UnsafeOutput as e:
+            p.exit(exitcodes.USAGE, f"{p.prog}: error: --out {e}\n")  # one line: the command line is right
+        if not target.through and not target.path.parent.is_dir():
+            p.error(f"--out {args.out}: the directory {target.path.parent} does not exist")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         p.error("--threshold must be between 0 and 1")
     return args
+
+
+def _seconds(value: str) -> float | None:
+    """A number of seconds, 0 meaning no limit (None), for argparse."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r}: need 0 (no limit) or more seconds")
+    return seconds or None
 
 
 def _band(value: str) -> tuple[float, float]:
@@ -139,8 +172,9 @@ def _read(name: str, encoding: str, clf: Classifier) -> _Text | Result:
         return Result(name, prediction, warnings(review.replaced, prediction.known_words, encoding))
 
 
-def classify_files(clf: Classifier, names: list[str], encoding: str, emit, fail) -> None:
-    """Classify ``names`` in batches; ``emit(result)`` in input order, ``fail(name, cause)`` for bad ones."""
+def classify_files(clf: Classifier, names: list[str], encoding: str, emit, fail, stdin_closed: bool = False) -> None:
+    """Classify ``names`` in batches; ``emit(result)`` in input order, ``fail(name, cause)`` for
+    bad ones (``-`` among them if the command was started with standard input closed)."""
     pending: list[_Text] = []
     held = 0
 
@@ -155,6 +189,8 @@ def classify_files(clf: Classifier, names: list[str], encoding: str, emit, fail)
 
     for name in names:
         try:
+            if name == "-" and stdin_closed:
+                raise InputError(STDIN_CLOSED)
             item = _read(name, encoding, clf)
         except InputError as e:
             flush()
@@ -175,6 +211,9 @@ def _items(names: list[str], args: argparse.Namespace, key: str) -> Iterator[Ite
     """The items of every file in turn (see ``runtime.records.read_items``); a file that
     cannot be read is one error record."""
     for name in names:
+        if name == "-" and args.stdin_closed:
+            yield [Record(name, None, STDIN_CLOSED)]
+            continue
         try:
             f = open_input(name)
         except InputError as e:
@@ -189,14 +228,26 @@ def _items(names: list[str], args: argparse.Namespace, key: str) -> Iterator[Ite
                 f.close()
 
 
-def classify_records(clf: Classifier, args: argparse.Namespace, options: OutputOptions) -> Iterator[bulk.Rendered]:
-    """Every record of every file, scored and rendered in order (in ``--jobs`` processes or on Ray)."""
+def classify_records(clf: Classifier, args: argparse.Namespace, options: OutputOptions,
+                     note=None) -> Iterator[bulk.Rendered]:
+    """Every record of every file, scored and rendered in order (in ``--jobs`` processes or on
+    Ray); ``note(line)`` gets what the user should know about the workers (default: stderr)."""
+    note = note or _note
     key = args.field if args.format == JSONL else args.column
     job = bulk.Job(bulk.ScorerSpec.of(clf), args.format, args.encoding, key, options)
     items = _items(args.files, args, key)
+    timeout = getattr(args, "worker_timeout", WORKER_TIMEOUT)
     if args.ray:
-        return bulk.score(items, job, clf, ray_workers=args.jobs or 0)
-    return bulk.score(items, job, clf, bulk.jobs_count(1 if args.jobs is None else args.jobs))
+        return bulk.score(items, job, clf, ray_workers=args.jobs or 0, timeout=timeout, note=note)
+    asked = 1 if args.jobs is None else args.jobs
+    jobs = bulk.jobs_count(asked)
+    if asked > jobs:
+        note(f"note: --jobs {asked} capped at {jobs}, the cores this process may use")
+    return bulk.score(items, job, clf, jobs, timeout=timeout, note=note)
+
+
+def _note(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 class _Progress:
@@ -219,34 +270,174 @@ class _Progress:
             print(file=sys.stderr)
 
 
+class _OutputFailed(Exception):
+    """Writing the results failed (``cause``), as opposed to anything else the run does."""
+
+    def __init__(self, cause: OSError):
+        super().__init__(cause)
+        self.cause = cause
+
+
+class _Records:
+    """Where the results go, as UTF-8 bytes whatever the locale or PYTHONIOENCODING: a binary
+    stream (flushed after each write on a terminal), or a text stream without one (a program
+    that replaced ``sys.stdout``)."""
+
+    def __init__(self, stream: BinaryIO | TextIO):
+        self.stream = stream
+        self.binary = not isinstance(stream, io.TextIOBase)
+        try:
+            self.interactive = stream.isatty()
+        except (OSError, ValueError):
+            self.interactive = False
+
+    def write(self, text: str) -> None:
+        try:
+            # render.py gives only encodable text; backslashreplace keeps the output valid UTF-8 whatever comes
+            self.stream.write(text.encode("utf-8", "backslashreplace") if self.binary else text)
+            if self.interactive:
+                self.stream.flush()
+        except OSError as e:
+            raise _OutputFailed(e) from None
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except OSError as e:
+            raise _OutputFailed(e) from None
+
+
+def _real_stdout() -> bool:
+    """Whether ``sys.stdout`` writes to file descriptor 1 (not a program's own stream)."""
+    try:
+        return sys.stdout.fileno() == 1
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 @contextmanager
-def _output(path: Path | None) -> Iterator[TextIO]:
-    """Standard output, or a file that appears complete or not at all."""
-    if path is None:
-        yield sys.stdout
-        sys.stdout.flush()
+def _output(path: Path | None) -> Iterator[_Records]:
+    """The results' stream: a file that appears complete or not at all (``runtime.atomic``),
+    or standard output. File descriptor 1 points at standard error meanwhile, so that nothing
+    but the results reaches standard output: not a library's print (Ray's "(raylet) ..."
+    lines), not a worker process's output (they inherit it)."""
+    if path is not None:
+        inside = None  # an error of the run itself, not of the output
+        try:
+            with atomic_file(path) as raw, _stdout_to_stderr():
+                records = _Records(raw)
+                try:
+                    yield records
+                except OSError as e:
+                    inside = e
+                    raise
+                records.flush()
+        except OSError as e:  # the output cannot be made or published
+            if e is inside:
+                raise
+            raise _OutputFailed(e) from None
         return
-    with atomic_file(path) as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8", newline="\n")
-        yield text
-        text.flush()
-        text.detach()
+    if not _real_stdout():
+        stream = getattr(sys.stdout, "buffer", sys.stdout)
+        records = _Records(stream)
+        yield records
+        records.flush()
+        return
+    sys.stdout.flush()
+    raw = open(os.dup(1), "wb", closefd=True)  # the results' own descriptor: fd 1 itself is redirected
+    try:
+        with _stdout_to_stderr():
+            records = _Records(raw)
+            yield records
+            records.flush()
+    finally:
+        try:
+            raw.close()
+        except OSError:
+            pass  # a broken pipe: reported by the write that met it
+
+
+@contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Point file descriptor 1 at standard error while the block runs (only when ``sys.stdout``
+    is file descriptor 1: a program's own stream is left alone)."""
+    if not _real_stdout():
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        try:
+            sys.stdout.flush()
+        except OSError:
+            pass
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+@contextmanager
+def _standard_streams() -> Iterator[set[int]]:
+    """Standard input, output and error that the command was started without (``<&-``, ``>&-``,
+    ``2>&-``) opened on the null device while the command runs, so that no file the command
+    opens takes their place and no message fails; yields the set of those that were closed."""
+    closed = set()
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.add(fd)
+    for fd in sorted(closed):  # the lowest free descriptor is fd itself
+        new = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+        if new != fd:
+            os.dup2(new, fd)
+            os.close(new)
+    saved = sys.stdin, sys.stdout, sys.stderr
+    if sys.stdin is None:
+        sys.stdin = open(0, closefd=False)
+    if sys.stdout is None:
+        sys.stdout = open(1, "w", closefd=False)
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", errors="backslashreplace", closefd=False)
+    try:
+        yield closed
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = saved
 
 
 def _silence_stdout() -> None:
     """Point standard output at /dev/null, so that the interpreter's last flush cannot fail again."""
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    os.dup2(devnull, 1)
     os.close(devnull)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    with _standard_streams() as closed:
+        args = parse_args(argv)
+        args.stdin_closed = 0 in closed
+        if 1 in closed and args.out is None:
+            print("error: standard output is closed: nowhere to write the results (use --out FILE)", file=sys.stderr)
+            return exitcodes.INTERNAL
+        with exitcodes.stop_signals_interrupt():  # SIGTERM and SIGHUP stop the run as Ctrl-C does
+            try:
+                return _run(args)
+            except KeyboardInterrupt as e:
+                print(f"{exitcodes.interrupt_name(e)}{_unwritten(args.out)}", file=sys.stderr)
+                return exitcodes.status_of(e)
+
+
+def _unwritten(out: Path | None) -> str:
+    """What an interrupted or failed run says about its --out file."""
+    if out is None:
+        return ""
     try:
-        return _run(args)
-    except KeyboardInterrupt:
-        print("interrupted" + (f"; {args.out} was not written" if args.out else ""), file=sys.stderr)
-        return exitcodes.INTERRUPTED
+        through = output_target(out).through
+    except OSError:
+        through = False
+    return f"; the output written through {out} is incomplete" if through else f"; {out} was not written"
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -262,7 +453,7 @@ def _run(args: argparse.Namespace) -> int:
     options = OutputOptions(args.json, bool(args.format), args.encoding, model, args.explain)
     renderer = Renderer(clf, options)
 
-    def write(out: TextIO, text: str, errors: list[str], bad: bool, count: int = 1) -> None:
+    def write(out: _Records, text: str, errors: list[str], bad: bool, count: int = 1) -> None:
         nonlocal failed
         failed |= bad
         for message in errors:
@@ -270,8 +461,11 @@ def _run(args: argparse.Namespace) -> int:
         out.write(text)
         progress.step(count)
 
-    def emit(r: Result, out: TextIO) -> None:
+    def emit(r: Result, out: _Records) -> None:
         write(out, *renderer.render(r))
+
+    def fail(name: str, cause: str, out: _Records) -> None:
+        emit(Result(name, None, error=cause), out)
 
     try:
         with _output(args.out) as out:
@@ -281,19 +475,22 @@ def _run(args: argparse.Namespace) -> int:
                         write(out, rendered.out, rendered.errors, rendered.failed, rendered.count)
             else:
                 classify_files(clf, args.files, args.encoding, lambda r: emit(r, out),
-                               lambda name, cause: emit(Result(name, None, error=cause), out))
+                               lambda name, cause: fail(name, cause, out), args.stdin_closed)
     except (BundleError, EngineError) as e:
         print(f"error: {e}", file=sys.stderr)
         return exitcodes.UNUSABLE
     except WorkerError as e:
-        print(f"error: {e}" + (f"; {args.out} was not written" if args.out else ""), file=sys.stderr)
+        print(f"error: {e}{_unwritten(args.out)}", file=sys.stderr)
         return exitcodes.INTERNAL
-    except BrokenPipeError:
-        _silence_stdout()
-        return exitcodes.OK
-    except OSError as e:
-        _silence_stdout()
-        print(f"error: cannot write the output: {e.strerror or e}", file=sys.stderr)
+    except _OutputFailed as e:
+        if isinstance(e.cause, BrokenPipeError) and args.out is None:
+            _silence_stdout()
+            return exitcodes.OK  # the reader has gone (| head): not an error
+        print(f"error: cannot write the output: {e.cause.strerror or e.cause}", file=sys.stderr)
+        return exitcodes.INTERNAL
+    except OSError as e:  # not the output's fault (too many open files, no memory, ...): the real cause
+        print(f"error: {e.strerror or e}" + (f": {e.filename}" if e.filename else "") + _unwritten(args.out),
+              file=sys.stderr)
         return exitcodes.INTERNAL
     finally:
         progress.done()

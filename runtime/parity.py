@@ -11,7 +11,9 @@ skipped; asking for an engine that is not installed, or checking nothing, is a f
 
 exit status (as for every command, see runtime.exitcodes): 0 all checks passed; 3 some
 check failed; 4 bundle or data missing or unreadable, or a requested engine not installed
-(a malformed golden set, whatever its sha256, is a malformed bundle: 4); 64 usage error.
+(a malformed golden set, whatever its sha256, is a malformed bundle: 4); 64 usage error (also:
+--json or --junit inside the bundle, on --data, or not a file); 129, 130, 143 stopped by
+SIGHUP, Ctrl-C or SIGTERM (no report is left half-written).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime import exitcodes
-from runtime.atomic import write_atomic
+from runtime.atomic import UnsafeOutput, output_target, write_atomic
 from runtime.backends import ENGINES, EngineError, engine_version, installed_engines
 from runtime.bundle import CRITERIA, Bundle, BundleError, open_bundle, platform_info
 from runtime.classifier import Classifier
@@ -271,6 +273,15 @@ def _positive_int(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    with exitcodes.stop_signals_interrupt():  # SIGTERM and SIGHUP stop the run as Ctrl-C does
+        try:
+            return _main(argv)
+        except KeyboardInterrupt as e:
+            print(exitcodes.interrupt_name(e), file=sys.stderr)
+            return exitcodes.status_of(e)
+
+
+def _main(argv: list[str] | None) -> int:
     p = exitcodes.parser("python -m runtime.parity", __doc__)
     p.add_argument("bundle", type=Path)
     p.add_argument("--data", help="folder or .tar.gz of review .txt files (aclImdb layout: its test split)")
@@ -282,6 +293,12 @@ def main(argv: list[str] | None = None) -> int:
     for out in (args.json, args.junit):
         if out is not None and not out.parent.is_dir():
             print(f"error: {out}: its directory {out.parent} does not exist", file=sys.stderr)
+            return exitcodes.USAGE
+        try:
+            if out is not None:
+                output_target(out, [args.bundle, *([args.data] if args.data else [])])
+        except UnsafeOutput as e:
+            print(f"error: {e}", file=sys.stderr)
             return exitcodes.USAGE
     try:
         checks = run(args.bundle, args.engines, args.data, args.limit)

@@ -13,10 +13,11 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from runtime.workers import Pool, Ticket, WorkerError
+from runtime.workers import Pool, Ticket, WorkerError, available_cores, note_after
 
 LOCAL_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # Ray's own switch for a single-machine, loopback cluster
 # Ray's notices that say nothing to a user of the command, by logger: it set no SIGTERM handler
@@ -36,8 +37,9 @@ def cluster_name() -> str:
 
 def start_ray(workers: int) -> tuple[int, bool]:
     """Connect to the cluster ``RAY_ADDRESS`` names, else start a local one with ``workers``
-    CPUs (0: all) that listens on the loopback interface only; the cluster's number of CPUs,
-    and whether this call connected (else the process already was)."""
+    CPUs (0: all; never more than this process may use) that listens on the loopback interface
+    only; the cluster's number of CPUs, and whether this call connected (else the process
+    already was)."""
     local = not os.environ.get("RAY_ADDRESS")
     if local:
         for key, value in LOCAL_ONLY.items():
@@ -49,7 +51,9 @@ def start_ray(workers: int) -> tuple[int, bool]:
     try:
         connected = not ray.is_initialized()
         if connected:
-            ray.init(num_cpus=(workers or None) if local else None, include_dashboard=False,
+            # address "local": a cluster of this command's own, even where `ray start` runs one
+            ray.init(address="local" if local else None,
+                     num_cpus=(min(workers, available_cores()) or None) if local else None, include_dashboard=False,
                      log_to_driver=False, logging_level=logging.ERROR, configure_logging=False)
         return int(ray.cluster_resources().get("CPU", 1)), connected
     except (ConnectionError, RuntimeError, ValueError) as e:
@@ -72,11 +76,14 @@ class _Actor:
 class RayPool(Pool):
     """``count`` Ray actors (0: one per CPU of the cluster), each holding the scorer
     ``scorer_class(*args)``; items go only to ready actors, at most ``in_flight`` each. A
-    cluster not reached within ``connect_seconds`` fails the run (``WorkerError``)."""
+    cluster not reached within ``connect_seconds`` fails the run (``WorkerError``). There are
+    never more actors than the cluster has CPUs (``note`` is told when fewer than ``count``
+    are started); see ``Pool`` for ``timeout``."""
 
     def __init__(self, scorer_class: type, args: tuple, count: int, in_flight: int = 2,
-                 connect_seconds: float = CONNECT_SECONDS):
-        super().__init__(in_flight)
+                 connect_seconds: float = CONNECT_SECONDS, timeout: float | None = None,
+                 note: Callable[[str], None] | None = None):
+        super().__init__(in_flight, timeout, note)
         self._connect_seconds = connect_seconds
         self._deadline = time.monotonic() + connect_seconds
         self._connected = False
@@ -90,8 +97,10 @@ class RayPool(Pool):
             import ray
 
             cpus, self._connected = start_ray(count)
+            if count > cpus and self._note is not None:
+                self._note(f"note: {count} Ray workers asked for; {cpus} started, one per CPU of {cluster_name()}")
             actor = ray.remote(num_cpus=1)(scorer_class)
-            handles = [actor.remote(*args) for _ in range(count or cpus)]
+            handles = [actor.remote(*args) for _ in range(min(count, cpus) or cpus)]
             self._members = [_Actor(h, h.__ray_ready__.remote()) for h in handles]
         except WorkerError as e:
             self._failure = e
@@ -130,7 +139,7 @@ class RayPool(Pool):
         import ray
 
         try:
-            value = ray.get(ref)
+            value = self._get(ray, ref, waiting if isinstance(waiting, _Actor) else waiting.worker)
         except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as e:
             raise WorkerError(f"a Ray worker died ({str(e).splitlines()[0]})") from None
         except ray.exceptions.RayTaskError as e:
@@ -140,6 +149,21 @@ class RayPool(Pool):
             return
         waiting.worker.tickets.remove(waiting)
         waiting.value, waiting.ready = value, True
+
+    def _get(self, ray, ref, actor: _Actor) -> Any:
+        """``ray.get(ref)``, with a note naming the actor when it is late, and the pool's timeout."""
+        first = note_after(self.timeout)
+        try:
+            return ray.get(ref, timeout=first)
+        except ray.exceptions.GetTimeoutError:
+            pass
+        actor_id = getattr(actor.handle, "_actor_id", None)
+        who = f"Ray worker {actor_id.hex()}" if actor_id is not None else "a Ray worker"
+        self._late(who, first)
+        try:
+            return ray.get(ref, timeout=None if self.timeout is None else max(self.timeout - first, 0))
+        except ray.exceptions.GetTimeoutError:
+            raise self._timed_out(who) from None
 
     def submit(self, item: Any) -> Ticket:
         actor = self._least_busy()

@@ -8,7 +8,9 @@ each worker's pipe (``concurrent.futures.ProcessPoolExecutor`` cannot tell a loa
 from a busy one). Items are written by one thread of the command into pipes widened where the
 system allows (Linux) to hold a whole block, so a worker reads its next block at once (its idle
 time in a run of the 100,000 reviews fell from 0.09 to 0.04 s). Memory stays bounded: at most
-``in_flight`` items per worker are sent and not yet answered.
+``in_flight`` items per worker are sent and not yet answered. A worker that does not answer
+(stopped with SIGSTOP, or stuck) is named in a note after ``NOTE_SECONDS`` and fails the run
+after the pool's ``timeout``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import queue
 import signal
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,6 +35,20 @@ PIPE_BYTES = 1 << 20  # pipe capacity asked for: a block of lines (runtime.recor
 # never calls BLAS, and numpy's OpenBLAS otherwise starts a thread per core, which used CPU while
 # the worker imported (0.21 against 0.12 s of CPU to start a worker, on the core the command scores on).
 WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1"}
+NOTE_SECONDS = 30.0  # a worker that has not answered for this long (or half the timeout) is named on stderr
+
+
+def note_after(timeout: float | None) -> float:
+    """Seconds without an answer after which the user is told which worker is late."""
+    return NOTE_SECONDS if timeout is None else min(NOTE_SECONDS, timeout / 2)
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 class WorkerError(Error, RuntimeError):
@@ -57,11 +74,24 @@ class _Worker:
 class Pool:
     """Workers the command shares items with (``runtime.bulk._shared``): worker processes
     here, Ray actors in ``runtime.ray_workers``. Each member has ``ready`` (its scorer is
-    built) and ``tickets`` (items sent and not yet answered); at most ``in_flight`` each."""
+    built) and ``tickets`` (items sent and not yet answered); at most ``in_flight`` each.
+    ``wait`` fails with ``WorkerError`` once a worker has not answered for ``timeout`` seconds
+    (None: no limit), and calls ``note`` with a line naming it after ``note_after(timeout)``."""
 
-    def __init__(self, in_flight: int):
+    def __init__(self, in_flight: int, timeout: float | None = None, note: Callable[[str], None] | None = None):
         self.in_flight = in_flight
+        self.timeout = timeout
+        self._note = note
         self._members: list = []
+
+    def _late(self, who: str, waited: float) -> None:
+        """Tell the user that ``who`` has not answered for ``waited`` seconds."""
+        if self._note is not None:
+            limit = f"; the run fails if it has not answered within {self.timeout:g} s" if self.timeout else ""
+            self._note(f"note: {who} has not answered for {waited:g} s (stopped or stuck?){limit}")
+
+    def _timed_out(self, who: str) -> WorkerError:
+        return WorkerError(f"{who} has not answered for {self.timeout:g} s (stopped or stuck?)")
 
     def room(self) -> bool:
         """Whether a ready worker has fewer than ``in_flight`` items unanswered (as of the last ``collect``)."""
@@ -97,22 +127,43 @@ class WorkerPool(Pool):
     be picklable: it is called in the worker). Items go only to ready workers, so a short
     input is done by the command before a worker has even loaded."""
 
-    def __init__(self, start: Callable[[], Callable[[Any], Any]], count: int, in_flight: int = 2):
-        super().__init__(in_flight)
+    def __init__(self, start: Callable[[], Callable[[Any], Any]], count: int, in_flight: int = 2,
+                 timeout: float | None = None, note: Callable[[str], None] | None = None):
+        super().__init__(in_flight, timeout, note)
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()  # (worker, item) for the writer thread
         self._writer: threading.Thread | None = None  # started with the first item: none while the command loads
+        try:
+            self._start_all(start, count)
+        except OSError as e:  # too many open files or processes, no memory: the real cause, in one line
+            for worker in self._members:
+                if worker.process.pid is not None:
+                    worker.process.kill()
+                    worker.process.join()
+                worker.items.close()
+                worker.answers.close()
+            raise WorkerError(f"cannot start {count} worker process{'es' if count > 1 else ''}: "
+                              f"{e.strerror or e}") from None
+
+    def _start_all(self, start: Callable[[], Callable[[Any], Any]], count: int) -> None:
         context = multiprocessing.get_context("spawn")
         for _ in range(count):
             items_in, items_out = context.Pipe(duplex=False)
-            answers_in, answers_out = context.Pipe(duplex=False)
+            try:
+                answers_in, answers_out = context.Pipe(duplex=False)
+            except OSError:
+                items_in.close()
+                items_out.close()
+                raise
             for end in (items_out, answers_out):
                 _widen(end)
             process = context.Process(target=_worker_main, args=(items_in, answers_out, start), daemon=True)
             self._members.append(_Worker(process, items_out, answers_in))
-            with _sigint_ignored(), _environment(WORKER_ENV):
-                process.start()
-            items_in.close()
-            answers_out.close()
+            try:
+                with _sigint_ignored(), _environment(WORKER_ENV):
+                    process.start()
+            finally:
+                items_in.close()
+                answers_out.close()
 
     def collect(self) -> None:
         """Take every message the workers have sent, without waiting."""
@@ -133,10 +184,24 @@ class WorkerPool(Pool):
         return ticket
 
     def wait(self, ticket: Ticket) -> Any:
-        """The ticket's answer, waiting for it if need be; ``WorkerError`` if its worker died or failed."""
+        """The ticket's answer, waiting for it if need be; ``WorkerError`` if its worker died,
+        failed or has not answered within the pool's timeout."""
         while not ticket.ready:
+            self._await(ticket.worker)
             self._receive(ticket.worker)
         return ticket.value
+
+    def _await(self, worker: _Worker) -> None:
+        """Wait until ``worker`` has sent something (or died), with a note and the timeout."""
+        first = note_after(self.timeout)
+        if worker.answers.poll(first):
+            return
+        who = f"worker process {worker.process.pid}"
+        self._late(who, first)
+        if self.timeout is None:
+            return  # wait as long as it takes
+        if not worker.answers.poll(max(self.timeout - first, 0)):
+            raise self._timed_out(who)
 
     def _receive(self, worker: _Worker) -> None:
         try:
@@ -156,7 +221,7 @@ class WorkerPool(Pool):
         what they hold; every one at once with ``kill``."""
         for worker in self._members:
             if kill or not worker.ready:
-                worker.process.kill()
+                worker.process.kill()  # SIGKILL ends a stopped (SIGSTOP) process too
             else:
                 self._outbox.put((worker, _END))
         self._outbox.put(None)
