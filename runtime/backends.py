@@ -111,6 +111,7 @@ class Backend:
     """
 
     batch_invariant = True
+    logit_output = False  # the artifact outputs its logit (the manifest's ``output``; set by ``load_backend``)
 
     engine: str
     version: str | None
@@ -122,14 +123,34 @@ class Backend:
         """P(positive) for one review's model input (1-D int32): the hot path."""
         raise NotImplementedError
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    def _outputs(self, batch: np.ndarray) -> np.ndarray:
+        """What the artifact outputs for a batch, as floats ``(n,)``: logits or probabilities."""
         raise NotImplementedError
+
+    def _rows(self, batch: np.ndarray) -> np.ndarray:
+        """``_outputs`` of a batch, one row at a time unless the artifact is batch-invariant."""
+        if self.batch_invariant or len(batch) <= 1:
+            return self._outputs(batch)
+        return np.concatenate([self._outputs(batch[i : i + 1]) for i in range(len(batch))])
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """P(positive) for an int32 batch of model inputs, as float32 ``(n,)``."""
-        if self.batch_invariant or len(batch) <= 1:
-            return self._run(batch)
-        return np.concatenate([self._run(batch[i : i + 1]) for i in range(len(batch))])
+        out = self._rows(batch)
+        if self.logit_output:
+            return np.fromiter(map(sigmoid32, out.tolist()), dtype=np.float32, count=len(out))
+        return out.astype(np.float32, copy=False)
+
+    def run_logits(self, batch: np.ndarray) -> np.ndarray:
+        """The logits of a batch of model inputs, float64 ``(n,)``: what explanations compare.
+
+        The artifact's own output when it is a logit; else recovered from the probability,
+        clipped where it saturates (see ``runtime.explain.logit``).
+        """
+        if self.logit_output:
+            return self._rows(batch).astype(np.float64)
+        from runtime.explain import logit
+
+        return logit(self.run(batch))
 
     def _constants(self) -> dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray | None, int]]:
         """name -> (stored values, scales, zero points, quantized axis) of the constants
@@ -297,7 +318,6 @@ class TFLiteBackend(Backend):
         self.length = None if self.word_ids else int(inp["shape"][-1])
         self._out_scale, self._out_zero = out["quantization"]
         self._out_quantized = np.dtype(out["dtype"]) != np.float32
-        self.logit_output = False  # set by ``load_backend`` from the manifest
 
     @property
     def path(self) -> str:
@@ -352,15 +372,13 @@ class TFLiteBackend(Backend):
         slot.interp.invoke()
         return self._probability(slot.out_view()[0, 0])
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    def _outputs(self, batch: np.ndarray) -> np.ndarray:
         slot = self._slot("batch", batch.shape)
         slot.interp.set_tensor(slot.inp, batch)
         slot.interp.invoke()
         out = slot.interp.get_tensor(slot.out).reshape(-1)
         if self._out_quantized:
             return (out.astype(np.float32) - self._out_zero) * np.float32(self._out_scale)
-        if self.logit_output:
-            return np.array([sigmoid32(z) for z in out.tolist()], dtype=np.float32)
         return out
 
 
@@ -432,18 +450,20 @@ class OnnxBackend(Backend):
 
     def run_one(self, row: np.ndarray) -> float:
         batch = row.reshape(1, -1) if len(row) else self._empty
-        return float(self._session.run(None, {self._input: batch})[0][0, 0])
+        out = float(self._session.run(None, {self._input: batch})[0][0, 0])
+        return sigmoid32(out) if self.logit_output else out
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    def _outputs(self, batch: np.ndarray) -> np.ndarray:
         return self._session.run(None, {self._input: batch})[0].reshape(-1)
 
 
 def sigmoid32(z: float) -> float:
     """``1 / (1 + exp(-z))`` in float64, rounded to float32.
 
-    For TFLite artifacts that end at the logit (``output: logit`` in the manifest): XNNPACK's
-    float LOGISTIC is a vectorized approximation that differs between x86 and ARM in the last
-    bits, while this gives the same float32 on every CPU.
+    For artifacts that end at the logit (``output: logit`` in the manifest): XNNPACK's float
+    LOGISTIC is a vectorized approximation that differs between x86 and ARM in the last bits,
+    and an engine's float32 sigmoid saturates (see ``export.convert.output_of``), while this
+    gives the same float32 on every CPU and engine.
     """
     if z >= 0.0:
         return float(np.float32(1.0 / (1.0 + math.exp(-z))))
@@ -456,14 +476,15 @@ def load_backend(path: Path, fmt: str, backend: str = "auto", num_threads: int |
     """Load the artifact at ``path`` (format ``fmt``) on the chosen or best engine.
 
     ``batch_invariant=False`` (from the manifest) makes the backend run one row at a time;
-    ``output="logit"`` (TFLite only) applies ``sigmoid32`` to what the model returns.
+    ``output="logit"`` applies ``sigmoid32`` to what the model returns.
     """
+    if output not in (PROBABILITY, LOGIT):
+        raise EngineError(f"{path}: an artifact outputs a {PROBABILITY} or a {LOGIT}, not {output!r}")
     engine = choose_engine(fmt, backend)
     if fmt == ONNX:
-        if output != PROBABILITY:
-            raise EngineError(f"{path}: an ONNX artifact must output a probability, not {output!r}")
-        return OnnxBackend(path, num_threads, batch_invariant)
-    loaded = TFLiteBackend(path, engine, num_threads)
-    loaded.batch_invariant = batch_invariant
+        loaded: Backend = OnnxBackend(path, num_threads, batch_invariant)
+    else:
+        loaded = TFLiteBackend(path, engine, num_threads)
+        loaded.batch_invariant = batch_invariant
     loaded.logit_output = output == LOGIT
     return loaded

@@ -14,7 +14,7 @@ review costs tokenization, writing its model input into the engine and an invoke
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
 
@@ -175,8 +175,7 @@ class Classifier:
         if self.encoder.family == NGRAM:
             weights = self.backend.linear_weights()
             return explain_linear(self.encoder, text, k, weights.rows_of, weights.bias, self._run_one)
-        e = explain_occlusion(self.encoder, text, k, self.backend.run)
-        return e if self.temperature == 1.0 else replace(e, probability=self._temper(e.probability))
+        return explain_occlusion(self.encoder, text, k, self.backend.run_logits, self._run_one)
 
     def _batches(self, texts: Sequence[str]) -> Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(positions, model inputs, probabilities) for engine batches of at most ``RUN_BATCH``
