@@ -18,6 +18,7 @@ from __future__ import annotations
 import faulthandler
 import importlib
 import math
+import numbers
 import os
 import sys
 import threading
@@ -241,22 +242,30 @@ def _first_interpreter_quietly() -> Iterator[None]:
     is touched and the line shows. Meanwhile faulthandler writes to the real stderr, so a
     crash inside the engine still prints its traceback; an engine's failure reaches the
     caller as an exception, whose message the runtime reports.
+
+    Nothing is touched either (and the line shows) when fd 2 is closed, or when faulthandler
+    is already enabled: Python cannot tell which file it writes to, so it could be neither
+    redirected nor restored, and muting fd 2 might hide its traceback. ``sys.stderr`` is only
+    flushed, if it can be: it may be None or lack a file descriptor (pytest's ``capsys``).
     """
     global _first_done
     with _FIRST_LOCK:
         quiet = not _first_done and threading.active_count() == 1
         _first_done = True
-    if not quiet:
+    if not quiet or faulthandler.is_enabled():
         yield
         return
     try:
         saved = os.dup(2)
-    except OSError:
+    except OSError:  # fd 2 is closed: there is nothing to mute
         yield
         return
-    was_enabled = faulthandler.is_enabled()
     try:
-        sys.stderr.flush()
+        try:
+            if sys.stderr is not None:
+                sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
         faulthandler.enable(file=saved)
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 2)
@@ -264,11 +273,36 @@ def _first_interpreter_quietly() -> Iterator[None]:
         yield
     finally:
         os.dup2(saved, 2)
-        if was_enabled:
-            faulthandler.enable(file=sys.stderr)
-        else:
-            faulthandler.disable()
+        faulthandler.disable()
         os.close(saved)
+
+
+def engine_threads(num_threads: object) -> int:
+    """The threads one loaded artifact's engine may use: 1 unless asked (``num_threads``),
+    at most the CPUs this process may run on.
+
+    One thread by default: a scoring process is one worker among as many as there are cores
+    (``--jobs``, Ray), and an engine's own pool would fight them for the same cores.
+
+    Raises:
+        TypeError: ``num_threads`` is not an int (``True`` is not a count).
+        ValueError: ``num_threads`` is below 1.
+    """
+    if num_threads is None:
+        return 1
+    if isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral):
+        raise TypeError(f"num_threads must be a positive int, got {type(num_threads).__name__} {num_threads!r}")
+    if num_threads < 1:
+        raise ValueError(f"num_threads must be a positive int, got {num_threads}")
+    return min(int(num_threads), usable_cpus())
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the system tells it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 class _Slot:
@@ -303,7 +337,7 @@ class TFLiteBackend(Backend):
         self.engine = engine
         self.version = engine_version(engine)
         self._path = str(path)
-        self._num_threads = num_threads
+        self._num_threads = engine_threads(num_threads)  # the engines' own default may be several
         _check_numpy(engine, self.version)
         self._module = importlib.import_module(ENGINES[engine][1])
         self._local = threading.local()
@@ -411,9 +445,14 @@ class OnnxBackend(Backend):
         self.batch_invariant = batch_invariant
         self.version = ort.__version__
         opts = ort.SessionOptions()
-        if num_threads:
-            opts.intra_op_num_threads = num_threads
-            opts.inter_op_num_threads = 1
+        # ONNX Runtime's default is a pool of one thread per physical core whose threads spin
+        # between calls; here the calling thread runs the model (with num_threads=1, no pool
+        # at all), operators one after the other, and no thread spins waiting for work.
+        opts.intra_op_num_threads = engine_threads(num_threads)
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types
