@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.backends import ONNX, TFLITE, VOCAB_SIZE_KEY, WORD_BIAS, WORD_TABLE
+from runtime.backends import LOGIT, ONNX, PROBABILITY, TFLITE, VOCAB_SIZE_KEY, WORD_BIAS, WORD_TABLE
 from runtime.features import MULTI_HOT, NGRAM, SEQUENCE
 from runtime.vocab import RESERVED
 
@@ -77,10 +77,24 @@ FAMILY_ARTIFACTS = {
 }
 
 
+def output_of(spec: ArtifactSpec) -> str:
+    """What ``spec``'s artifact outputs (the manifest's ``output``), for every feature family.
+
+    Every artifact whose output is a float ends at the logit, and the runtime applies the
+    sigmoid (``runtime.backends.sigmoid32``): a probability saturates in float32 (ONNX
+    Runtime's Sigmoid moves in absolute steps of about 3e-8 near 0), so a very confident
+    review's logit could not be recovered from it, and leaving one word out
+    (``runtime.explain``) gave every word the same clipped contribution. The full-integer
+    forms keep their 8-bit probability: a logit in 8 bits would step far more coarsely at
+    the decision boundary than a probability does.
+    """
+    return PROBABILITY if spec.precision == "int8" else LOGIT
+
+
 def portable_float(family: str, spec: ArtifactSpec) -> bool:
     """Whether ``spec``'s artifact of ``family`` is built to give the same bits on every CPU:
-    its sum runs in one fixed order and it ends at the logit, the runtime applying the sigmoid
-    (``output: logit`` in the manifest; ``runtime.backends.sigmoid32``).
+    its sum runs in one fixed order (and, like every float artifact, it ends at the logit:
+    ``output_of``).
 
     The n-gram family's float TFLite forms are. Measured under emulation (``export.arm64``),
     their plain form differed between x86_64 and arm64 in the last bits (1 to 4 ulp): on
@@ -93,27 +107,53 @@ def portable_float(family: str, spec: ArtifactSpec) -> bool:
     return family == NGRAM and spec.format == TFLITE and spec.precision != "int8"
 
 
-def serving_function(model, family: str, input_size: int, batch: int | None = None, portable: bool = False):
+def serving_function(model, family: str, input_size: int, batch: int | None = None, portable: bool = False,
+                     logit: bool = False):
     """The model as a ``tf.function`` over the input the runtime feeds it.
 
     Sequence models take a ``(batch, input_size)`` int32 row of token ids, and their TFLite
     form a fixed batch of 1 (the LSTM's tensor lists need static shapes to lower to builtin
     ops). Multi-hot models take their word ids instead of the multi-hot row (see
-    ``word_id_function``). ``portable``: an n-gram model's form that gives the same bits on
-    every CPU (see ``portable_float``).
+    ``word_id_function``). ``logit``: the function ends at the logit, without the final
+    sigmoid (see ``output_of``). ``portable``: an n-gram model's form that gives the same
+    bits on every CPU (see ``portable_float``; it ends at the logit).
     """
     import tensorflow as tf
 
+    if family == NGRAM:
+        return ngram_function(model, batch, portable, logit)
+    if logit:
+        model = logit_model(model)
     if family == MULTI_HOT:
         return word_id_function(model, batch)
-    if family == NGRAM:
-        return ngram_function(model, batch, portable)
 
     @tf.function(input_signature=[tf.TensorSpec([batch, input_size], tf.int32, name="features")])
     def serve(features):
         return model(features, training=False)
 
     return serve
+
+
+def logit_model(model):
+    """The Keras model without its final sigmoid: the same layers, ending at the logit.
+
+    A layered model (multi-hot MLP, LSTM) ends in a ``Dense(1, activation="sigmoid")``: it is
+    replaced by the same weights without the activation. A model ending in a sigmoid
+    ``Activation`` (the n-gram family) ends at that layer's input.
+    """
+    import keras
+
+    last = model.layers[-1]
+    if keras.activations.serialize(getattr(last, "activation", None)) != "sigmoid":
+        raise ValueError(f"{model.name} does not end in a sigmoid: cannot take its logit")
+    if isinstance(last, keras.layers.Activation):
+        return keras.Model(model.input, last.input, name=f"{model.name}_logit")
+    if not isinstance(last, keras.layers.Dense):
+        raise ValueError(f"{model.name} ends in a {type(last).__name__}: cannot take its logit")
+    head = keras.layers.Dense(last.units, use_bias=last.use_bias, name="logit")
+    out = keras.Model(model.input, head(last.input), name=f"{model.name}_logit")
+    head.set_weights(last.get_weights())
+    return out
 
 
 def word_id_function(model, batch: int | None = None):
@@ -148,9 +188,10 @@ def word_id_function(model, batch: int | None = None):
     return serve
 
 
-def ngram_function(model, batch: int | None = None, portable: bool = False):
+def ngram_function(model, batch: int | None = None, portable: bool = False, logit: bool = False):
     """An n-gram model as a gather, a sum and a sigmoid over its ids (padded with 0); with
-    ``portable``, a cumulative sum's last element and no sigmoid (see ``portable_float``).
+    ``logit``, no sigmoid; with ``portable``, a cumulative sum's last element and no sigmoid
+    (see ``portable_float``).
 
     The Naive-Bayes ratios and the learned weights are folded into one ``(rows, 1)`` table,
     named ``WORD_TABLE`` like the multi-hot one, whose reserved rows are zero; the bias is
@@ -167,10 +208,10 @@ def ngram_function(model, batch: int | None = None, portable: bool = False):
     @tf.function(input_signature=[tf.TensorSpec([batch, None], tf.int32, name="ids")])
     def serve(ids):
         weights = tf.gather(tf.constant(table, name=WORD_TABLE), ids)
-        if not portable:
-            return tf.sigmoid(tf.reduce_sum(weights, axis=1) + tf.constant([bias], name=WORD_BIAS))
-        total = tf.cumsum(weights, axis=1)[:, -1]
-        return total + tf.constant([bias], name=WORD_BIAS)
+        if portable:
+            return tf.cumsum(weights, axis=1)[:, -1] + tf.constant([bias], name=WORD_BIAS)
+        total = tf.reduce_sum(weights, axis=1) + tf.constant([bias], name=WORD_BIAS)
+        return total if logit else tf.sigmoid(total)
 
     return serve
 
@@ -209,8 +250,8 @@ def to_tflite(frozen, precision: str, calibration: np.ndarray | None, per_tensor
     return converter.convert()
 
 
-def to_onnx(serve, path: Path, vocab_size: int) -> None:
-    """A float32 ONNX model through tf2onnx, with output ``probability``."""
+def to_onnx(serve, path: Path, vocab_size: int, output: str = PROBABILITY) -> None:
+    """A float32 ONNX model through tf2onnx, its output named ``output`` (what it is)."""
     import tf2onnx
 
     tf2onnx.convert.from_function(
@@ -219,7 +260,7 @@ def to_onnx(serve, path: Path, vocab_size: int) -> None:
         opset=ONNX_OPSET,
         output_path=str(path),
     )
-    _finish_onnx(path, vocab_size, rename_output="probability")
+    _finish_onnx(path, vocab_size, rename_output=output)
 
 
 def _finish_onnx(path: Path, vocab_size: int, rename_output: str | None = None) -> None:

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from export import convert, golden, validate
 from runtime.text import settings as tokenizer_settings
 from runtime.atomic import staging_dir
-from runtime.backends import LOGIT, PROBABILITY, load_backend
+from runtime.backends import LOGIT, load_backend
 from runtime.bundle import (DEFAULT_THRESHOLD, LABELS, MANIFEST, Artifact, EngineRecord, Manifest, platform_info,
                             sha256_file)
 from runtime.classifier import Classifier
@@ -152,30 +152,32 @@ def export_bundle(
         # Sequence models' TFLite forms take a fixed batch of 1 and so run row by row.
         tflite_batch = 1 if md.family == SEQUENCE else None
         width = encoder.length if md.family == SEQUENCE else encoder.table_rows
-        frozen = convert.frozen_function(convert.serving_function(model, md.family, width, tflite_batch))
-        frozen_portable = None
-        serve = convert.serving_function(model, md.family, width)
-        onnx_float = None
+        frozen: dict[tuple[bool, bool], object] = {}  # (portable, ends at the logit) -> TFLite's graph
+        serve: dict[bool, object] = {}  # ends at the logit -> ONNX's function
+        onnx_float: dict[str, Path] = {}  # output -> float32 ONNX to quantize from
         for name in tqdm(names, desc="export", unit="artifact"):
             spec = convert.ARTIFACTS[name]
             path = stage / spec.file
             tqdm.write(f"converting {name}: {spec.description}")
-            portable = convert.portable_float(md.family, spec)
-            if portable and frozen_portable is None:
-                frozen_portable = convert.frozen_function(
-                    convert.serving_function(model, md.family, width, tflite_batch, portable=True))
+            output = convert.output_of(spec)
+            logit = output == LOGIT
             if spec.format == "tflite":
-                path.write_bytes(convert.to_tflite(frozen_portable if portable else frozen, spec.precision,
-                                                   calibration, spec.per_tensor))
-            elif spec.is_float32:
-                convert.to_onnx(serve, path, encoder.table_rows)
+                key = (convert.portable_float(md.family, spec), logit)
+                if key not in frozen:
+                    frozen[key] = convert.frozen_function(
+                        convert.serving_function(model, md.family, width, tflite_batch, *key))
+                path.write_bytes(convert.to_tflite(frozen[key], spec.precision, calibration, spec.per_tensor))
             else:
-                if onnx_float is None:
-                    onnx_float = stage / ".float32-for-quantization.onnx"
-                    convert.to_onnx(serve, onnx_float, encoder.table_rows)
-                convert.quantize_onnx(onnx_float, path, spec.precision, calibration, encoder.table_rows)
+                if logit not in serve:
+                    serve[logit] = convert.serving_function(model, md.family, width, logit=logit)
+                if spec.is_float32:
+                    convert.to_onnx(serve[logit], path, encoder.table_rows, output)
+                else:
+                    if output not in onnx_float:
+                        onnx_float[output] = stage / f".float32-{output}-for-quantization.onnx"
+                        convert.to_onnx(serve[logit], onnx_float[output], encoder.table_rows, output)
+                    convert.quantize_onnx(onnx_float[output], path, spec.precision, calibration, encoder.table_rows)
             batch_invariant = spec.batch_invariant and not (spec.format == "tflite" and tflite_batch == 1)
-            output = LOGIT if portable else PROBABILITY
             backend = load_backend(path, spec.format, batch_invariant=batch_invariant, output=output)
             clf = Classifier(encoder, backend, name=str(path), artifact=name, temperature=temperature)
             figures = validate.measure(clf, ref)
@@ -197,8 +199,8 @@ def export_bundle(
                                               platform=platform_info()))
         if refused:
             raise validate.ValidationError(" | ".join(refused))
-        if onnx_float is not None:
-            onnx_float.unlink()
+        for temporary in onnx_float.values():
+            temporary.unlink()
 
         shutil.copyfile(md.path / VOCAB_FILE, stage / VOCAB_FILE)
         (stage / GOLDEN_FILE).write_text(json.dumps({"source": "test split", "reviews": gold}, indent=2) + "\n",

@@ -47,18 +47,23 @@ def choose(texts: list[str], ids: list[str], labels: np.ndarray, probs: np.ndarr
     ]
 
 
-def _keras_run(model, encoder: Encoder):
-    """The Keras model as ``run(model inputs) -> P(positive)``, the engines' interface.
+def _keras_logits(model, encoder: Encoder):
+    """The Keras model as ``run(model inputs) -> logits``, the interface explanations take
+    (``Backend.run_logits``): read before the sigmoid, so that they do not saturate.
 
     A multi-hot model trains on dense rows: the padded word ids become them here.
     """
+    from export.convert import logit_model
+
+    logits = logit_model(model)
+
     def run(batch: np.ndarray) -> np.ndarray:
         if encoder.family == MULTI_HOT:
             dense = np.zeros((len(batch), encoder.vocab_size), dtype=np.float32)
             rows, cols = np.nonzero(batch)
             dense[rows, batch[rows, cols]] = 1.0
             batch = dense
-        return model(batch, training=False).numpy().reshape(-1)
+        return logits(batch, training=False).numpy().astype(np.float64).reshape(-1)
 
     return run
 
@@ -71,11 +76,13 @@ def add_explanations(model, encoder: Encoder, gold: list[dict], k: int = EXPLANA
 
         table, bias = bag_of(model).table()
         table = table.astype(np.float64)
-    run = _keras_run(model, encoder)
+    else:
+        run = _keras_logits(model, encoder)
     for g in gold:
+        probability = lambda row: g["float_probability"]  # noqa: E731
         if encoder.family == NGRAM:
-            e = explain_linear(encoder, g["text"], k, lambda ids: table[ids], bias, lambda row: g["float_probability"])
+            e = explain_linear(encoder, g["text"], k, lambda ids: table[ids], bias, probability)
         else:
-            e = explain_occlusion(encoder, g["text"], k, run)
+            e = explain_occlusion(encoder, g["text"], k, run, probability)
         g["explanation"] = {"method": e.method, "logit": e.logit,
                             "top": [[t.text, t.contribution] for t in e.top(k)]}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import faulthandler
 import importlib
 import math
+import numbers
 import os
 import sys
 import threading
@@ -113,6 +114,7 @@ class Backend:
     """
 
     batch_invariant = True
+    logit_output = False  # the artifact outputs its logit (the manifest's ``output``; set by ``load_backend``)
 
     engine: str
     version: str | None
@@ -124,14 +126,34 @@ class Backend:
         """P(positive) for one review's model input (1-D int32): the hot path."""
         raise NotImplementedError
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    def _outputs(self, batch: np.ndarray) -> np.ndarray:
+        """What the artifact outputs for a batch, as floats ``(n,)``: logits or probabilities."""
         raise NotImplementedError
+
+    def _rows(self, batch: np.ndarray) -> np.ndarray:
+        """``_outputs`` of a batch, one row at a time unless the artifact is batch-invariant."""
+        if self.batch_invariant or len(batch) <= 1:
+            return self._outputs(batch)
+        return np.concatenate([self._outputs(batch[i : i + 1]) for i in range(len(batch))])
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """P(positive) for an int32 batch of model inputs, as float32 ``(n,)``."""
-        if self.batch_invariant or len(batch) <= 1:
-            return self._run(batch)
-        return np.concatenate([self._run(batch[i : i + 1]) for i in range(len(batch))])
+        out = self._rows(batch)
+        if self.logit_output:
+            return np.fromiter(map(sigmoid32, out.tolist()), dtype=np.float32, count=len(out))
+        return out.astype(np.float32, copy=False)
+
+    def run_logits(self, batch: np.ndarray) -> np.ndarray:
+        """The logits of a batch of model inputs, float64 ``(n,)``: what explanations compare.
+
+        The artifact's own output when it is a logit; else recovered from the probability,
+        clipped where it saturates (see ``runtime.explain.logit``).
+        """
+        if self.logit_output:
+            return self._rows(batch).astype(np.float64)
+        from runtime.explain import logit
+
+        return logit(self.run(batch))
 
     def _constants(self) -> dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray | None, int]]:
         """name -> (stored values, scales, zero points, quantized axis) of the constants
@@ -222,22 +244,30 @@ def _first_interpreter_quietly() -> Iterator[None]:
     is touched and the line shows. Meanwhile faulthandler writes to the real stderr, so a
     crash inside the engine still prints its traceback; an engine's failure reaches the
     caller as an exception, whose message the runtime reports.
+
+    Nothing is touched either (and the line shows) when fd 2 is closed, or when faulthandler
+    is already enabled: Python cannot tell which file it writes to, so it could be neither
+    redirected nor restored, and muting fd 2 might hide its traceback. ``sys.stderr`` is only
+    flushed, if it can be: it may be None or lack a file descriptor (pytest's ``capsys``).
     """
     global _first_done
     with _FIRST_LOCK:
         quiet = not _first_done and threading.active_count() == 1
         _first_done = True
-    if not quiet:
+    if not quiet or faulthandler.is_enabled():
         yield
         return
     try:
         saved = os.dup(2)
-    except OSError:
+    except OSError:  # fd 2 is closed: there is nothing to mute
         yield
         return
-    was_enabled = faulthandler.is_enabled()
     try:
-        sys.stderr.flush()
+        try:
+            if sys.stderr is not None:
+                sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
         faulthandler.enable(file=saved)
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 2)
@@ -245,11 +275,36 @@ def _first_interpreter_quietly() -> Iterator[None]:
         yield
     finally:
         os.dup2(saved, 2)
-        if was_enabled:
-            faulthandler.enable(file=sys.stderr)
-        else:
-            faulthandler.disable()
+        faulthandler.disable()
         os.close(saved)
+
+
+def engine_threads(num_threads: object) -> int:
+    """The threads one loaded artifact's engine may use: 1 unless asked (``num_threads``),
+    at most the CPUs this process may run on.
+
+    One thread by default: a scoring process is one worker among as many as there are cores
+    (``--jobs``, Ray), and an engine's own pool would fight them for the same cores.
+
+    Raises:
+        TypeError: ``num_threads`` is not an int (``True`` is not a count).
+        ValueError: ``num_threads`` is below 1.
+    """
+    if num_threads is None:
+        return 1
+    if isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral):
+        raise TypeError(f"num_threads must be a positive int, got {type(num_threads).__name__} {num_threads!r}")
+    if num_threads < 1:
+        raise ValueError(f"num_threads must be a positive int, got {num_threads}")
+    return min(int(num_threads), usable_cpus())
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the system tells it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 class _Slot:
@@ -287,7 +342,7 @@ class TFLiteBackend(Backend):
         # The model's verified bytes, when given, are loaded instead of the path (the engine's
         # bindings refuse a path that is not valid UTF-8); ``path`` then only names it.
         self._source = {"model_path": self._path} if content is None else {"model_content": content}
-        self._num_threads = num_threads
+        self._num_threads = engine_threads(num_threads)  # the engines' own default may be several
         _check_numpy(engine, self.version)
         self._module = importlib.import_module(ENGINES[engine][1])
         self._local = threading.local()
@@ -302,7 +357,6 @@ class TFLiteBackend(Backend):
         self.length = None if self.word_ids else int(inp["shape"][-1])
         self._out_scale, self._out_zero = out["quantization"]
         self._out_quantized = np.dtype(out["dtype"]) != np.float32
-        self.logit_output = False  # set by ``load_backend`` from the manifest
 
     @property
     def path(self) -> str:
@@ -357,15 +411,13 @@ class TFLiteBackend(Backend):
         slot.interp.invoke()
         return self._probability(slot.out_view()[0, 0])
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    def _outputs(self, batch: np.ndarray) -> np.ndarray:
         slot = self._slot("batch", batch.shape)
         slot.interp.set_tensor(slot.inp, batch)
         slot.interp.invoke()
         out = slot.interp.get_tensor(slot.out).reshape(-1)
         if self._out_quantized:
             return (out.astype(np.float32) - self._out_zero) * np.float32(self._out_scale)
-        if self.logit_output:
-            return np.array([sigmoid32(z) for z in out.tolist()], dtype=np.float32)
         return out
 
 
@@ -399,9 +451,14 @@ class OnnxBackend(Backend):
         self.batch_invariant = batch_invariant
         self.version = ort.__version__
         opts = ort.SessionOptions()
-        if num_threads:
-            opts.intra_op_num_threads = num_threads
-            opts.inter_op_num_threads = 1
+        # ONNX Runtime's default is a pool of one thread per physical core whose threads spin
+        # between calls; here the calling thread runs the model (with num_threads=1, no pool
+        # at all), operators one after the other, and no thread spins waiting for work.
+        opts.intra_op_num_threads = engine_threads(num_threads)
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(str(path) if content is None else content, opts,
                                                  providers=["CPUExecutionProvider"])
@@ -439,18 +496,20 @@ class OnnxBackend(Backend):
 
     def run_one(self, row: np.ndarray) -> float:
         batch = row.reshape(1, -1) if len(row) else self._empty
-        return float(self._session.run(None, {self._input: batch})[0][0, 0])
+        out = float(self._session.run(None, {self._input: batch})[0][0, 0])
+        return sigmoid32(out) if self.logit_output else out
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    def _outputs(self, batch: np.ndarray) -> np.ndarray:
         return self._session.run(None, {self._input: batch})[0].reshape(-1)
 
 
 def sigmoid32(z: float) -> float:
     """``1 / (1 + exp(-z))`` in float64, rounded to float32.
 
-    For TFLite artifacts that end at the logit (``output: logit`` in the manifest): XNNPACK's
-    float LOGISTIC is a vectorized approximation that differs between x86 and ARM in the last
-    bits, while this gives the same float32 on every CPU.
+    For artifacts that end at the logit (``output: logit`` in the manifest): XNNPACK's float
+    LOGISTIC is a vectorized approximation that differs between x86 and ARM in the last bits,
+    and an engine's float32 sigmoid saturates (see ``export.convert.output_of``), while this
+    gives the same float32 on every CPU and engine.
     """
     if z >= 0.0:
         return float(np.float32(1.0 / (1.0 + math.exp(-z))))
@@ -466,14 +525,15 @@ def load_backend(path: Path, fmt: str, backend: str = "auto", num_threads: int |
     instead of ``path``, which then only names the artifact in messages.
 
     ``batch_invariant=False`` (from the manifest) makes the backend run one row at a time;
-    ``output="logit"`` (TFLite only) applies ``sigmoid32`` to what the model returns.
+    ``output="logit"`` applies ``sigmoid32`` to what the model returns.
     """
+    if output not in (PROBABILITY, LOGIT):
+        raise EngineError(f"{path}: an artifact outputs a {PROBABILITY} or a {LOGIT}, not {output!r}")
     engine = choose_engine(fmt, backend)
     if fmt == ONNX:
-        if output != PROBABILITY:
-            raise EngineError(f"{path}: an ONNX artifact must output a probability, not {output!r}")
-        return OnnxBackend(path, num_threads, batch_invariant, content)
-    loaded = TFLiteBackend(path, engine, num_threads, content)
-    loaded.batch_invariant = batch_invariant
+        loaded: Backend = OnnxBackend(path, num_threads, batch_invariant, content)
+    else:
+        loaded = TFLiteBackend(path, engine, num_threads, content)
+        loaded.batch_invariant = batch_invariant
     loaded.logit_output = output == LOGIT
     return loaded

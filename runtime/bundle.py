@@ -348,7 +348,7 @@ class Artifact:
     validation: dict
     engines: list[EngineRecord] = field(default_factory=list)
     min_versions: dict[str, str] = field(default_factory=dict)
-    output: str = PROBABILITY  # or LOGIT: the runtime applies the sigmoid (TFLite only; see backends.sigmoid32)
+    output: str = PROBABILITY  # or LOGIT: the runtime applies the sigmoid (see backends.sigmoid32)
 
     @property
     def is_float32(self) -> bool:
@@ -361,8 +361,8 @@ class Artifact:
             raise f._fail("format", f"one of {', '.join(FORMATS)}", fmt)
         engines = f.get("engines", list, "a list", optional=True) or []
         output = f.get("output", str, "a string", optional=True) or PROBABILITY
-        if output not in (PROBABILITY, LOGIT) or (output == LOGIT and fmt != "tflite"):
-            raise f._fail("output", "'probability', or 'logit' for a TFLite artifact", output)
+        if output not in (PROBABILITY, LOGIT):
+            raise f._fail("output", "'probability' or 'logit'", output)
         return cls(
             name=name, file=f.file(), format=fmt, precision=f.text("precision"),
             description=f.get("description", str, "a string", optional=True) or "",

@@ -18,13 +18,13 @@ from __future__ import annotations
 import numbers
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
 
-from runtime.backends import ENGINES, Backend, engine_version, installed_engines, load_backend
+from runtime.backends import ENGINES, Backend, engine_threads, engine_version, installed_engines, load_backend
 from runtime.bundle import DEFAULT_THRESHOLD, LABELS, Bundle, BundleError, open_bundle
 from runtime.explain import Explanation, explain_linear, explain_occlusion
 from runtime.features import NGRAM, Encoder, pad_word_ids
@@ -67,9 +67,7 @@ def _band(band: object) -> tuple[float, float] | None:
 
 
 def _check_num_threads(num_threads: object) -> None:
-    if num_threads is not None and (not isinstance(num_threads, numbers.Integral) or isinstance(num_threads, bool)
-                                    or num_threads < 1):
-        raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
+    engine_threads(num_threads)  # raises TypeError or ValueError for what no engine can be given
 
 
 def _check_text(text: object) -> None:
@@ -245,8 +243,7 @@ class Classifier:
         if self.encoder.family == NGRAM:
             weights = self.backend.linear_weights()
             return explain_linear(self.encoder, text, k, weights.rows_of, weights.bias, self._run_one)
-        e = explain_occlusion(self.encoder, text, k, self.backend.run)
-        return e if self.temperature == 1.0 else replace(e, probability=self._temper(e.probability))
+        return explain_occlusion(self.encoder, text, k, self.backend.run_logits, self._run_one)
 
     def _batches(self, texts: Sequence[str]) -> Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(positions, model inputs, probabilities) for engine batches of at most ``RUN_BATCH``

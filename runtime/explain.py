@@ -8,7 +8,10 @@ positive label. Two methods, named in every ``Explanation``:
   contributions of all the review's n-grams plus the bias make up the logit.
 * ``occlusion`` (multi-hot MLP, LSTM): a word's contribution is the logit of the whole
   review minus the logit without every occurrence of that word, all computed by the
-  engine in batched calls. Saturated or int8 outputs blur small contributions.
+  engine in batched calls. The logits are the artifact's own when it outputs one (every
+  float artifact does: the manifest's ``output: logit``), so a very confident review's
+  words keep their contributions; from an artifact that outputs a probability they are
+  recovered from it, clipped where it saturates, and an 8-bit output blurs small ones.
 
 Both functions take the model as plain callables, so export can explain with the float
 Keras model by the same code the runtime explains an artifact with.
@@ -42,7 +45,7 @@ class Term(NamedTuple):
 class Explanation:
     method: str  # EXACT or OCCLUSION
     probability: float  # the artifact's P(positive) for the review
-    logit: float  # exact: bias + every contribution; occlusion: logit of ``probability``
+    logit: float  # exact: bias + every contribution; occlusion: the artifact's logit for the review
     bias: float | None  # exact only: the model's logit for a review without any known n-gram
     positive: tuple[Term, ...]  # the strongest pushes towards positive, strongest first
     negative: tuple[Term, ...]  # the strongest pushes towards negative, strongest first
@@ -126,8 +129,10 @@ def _token_ids(encoder, text: str) -> list[int]:
     return [get(t, UNK_ID) for t in _text.tokenize(text)]
 
 
-def explain_occlusion(encoder, text: str, k: int, run: Callable[[np.ndarray], np.ndarray]) -> Explanation:
-    """Leave-one-word-out contributions: ``run(batch)`` gives P(positive) for model inputs.
+def explain_occlusion(encoder, text: str, k: int, run: Callable[[np.ndarray], np.ndarray],
+                      run_one: Callable[[np.ndarray], float]) -> Explanation:
+    """Leave-one-word-out contributions: ``run(batch)`` gives the logits of model inputs
+    (``Backend.run_logits``), and ``run_one(model input)`` the review's probability.
 
     Every distinct known word is removed in turn (all its occurrences); the review itself
     and the occluded copies go through ``run`` in batches of ``OCCLUSION_BATCH``. A sequence
@@ -153,13 +158,12 @@ def explain_occlusion(encoder, text: str, k: int, run: Callable[[np.ndarray], np
         words = sorted({t for t in tokens if t > UNK_ID})
         full = np.array(words, dtype=np.int32)
         rows = [full] + [np.delete(full, i) for i in range(len(words))]
-    probs = []
+    logits = []
     for i in range(0, len(rows), OCCLUSION_BATCH):
         part = rows[i : i + OCCLUSION_BATCH]
         batch = np.stack(part) if isinstance(encoder, SequenceEncoder) else pad_word_ids(part)
-        probs.append(np.asarray(run(batch), np.float64).reshape(-1))
-    probs = np.concatenate(probs)
-    logits = logit(probs)
+        logits.append(np.asarray(run(batch), np.float64).reshape(-1))
+    logits = np.concatenate(logits)
     contributions = logits[0] - logits[1:]
     order = np.argsort(contributions, kind="stable")
     chosen = np.unique(np.concatenate((order[:k], order[::-1][:k])))
@@ -168,7 +172,7 @@ def explain_occlusion(encoder, text: str, k: int, run: Callable[[np.ndarray], np
                   tuple(np.flatnonzero(index == words[j]).tolist()), 1)
              for j in chosen.tolist() if contributions[j] != 0.0]
     pos, neg = _split(terms, k)
-    return Explanation(OCCLUSION, float(probs[0]), float(logits[0]), None, pos, neg, len(words),
+    return Explanation(OCCLUSION, run_one(rows[0]), float(logits[0]), None, pos, neg, len(words),
                        float(contributions.sum()))
 
 

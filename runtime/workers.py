@@ -21,13 +21,13 @@ import queue
 import signal
 import sys
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
+from runtime.backends import usable_cpus as available_cores  # noqa: F401 (the pools' name for it)
 from runtime.errors import Error
 
 PIPE_BYTES = 1 << 20  # pipe capacity asked for: a block of lines (runtime.records.line_blocks) at once; Linux's limit for users
@@ -41,14 +41,6 @@ NOTE_SECONDS = 30.0  # a worker that has not answered for this long (or half the
 def note_after(timeout: float | None) -> float:
     """Seconds without an answer after which the user is told which worker is late."""
     return NOTE_SECONDS if timeout is None else min(NOTE_SECONDS, timeout / 2)
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity, else the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 class WorkerError(Error, RuntimeError):

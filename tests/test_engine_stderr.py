@@ -93,3 +93,54 @@ def test_tflite_runtime_with_numpy_2_is_one_line(tmp_path):
     assert proc.returncode == 4, proc.stderr
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert "tflite-runtime 2.14.0 needs numpy<2; numpy 2." in proc.stderr and "ai-edge-litert" in proc.stderr
+
+
+NO_FILENO_SCRIPT = r"""
+import faulthandler, io, sys
+if {enabled}:
+    faulthandler.enable()
+sys.stderr = io.StringIO()  # as under pytest's capsys: no file descriptor
+import runtime
+print(runtime.load(artifact="tflite-int8", backend="litert").probability("A wonderful, moving film."))
+print(faulthandler.is_enabled())
+"""
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_loads_when_sys_stderr_has_no_file_descriptor(enabled):
+    """It raised "cannot load model_int8.tflite: fileno", blaming the model."""
+    proc = subprocess.run([sys.executable, "-c", NO_FILENO_SCRIPT.format(enabled=enabled)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    probability, still_enabled = proc.stdout.split()
+    assert 0.0 < float(probability) < 1.0 and still_enabled == str(enabled)
+
+
+USER_FAULTHANDLER_SCRIPT = r"""
+import faulthandler, sys
+log = open(sys.argv[1], "w")
+faulthandler.enable(file=log)
+import runtime
+runtime.load(artifact="tflite-int8", backend="litert").probability("A wonderful, moving film.")
+assert faulthandler.is_enabled()
+faulthandler._sigsegv()
+"""
+
+
+def test_a_users_faulthandler_file_is_kept(tmp_path):
+    """After load() a crash still goes to the file the program chose, not to stderr."""
+    log = tmp_path / "crash.log"
+    proc = subprocess.run([sys.executable, "-c", USER_FAULTHANDLER_SCRIPT, str(log)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode < 0
+    assert "Segmentation fault" in log.read_text(), (log.read_text(), proc.stderr)
+    assert "Segmentation fault" not in proc.stderr
+
+
+@pytest.mark.parametrize("option", ["", "-X faulthandler"])
+def test_loads_with_fd_2_closed(option):
+    script = ("import runtime; print(runtime.load(artifact='tflite-int8', backend='litert')"
+              ".probability('A wonderful, moving film.'))")
+    proc = subprocess.run(["sh", "-c", f'"{sys.executable}" {option} -c "{script}" 2>&-'], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and 0.0 < float(proc.stdout) < 1.0, proc.stdout

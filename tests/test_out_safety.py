@@ -354,7 +354,7 @@ def test_closed_standard_streams(review):
     out = shell(f'"$PY" -m runtime.classify {review} - <&-')
     assert out.returncode == 2 and out.stdout.startswith(want)
     assert "standard input is closed" in _one_line(out.stderr)
-    out = shell(f'"$PY" -m runtime.classify --lines - <&-')
+    out = shell('"$PY" -m runtime.classify --lines - <&-')
     assert out.returncode == 2 and "standard input is closed" in _one_line(out.stderr)
     out = shell(f'"$PY" -m runtime.classify {review} >&-')
     assert out.returncode == 1 and "standard output is closed" in _one_line(out.stderr)
