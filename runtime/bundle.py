@@ -32,9 +32,10 @@ from runtime.features import FAMILIES, NGRAM, SEQUENCE, Encoder, encoder_from_sp
 from runtime.vocab import Vocabulary, VocabularyError
 
 FORMAT = "imdb-edge-bundle"
-FORMAT_VERSION = 4  # 2: multi-hot models take word ids; 3: every artifact records its vocabulary size;
-# 4: an artifact may output its logit (``Artifact.output``), which format-3 runtimes would misread
-READABLE_VERSIONS = (3, 4)  # format 3 is format 4 with every output a probability
+FORMAT_VERSION = 5  # 2: multi-hot models take word ids; 3: every artifact records its vocabulary size;
+# 4: a TFLite artifact may output its logit (``Artifact.output``), which format-3 runtimes would
+# misread; 5: an ONNX artifact may too, which format-4 runtimes refuse field by field
+READABLE_VERSIONS = (3, 4, 5)  # each is the next one with fewer artifacts outputting a logit
 MANIFEST = "manifest.json"
 LABELS = ("negative", "positive")
 DEFAULT_THRESHOLD = 0.5  # P(positive) at or above which a review is positive, unless a manifest says otherwise
