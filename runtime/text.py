@@ -116,6 +116,7 @@ def whole_chunks(pieces: Iterable[str]) -> Iterator[str]:
 
 _SPACE = re.compile(r"\s")
 _WINDOW = 512  # characters searched at a time, from the end, for a place to cut
+_BREAK = re.compile("|".join(map(re.escape, _BREAKS)), re.IGNORECASE)  # an HTML line break, as ``normalized`` finds it
 
 
 def _safe_cut(buf: str) -> int:
@@ -125,7 +126,9 @@ def _safe_cut(buf: str) -> int:
     A cut falls just after a whitespace character. The one that is not a safe place is the
     space inside ``<br />`` (a line break the tokenizer turns into a space as a whole), or a
     space after ``<br`` with too little text after it to tell. Only the last ``MAX_CHUNK``
-    characters are searched: a longer run without a safe place is cut anyway, to bound memory.
+    characters are searched: a longer run without a safe place is cut anyway, to bound memory,
+    just after its last whole HTML line break (which the tokenizer turns into a space as a
+    whole, so this cut too gives the same tokens), else never inside a line break begun at its end.
     """
     end = len(buf)
     stop = max(0, end - MAX_CHUNK)
@@ -138,4 +141,14 @@ def _safe_cut(buf: str) -> int:
             if not inside_break:
                 return cut
         end = start
-    return len(buf) if len(buf) > MAX_CHUNK else 0
+    if len(buf) <= MAX_CHUNK:
+        return 0
+    last = None
+    for last in _BREAK.finditer(buf, len(buf) - MAX_CHUNK):
+        pass
+    if last is not None:
+        return last.end()
+    begun = buf.rfind("<", len(buf) - len(_BREAKS[0]) + 1)
+    if begun > 0 and any(br.startswith(buf[begun:].lower()) for br in _BREAKS):
+        return begun
+    return len(buf)
