@@ -24,11 +24,41 @@ from runtime.text import EMPTY_REVIEW, is_blank
 
 BLOCK = 1 << 20  # bytes read at a time
 WHOLE_UP_TO = 4 << 20  # characters: a longer review is streamed
-_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+# UTF-32's first: its little-endian mark begins with UTF-16's.
+_WIDE_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
+              (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
 
 
 class InputError(Error):
     """An input that cannot be classified; the message is the cause."""
+
+
+def wide_bom(first: bytes) -> str | None:
+    """``"UTF-32"`` or ``"UTF-16"`` when ``first`` (a file's first bytes) begins with that
+    encoding's byte-order mark, else None."""
+    for bom, wide in _WIDE_BOMS:
+        if first.startswith(bom):
+            return wide
+    return None
+
+
+def _escape(c: str) -> str:
+    if c.isprintable():
+        return c
+    if "\udc80" <= c <= "\udcff":  # a byte that was not valid in the file system's encoding
+        return f"\\x{ord(c) - 0xDC00:02x}"
+    return c.encode("unicode_escape").decode("ascii")  # \t, \n, \x1b, \u2028, \ud800
+
+
+def shown(name: str) -> str:
+    """``name`` (a file name, a CSV column) as outputs and messages write it: one field on one
+    line that always encodes as UTF-8. Printable names are unchanged; in others, control
+    characters, line and tab breaks and other unprintable characters are written as Python
+    escapes (``\\n``, ``\\t``, ``\\x1b``, ``\\u2028``), and bytes not valid in the file system's
+    encoding (carried in ``str`` as lone surrogates) as ``\\xNN``."""
+    if name.isprintable():
+        return name
+    return "".join(map(_escape, name))
 
 
 def is_text_encoding(encoding: str) -> bool:
@@ -45,14 +75,16 @@ class _Decoder:
     def __init__(self, encoding: str):
         self._strict = codecs.getincrementaldecoder(encoding)(errors="strict")
         self._lenient = codecs.getincrementaldecoder(encoding)(errors="replace")
-        self._wide = codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))
+        self._name = codecs.lookup(encoding).name
+        self._wide = self._name.startswith(("utf-16", "utf-32"))
         self._encoding = encoding
         self.replaced = False
         self.blank = True  # nothing but whitespace so far
 
     def _sniff(self, first: bytes) -> None:
-        if not self._wide and first.startswith(_BOMS):
-            raise InputError("looks like UTF-16 text (byte-order mark): use --encoding utf-16")
+        wide = wide_bom(first)
+        if wide and not self._name.startswith(wide.lower()):
+            raise InputError(f"looks like {wide} text (byte-order mark): use --encoding {wide.lower()}")
 
     def decode(self, data: bytes, final: bool = False) -> str:
         if not self._wide and b"\0" in data:

@@ -146,7 +146,8 @@ def _safe_cut(buf: str) -> int:
     into the same space. The whitespace that is not a safe place is the space inside
     ``<br />`` (a line break the tokenizer turns into a space as a whole), or a space after
     ``<br`` with too little text after it to tell. Only the last ``MAX_CHUNK`` characters
-    are searched: a longer run without a safe place is cut anyway, to bound memory.
+    are searched: a longer run without a safe place is cut anyway, to bound memory, but never
+    inside a line break begun at its end.
     """
     end = len(buf)
     stop = max(0, end - MAX_CHUNK)
@@ -160,4 +161,9 @@ def _safe_cut(buf: str) -> int:
             if not inside_break:
                 return cut
         end = start
-    return len(buf) if len(buf) > MAX_CHUNK else 0
+    if len(buf) <= MAX_CHUNK:
+        return 0
+    begun = buf.rfind("<", len(buf) - len(_BREAKS[0]) + 1)
+    if begun > 0 and any(br.startswith(buf[begun:].lower()) for br in _BREAKS):
+        return begun
+    return len(buf)
