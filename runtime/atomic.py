@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from runtime.errors import Error
+
 try:
     import fcntl
 except ImportError:  # Windows: stale temporary files are recognised by their age alone
@@ -44,7 +46,7 @@ STALE_SECONDS = 24 * 3600  # a temporary file not written for this long is a kil
 _NEW_FILE_MODE = 0o644
 
 
-class UnsafeOutput(OSError):
+class UnsafeOutput(Error, OSError):
     """An output that publishing refuses: replacing it would destroy something not named as output."""
 
 

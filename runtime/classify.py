@@ -57,6 +57,7 @@ from runtime.atomic import UnsafeOutput, atomic_file, output_target
 from runtime.backends import ENGINES, EngineError
 from runtime.bundle import BundleError
 from runtime.classifier import Classifier, load
+from runtime.errors import Error
 from runtime.reading import InputError, is_text_encoding, open_input, open_review
 from runtime.records import CSV, JSONL, LINES, Item, Record, read_items
 from runtime.render import OutputOptions, Renderer, Result, warnings
@@ -270,7 +271,7 @@ class _Progress:
             print(file=sys.stderr)
 
 
-class _OutputFailed(Exception):
+class _OutputFailed(Error):
     """Writing the results failed (``cause``), as opposed to anything else the run does."""
 
     def __init__(self, cause: OSError):
