@@ -304,6 +304,7 @@ def test_every_error_class_of_the_runtime_derives_from_runtime_error():
         module = importlib.import_module(f"runtime.{info.name}")
         for value in vars(module).values():
             if (isinstance(value, type) and issubclass(value, BaseException)
+                    and not issubclass(value, KeyboardInterrupt)  # a signal stopping a command
                     and value.__module__ == module.__name__ and value is not runtime.Error):
                 found.append(value)
     names = {c.__name__ for c in found}
