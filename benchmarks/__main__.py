@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks import measure, peers, report, volume
     from runtime.atomic import staging_dir
+    from runtime.backends import LOGIT
     from runtime.bundle import BundleError, open_bundle, sha256_file
     from runtime.features import MULTI_HOT
     from runtime.reviews import CorpusError
@@ -91,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     keras_ref = measure.KerasReference(model_dir, bundle.manifest.temperature)
     tutorial = None
     if "tflite-float32" in bundle.artifacts and model_dir.family == MULTI_HOT:
-        tutorial = peers.TutorialPipeline(str(bundle.path(bundle.artifacts["tflite-float32"].file)), model_dir.vocab)
+        float32 = bundle.artifacts["tflite-float32"]
+        tutorial = peers.TutorialPipeline(str(bundle.path(float32.file)), model_dir.vocab, float32.output == LOGIT)
 
     result: dict = {"meta": {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

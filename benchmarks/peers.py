@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from runtime.backends import sigmoid32
 from runtime.vocab import Vocabulary
 
 
@@ -31,9 +32,10 @@ class LookupFloor:
 
 
 class TutorialPipeline:
-    """lower().split() + a fresh vocabulary-sized array of word ids + TFLite float32 interpreter."""
+    """lower().split() + a fresh vocabulary-sized array of word ids + TFLite float32 interpreter
+    (whose output is the logit when ``logit_output``: the sigmoid is then applied as the runtime does)."""
 
-    def __init__(self, tflite_path: str, vocab: Vocabulary):
+    def __init__(self, tflite_path: str, vocab: Vocabulary, logit_output: bool = False):
         from ai_edge_litert.interpreter import Interpreter
 
         self.word_index = vocab.index
@@ -43,6 +45,7 @@ class TutorialPipeline:
         self.interpreter.resize_tensor_input(self.inp, (1, self.size))
         self.interpreter.allocate_tensors()
         self.out = self.interpreter.get_output_details()[0]["index"]
+        self.logit_output = logit_output
 
     def features(self, text: str) -> np.ndarray:
         ids = sorted({self.word_index[w] for w in text.lower().split() if w in self.word_index})
@@ -53,4 +56,5 @@ class TutorialPipeline:
     def __call__(self, text: str) -> float:
         self.interpreter.set_tensor(self.inp, self.features(text))
         self.interpreter.invoke()
-        return float(self.interpreter.get_tensor(self.out)[0, 0])
+        out = float(self.interpreter.get_tensor(self.out)[0, 0])
+        return sigmoid32(out) if self.logit_output else out

@@ -47,7 +47,7 @@ def test_every_artifact_reproduces_its_golden_probabilities(small_bundle):
     assert {"short", "long", "clear", "borderline"} <= kinds
     x = b.encoder().model_inputs([g["text"] for g in golden])
     for name, a in b.artifacts.items():
-        backend = load_backend(small_bundle / a.file, a.format, batch_invariant=a.batch_invariant)
+        backend = load_backend(small_bundle / a.file, a.format, batch_invariant=a.batch_invariant, output=a.output)
         got = tempered_all(backend.run(x).tolist(), b.manifest.temperature)  # goldens carry the temperature
         want = np.array([g["probabilities"][name] for g in golden])
         assert np.abs(got - want).max() <= a.golden_tolerance / 10, name

@@ -88,7 +88,8 @@ def test_artifact_swapped_for_another_models_fails(small_bundle, small_model, tm
     model.layers[1].set_weights([w[0][::-1].copy(), w[1]])
     frozen = convert.frozen_function(convert.serving_function(model, "multi_hot", 2000))
     (bad / "model_float32.tflite").write_bytes(convert.to_tflite(frozen, "float32", None))
-    edit_manifest(bad, lambda m: m["artifacts"]["tflite-float32"].update(sha256=sha256_file(bad / "model_float32.tflite")))
+    edit_manifest(bad, lambda m: m["artifacts"]["tflite-float32"].update(
+        sha256=sha256_file(bad / "model_float32.tflite"), size_bytes=(bad / "model_float32.tflite").stat().st_size))
     failed = failures(parity.run(bad))
     assert [(c.artifact, c.kind) for c in failed] == [("tflite-float32", "golden"), ("tflite-float32", "explanation")]
 
