@@ -55,10 +55,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks import measure, peers, report, volume
     from runtime.atomic import staging_dir
-    from runtime.backends import LOGIT
-    from runtime.bundle import BundleError, open_bundle, sha256_file
-    from runtime.features import MULTI_HOT
-    from runtime.reviews import CorpusError
+    from runtime.engines.base import LOGIT
+    from runtime.bundle.directory import open_bundle
+    from runtime.bundle.files import BundleError, sha256_file
+    from runtime.encoding.features import MULTI_HOT
+    from runtime.checks.reviews import CorpusError
     from train import data
     from train.corpus import all_review_texts
     from train.environment import library_versions

@@ -16,11 +16,11 @@ from tqdm import tqdm
 import runtime
 from benchmarks import peers, probe
 from benchmarks.stats import interleaved, round_p50s, summarize, throughput
-from runtime.text import tokenize
-from runtime.backends import EngineError, installed_engines
-from runtime.bundle import Bundle
+from runtime.encoding.text import tokenize
+from runtime.engines.base import EngineError, installed_engines
+from runtime.bundle.directory import Bundle
 from runtime.classifier import Classifier
-from runtime.temperature import tempered_all
+from runtime.probability import tempered_all
 from train.calibration import reliability
 from train.model_dir import ModelDir
 

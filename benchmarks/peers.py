@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.backends import sigmoid32
-from runtime.vocab import Vocabulary
+from runtime.probability import sigmoid32
+from runtime.encoding.vocab import Vocabulary
 
 
 def split_floor(text: str) -> list[str]:

@@ -12,7 +12,7 @@ import os
 import runpy
 import sys
 
-# The engines' top-level packages (runtime.backends.ENGINES), spelled out: the probe must
+# The engines' top-level packages (runtime.engines.base.ENGINES), spelled out: the probe must
 # not import the runtime before the module it runs does.
 ENGINE_PACKAGES = ("ai_edge_litert", "tflite_runtime", "onnxruntime")
 

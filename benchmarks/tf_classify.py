@@ -13,7 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def main(argv: list[str]) -> int:
-    from runtime.bundle import DEFAULT_THRESHOLD, LABELS
+    from runtime.bundle.manifest import DEFAULT_THRESHOLD, LABELS
     from train.model_dir import ModelDir
 
     model_dir, path = ModelDir(argv[0]), argv[1]

@@ -45,9 +45,9 @@ from pathlib import Path
 
 from benchmarks import probe
 from benchmarks.peer_models import bulk_rate
-from runtime.backends import ENGINES, installed_engines
-from runtime.bundle import Bundle
-from runtime.ray_workers import LOCAL_ONLY
+from runtime.engines.base import ENGINES, installed_engines
+from runtime.bundle.directory import Bundle
+from runtime.cli.ray_workers import LOCAL_ONLY
 from train.model_dir import VOCAB_FILE, ModelDir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -255,7 +255,7 @@ def _ray_installed() -> bool:
 _FLOOR = """
 import sys, time
 from benchmarks.peers import LookupFloor
-from runtime.vocab import Vocabulary
+from runtime.encoding.vocab import Vocabulary
 floor = LookupFloor(Vocabulary.load(sys.argv[2]))
 texts = open(sys.argv[1], encoding="utf-8").read().splitlines()
 t0 = time.perf_counter()

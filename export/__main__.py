@@ -84,7 +84,7 @@ def _export(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from export.exporter import export_bundle
     from export.validate import ValidationError
-    from runtime.reviews import CorpusError
+    from runtime.checks.reviews import CorpusError
     from train import data
     from train.model_dir import ModelDirError
 

@@ -34,7 +34,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.backends import ENGINES
+from runtime.engines.base import ENGINES
 from train.data import cache_dir
 
 ROOT = Path(__file__).resolve().parent.parent

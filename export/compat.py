@@ -23,8 +23,10 @@ from pathlib import Path
 
 from export.arm64 import Arm64Error
 from runtime import exitcodes
-from runtime.backends import ENGINES
-from runtime.bundle import Bundle, BundleError, EngineRecord, version_key, open_bundle
+from runtime.engines.base import ENGINES
+from runtime.bundle.directory import Bundle, open_bundle
+from runtime.bundle.files import BundleError
+from runtime.bundle.manifest import EngineRecord, version_key
 from train.data import cache_dir
 
 ROOT = Path(__file__).resolve().parent.parent

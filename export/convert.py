@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.backends import LOGIT, ONNX, PROBABILITY, TFLITE, VOCAB_SIZE_KEY, WORD_BIAS, WORD_TABLE
-from runtime.features import MULTI_HOT, NGRAM, SEQUENCE
-from runtime.vocab import RESERVED
+from runtime.engines.base import LOGIT, ONNX, PROBABILITY, TFLITE, VOCAB_SIZE_KEY, WORD_BIAS, WORD_TABLE
+from runtime.encoding.features import MULTI_HOT, NGRAM, SEQUENCE
+from runtime.encoding.vocab import RESERVED
 
 ONNX_OPSET = 17
 
@@ -81,7 +81,7 @@ def output_of(spec: ArtifactSpec) -> str:
     """What ``spec``'s artifact outputs (the manifest's ``output``), for every feature family.
 
     Every artifact whose output is a float ends at the logit, and the runtime applies the
-    sigmoid (``runtime.backends.sigmoid32``): a probability saturates in float32 (ONNX
+    sigmoid (``runtime.engines.base.sigmoid32``): a probability saturates in float32 (ONNX
     Runtime's Sigmoid moves in absolute steps of about 3e-8 near 0), so a very confident
     review's logit could not be recovered from it, and leaving one word out
     (``runtime.explain``) gave every word the same clipped contribution. The full-integer

@@ -13,14 +13,14 @@ import numpy as np
 from tqdm import tqdm
 
 from export import convert, golden, validate
-from runtime.text import settings as tokenizer_settings
+from runtime.encoding.text import settings as tokenizer_settings
 from runtime.atomic import staging_dir
-from runtime.backends import LOGIT, load_backend
-from runtime.bundle import (DEFAULT_THRESHOLD, LABELS, MANIFEST, Artifact, EngineRecord, Manifest, platform_info,
-                            sha256_file)
+from runtime.engines.base import LOGIT, load_backend
+from runtime.bundle.files import sha256_file
+from runtime.bundle.manifest import Artifact, DEFAULT_THRESHOLD, EngineRecord, LABELS, MANIFEST, Manifest, platform_info
 from runtime.classifier import Classifier
-from runtime.features import MULTI_HOT, NGRAM, SEQUENCE, Encoder
-from runtime.temperature import tempered_all
+from runtime.encoding.features import MULTI_HOT, NGRAM, SEQUENCE, Encoder
+from runtime.probability import logits, tempered_all
 from train.corpus import Corpus
 from train.environment import library_versions
 from train.model_dir import METRICS_FILE, VOCAB_FILE, ModelDir, ModelDirError
@@ -62,9 +62,7 @@ def _calibration_texts(md: ModelDir, corpus: Corpus, model, n: int, seed: int) -
         return _select(corpus, md.splits["train_ids"], n, seed), {"training_reviews": n}
     pool = _select(corpus, md.splits["train_ids"], 2 * n, seed)
     p = validate.keras_probabilities(model, md.encoder, pool).astype(np.float64)
-    with np.errstate(divide="ignore"):
-        logits = np.log(p) - np.log1p(-p)
-    kept = [t for t, logit in zip(pool, logits) if abs(logit) <= limit][:n]
+    kept = [t for t, logit in zip(pool, logits(p)) if abs(logit) <= limit][:n]
     if not kept:
         raise validate.ValidationError(f"no training review has a float logit within ±{limit} to calibrate on")
     return kept, {"training_reviews": len(kept), "max_abs_float_logit": limit}

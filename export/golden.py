@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.bundle import LABELS
+from runtime.bundle.manifest import LABELS
 from runtime.explain import explain_linear, explain_occlusion
-from runtime.features import MULTI_HOT, NGRAM, Encoder
-from runtime.parity import EXPLANATION_TERMS
+from runtime.encoding.features import MULTI_HOT, NGRAM, Encoder
+from runtime.checks.parity import EXPLANATION_TERMS
 
 PER_KIND = 8
 

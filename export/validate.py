@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from runtime.classifier import Classifier
-from runtime.features import MULTI_HOT, NGRAM, SEQUENCE, Encoder
+from runtime.encoding.features import MULTI_HOT, NGRAM, SEQUENCE, Encoder
 
 # How far a float32 artifact may differ from the Keras model, by feature family. Multi-hot
 # and n-gram models are one matrix product deep: conversion changes only summation order (seen: 1e-6).

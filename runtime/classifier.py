@@ -24,13 +24,16 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.backends import ENGINES, Backend, engine_threads, engine_version, installed_engines, load_backend
-from runtime.bundle import DEFAULT_THRESHOLD, LABELS, Bundle, BundleError, open_bundle
+from runtime.engines.base import ENGINES, Backend, engine_threads, engine_version, installed_engines, load_backend
+from runtime.bundle.directory import Bundle, open_bundle
+from runtime.bundle.files import BundleError
+from runtime.bundle.manifest import DEFAULT_THRESHOLD, LABELS
 from runtime.explain import Explanation, explain_linear, explain_occlusion
-from runtime.features import NGRAM, Encoder, pad_word_ids
-from runtime.reading import WHOLE_UP_TO
-from runtime.temperature import tempered
-from runtime.text import EMPTY_REVIEW, is_blank
+from runtime.encoding.features import NGRAM, Encoder, pad_word_ids
+from runtime.probability import tempered
+from runtime.encoding.text import EMPTY_REVIEW, is_blank
+
+WHOLE_UP_TO = 4 << 20  # characters: a longer review is refused whole (the commands stream it)
 
 DEFAULT_BUNDLE = Path(__file__).parent / "default_bundle"
 BATCH = 1000  # reviews encoded at once by predict_proba: bounds memory for any batch
@@ -231,7 +234,7 @@ class Classifier:
         exact weights read from the artifact for the n-gram family, occlusion in batched engine
         calls for the others. Contributions and ``logit`` are the model's own, before any
         temperature; ``probability`` is this classifier's answer. A text longer than
-        ``runtime.reading.WHOLE_UP_TO`` characters is refused (``ValueError``), as the commands
+        ``WHOLE_UP_TO`` characters is refused (``ValueError``), as the commands
         do not explain a review they stream: explain an excerpt of it."""
         _check_text(text)
         if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 1:

@@ -25,13 +25,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from runtime import text as _text
-from runtime.features import NgramEncoder, SequenceEncoder, bigram_ids, pad_word_ids
-from runtime.vocab import UNK_ID
+from runtime.encoding import text as _text
+from runtime.encoding.features import NgramEncoder, SequenceEncoder, bigram_ids, pad_word_ids
+from runtime.encoding.vocab import UNK_ID
 
 EXACT, OCCLUSION = "exact", "occlusion"
 OCCLUSION_BATCH = 256  # occluded rows run at once: bounds memory for any review
-_EPS = 2.0**-24  # probabilities are clipped to [eps, 1 - eps] before taking the logit
 
 
 class Term(NamedTuple):
@@ -68,12 +67,6 @@ class Explanation:
 
 def _strength(t: Term) -> tuple[float, str]:
     return (-abs(t.contribution), t.text)
-
-
-def logit(p: np.ndarray | float) -> np.ndarray:
-    """``log(p / (1 - p))`` in float64, with ``p`` clipped away from 0 and 1."""
-    p = np.clip(np.asarray(p, np.float64), _EPS, 1.0 - _EPS)
-    return np.log(p) - np.log1p(-p)
 
 
 def _split(terms: list[Term], k: int) -> tuple[tuple[Term, ...], tuple[Term, ...]]:

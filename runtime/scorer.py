@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from runtime.classifier import Classifier, Prediction, load
-from runtime.features import BULK_MEMO_SIZE
-from runtime.text import EMPTY_REVIEW, is_blank
+from runtime.encoding.features import BULK_MEMO_SIZE
+from runtime.encoding.text import EMPTY_REVIEW, is_blank
 
 NULL = "null text"  # the error of a row holding no value
 NOT_UTF8 = "bytes that are not UTF-8 text"

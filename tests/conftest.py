@@ -79,7 +79,7 @@ def assert_single_batch_and_stream_agree_with_golden(bundle: Path, artifact: str
     import numpy as np
 
     import runtime
-    from runtime import parity
+    from runtime.checks import parity
 
     clf = runtime.load(bundle, artifact=artifact)
     run = parity.golden_run(clf, clf.bundle.golden(), piece=40)

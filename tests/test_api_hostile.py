@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 
 import runtime
-from runtime import features, text
-from runtime.features import MultiHotEncoder, NgramEncoder, SequenceEncoder
-from runtime.text import EMPTY_REVIEW, tokenize, whole_chunks
-from runtime.vocab import Vocabulary
+from runtime.encoding import features, text
+from runtime.encoding.features import MultiHotEncoder, NgramEncoder, SequenceEncoder
+from runtime.encoding.text import EMPTY_REVIEW, tokenize, whole_chunks
+from runtime.encoding.vocab import Vocabulary
 
 ROOT = Path(__file__).resolve().parents[1]
 REVIEW = "A truly great film, <br /><br />with a wonderful cast and an awful ending. "
@@ -280,7 +280,7 @@ def test_every_empty_review_is_refused_with_one_message(clf, tmp_path):
 
 def test_a_blank_file_long_enough_to_be_streamed_is_refused_in_one_line(tmp_path):
     """Over ``reading.WHOLE_UP_TO`` characters of whitespace: streamed, and refused as a short one is."""
-    from runtime.reading import WHOLE_UP_TO
+    from runtime.cli.reading import WHOLE_UP_TO
 
     path = tmp_path / "spaces.txt"
     path.write_text(" " * (WHOLE_UP_TO + 10), encoding="utf-8")
@@ -290,7 +290,7 @@ def test_a_blank_file_long_enough_to_be_streamed_is_refused_in_one_line(tmp_path
 
 
 def test_explain_refuses_a_text_longer_than_the_command_explains(clf):
-    from runtime.reading import WHOLE_UP_TO
+    from runtime.cli.reading import WHOLE_UP_TO
 
     with pytest.raises(ValueError, match="too long to explain"):
         clf.explain("good " * (WHOLE_UP_TO // 5 + 1))
@@ -310,8 +310,8 @@ def test_every_error_class_of_the_runtime_derives_from_runtime_error():
     names = {c.__name__ for c in found}
     assert {"BundleError", "EngineError", "InputError", "WorkerError", "VocabularyError", "CorpusError"} <= names
     assert [c.__name__ for c in found if not issubclass(c, runtime.Error)] == []
-    from runtime.backends import EngineError
-    from runtime.vocab import VocabularyError
+    from runtime.engines.base import EngineError
+    from runtime.encoding.vocab import VocabularyError
 
     assert issubclass(EngineError, RuntimeError) and issubclass(VocabularyError, ValueError)  # still caught as before
 

@@ -14,7 +14,8 @@ import pytest
 
 from conftest import ROOT, corpus_path
 from export import arm64, compat
-from runtime.bundle import EngineRecord, open_bundle
+from runtime.bundle.directory import open_bundle
+from runtime.bundle.manifest import EngineRecord
 
 X86 = {"machine": "x86_64", "os": "Debian GNU/Linux 12 (bookworm)", "python": "3.11.7"}
 ARM = {"machine": "aarch64", "os": "Debian GNU/Linux 13 (trixie)", "python": "3.13.5",
@@ -114,7 +115,7 @@ def test_sigmoid32_is_the_float64_sigmoid_rounded_and_never_overflows():
 
     import numpy as np
 
-    from runtime.backends import sigmoid32
+    from runtime.probability import sigmoid32
 
     for z in (-30.0, -2.5, -1e-9, 0.0, 0.1, 3.7, 30.0):
         assert sigmoid32(z) == float(np.float32(1.0 / (1.0 + math.exp(-z))))
@@ -123,7 +124,7 @@ def test_sigmoid32_is_the_float64_sigmoid_rounded_and_never_overflows():
 
 def test_bundle_formats_3_and_4_load_and_an_output_must_be_known(tmp_path):
     from runtime import load
-    from runtime.bundle import BundleError
+    from runtime.bundle.files import BundleError
 
     def variant(name: str, edit) -> Path:
         path = tmp_path / name

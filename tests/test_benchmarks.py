@@ -238,7 +238,7 @@ def test_each_engine_runs_an_artifact_of_its_own_format(monkeypatch):
 
 def test_probe_names_the_engines_the_runtime_knows_and_its_report_reads_back():
     from benchmarks import probe
-    from runtime.backends import ENGINES
+    from runtime.engines.base import ENGINES
 
     assert set(probe.ENGINE_PACKAGES) == {module.partition(".")[0] for _, module, _ in ENGINES.values()}
     r = probe.report("warning: x\nENGINE_MODULES onnxruntime\nCPU_S 1.250\nPEAK_RSS_KB 2048\n")

@@ -6,11 +6,11 @@ import random
 import numpy as np
 import pytest
 
-from runtime import block_tokens
-from runtime.block_tokens import CLASSES, KEY_BYTES, WordTable, ascii_form, block_token_ids, pack
-from runtime.features import BLOCK_CHARS, MIN_BLOCK, MultiHotEncoder, NgramEncoder, SequenceEncoder
-from runtime.text import tokenize
-from runtime.vocab import UNK_ID, Vocabulary
+from runtime.encoding import block_tokens
+from runtime.encoding.block_tokens import CLASSES, KEY_BYTES, WordTable, ascii_form, block_token_ids, pack
+from runtime.encoding.features import BLOCK_CHARS, MIN_BLOCK, MultiHotEncoder, NgramEncoder, SequenceEncoder
+from runtime.encoding.text import tokenize
+from runtime.encoding.vocab import UNK_ID, Vocabulary
 
 ASCII = "".join(map(chr, range(128)))
 FOLDED = "\u2019\u2018\u201c\u201d\x92\x93\x85\x96\u2013\u2026\u00e9\u00c9\u00ef\u00df\ufb01\u00a8\u00b4\u0301\u00a0\u2028"

@@ -19,10 +19,11 @@ import pytest
 
 import runtime
 from conftest import ROOT
-from runtime import parity
-from runtime.bundle import BundleError, open_bundle, sha256_file
+from runtime.checks import parity
+from runtime.bundle.directory import open_bundle
+from runtime.bundle.files import BundleError, sha256_file
 from runtime.classifier import DEFAULT_BUNDLE
-from runtime.reviews import read_reviews
+from runtime.checks.reviews import read_reviews
 from test_hostile import RSS_LIMIT_KB, _bundle_with, _set
 
 # Runs a module in-process and reports the process's own peak memory (VmHWM), as
@@ -357,7 +358,7 @@ def test_parity_data_skips_a_member_over_the_cap_in_bounded_memory(tmp_path, mak
 
 
 def test_the_training_corpus_refuses_a_member_over_the_cap(tmp_path):
-    from runtime.reviews import CorpusError
+    from runtime.checks.reviews import CorpusError
     from train.corpus import read_corpus
 
     with pytest.raises(CorpusError, match=r"test/pos/3_8.txt: larger than 16 MiB"):

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 import runtime
-from runtime import parity
-from runtime.bundle import BundleError, open_bundle
-from runtime.temperature import tempered, tempered_all
+from runtime.checks import parity
+from runtime.bundle.directory import open_bundle
+from runtime.bundle.files import BundleError
+from runtime.probability import tempered, tempered_all
 from train.calibration import expected_calibration_error, fit_temperature, reliability, temperature_decision
 
 REVIEWS = ["A wonderful, moving film.", "The worst film I have seen.", "Not good at all.", "It was fine, I guess."]

@@ -65,7 +65,7 @@ def test_threshold_backend_and_help(reviews):
 
 
 def test_many_files_are_batched_and_match_single_runs(tmp_path, corpus):
-    from runtime.classify import BATCH
+    from runtime.cli.classify import BATCH
 
     texts = corpus.splits["test"].texts[: BATCH + 30]
     files = []
@@ -114,7 +114,7 @@ def test_permission_denied(tmp_path, reviews, monkeypatch, capsys):
     """Root can read mode-000 files, so the denial is simulated at open()."""
     import builtins
 
-    from runtime import classify as cli
+    from runtime.cli import classify as cli
 
     good, _ = reviews
     locked = tmp_path / "locked.txt"

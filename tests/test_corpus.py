@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, make_archive, tiny_reviews
-from runtime.reviews import CorpusError
+from runtime.checks.reviews import CorpusError
 from train.corpus import read_corpus
 
 

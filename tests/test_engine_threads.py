@@ -49,7 +49,7 @@ def test_scoring_uses_the_calling_thread_only(engine):
 
 
 def test_onnx_session_runs_on_one_thread_without_spinning():
-    from runtime.backends import usable_cpus
+    from runtime.engines.base import usable_cpus
 
     options = runtime.load(backend="onnxruntime").backend._session.get_session_options()
     assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)
@@ -72,7 +72,7 @@ def test_num_threads_must_be_positive(bad):
 
 
 def test_num_threads_is_capped_at_the_cpus():
-    from runtime.backends import engine_threads, usable_cpus
+    from runtime.engines.base import engine_threads, usable_cpus
 
     assert engine_threads(None) == 1 and engine_threads(np.int64(1)) == 1
     assert engine_threads(10**30) == usable_cpus()

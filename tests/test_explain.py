@@ -13,10 +13,12 @@ import pytest
 
 import runtime
 from conftest import ROOT
-from runtime import parity, text
-from runtime.explain import EXACT, OCCLUSION, logit, marked
-from runtime.onnx_tensors import OnnxFormatError, initializers
-from runtime.temperature import tempered
+from runtime.checks import parity
+from runtime.encoding import text
+from runtime.explain import EXACT, OCCLUSION, marked
+from runtime.probability import logits as logit
+from runtime.engines.onnx_tensors import OnnxFormatError, initializers
+from runtime.probability import tempered
 
 NEGATIVE = "The plot was dull and the acting was the worst I have seen. A waste of two hours, not good at all."
 NGRAM_ARTIFACTS = ["tflite-float32", "tflite-float16", "tflite-dynamic-int8", "tflite-int8",
@@ -113,7 +115,7 @@ def test_golden_explanations_agree_on_every_artifact(small_ngram_bundle, small_b
 def test_a_changed_golden_explanation_fails_parity(small_ngram_bundle, tmp_path):
     import shutil
 
-    from runtime.bundle import open_bundle
+    from runtime.bundle.directory import open_bundle
 
     copy = tmp_path / "bundle"
     shutil.copytree(small_ngram_bundle, copy)
@@ -216,7 +218,7 @@ def test_old_engines_explain_every_ngram_artifact(small_ngram_bundle, tmp_path):
     import shutil
 
     from export import compat
-    from runtime.bundle import open_bundle
+    from runtime.bundle.directory import open_bundle
 
     bundle = tmp_path / "bundle"
     shutil.copytree(small_ngram_bundle, bundle)

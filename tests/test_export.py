@@ -10,9 +10,10 @@ import pytest
 
 from conftest import ROOT
 from export.convert import ARTIFACTS, FAMILY_ARTIFACTS
-from runtime.backends import load_backend
-from runtime.bundle import BundleError, open_bundle, sha256_file
-from runtime.temperature import tempered_all
+from runtime.engines.base import load_backend
+from runtime.bundle.directory import open_bundle
+from runtime.bundle.files import BundleError, sha256_file
+from runtime.probability import tempered_all
 
 
 def test_bundle_has_every_artifact_matching_its_manifest(small_bundle):
@@ -123,7 +124,7 @@ def test_a_check_before_publishing_that_raises_discards_the_bundle(small_model, 
 
 def test_vocabulary_that_does_not_fit_the_model_is_refused(small_model, tmp_path, corpus):
     from export.exporter import export_bundle
-    from runtime.vocab import Vocabulary
+    from runtime.encoding.vocab import Vocabulary
     from train.model_dir import ModelDirError
 
     bad = tmp_path / "model"

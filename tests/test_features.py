@@ -4,9 +4,9 @@ import numpy as np
 
 import pytest
 
-from runtime.features import MultiHotEncoder, SequenceEncoder
-from runtime.text import tokenize
-from runtime.vocab import Vocabulary
+from runtime.encoding.features import MultiHotEncoder, SequenceEncoder
+from runtime.encoding.text import tokenize
+from runtime.encoding.vocab import Vocabulary
 
 
 def naive_multi_hot(texts, vocab):
@@ -28,7 +28,7 @@ def test_matches_naive_reference(corpus):
 
 def test_word_ids_are_the_ones_of_the_row_ascending_and_round_trip(corpus):
     """What the exported models take: each review's distinct word ids, sorted."""
-    from runtime.features import known_words, pad_word_ids
+    from runtime.encoding.features import known_words, pad_word_ids
 
     vocab = Vocabulary.build(corpus.splits["train"].texts[:3000], 4000)
     enc = MultiHotEncoder(vocab)
@@ -59,7 +59,7 @@ def test_memo_never_changes_results(corpus):
 
 def test_a_smaller_memo_set_later_changes_no_answer_and_bulk_scorers_use_it(corpus):
     from runtime import ReviewScorer
-    from runtime.features import BULK_MEMO_SIZE, MEMO_SIZE
+    from runtime.encoding.features import BULK_MEMO_SIZE, MEMO_SIZE
 
     vocab = Vocabulary.build(corpus.splits["train"].texts[:2000], 3000)
     texts = corpus.splits["test"].texts[:300]
@@ -130,7 +130,7 @@ def test_sequence_stream_equals_whole(corpus):
 
 
 def test_encoder_from_spec_checks_the_vocabulary():
-    from runtime.features import encoder_from_spec
+    from runtime.encoding.features import encoder_from_spec
 
     spec = SequenceEncoder(seq_vocab(), 8).spec()
     assert isinstance(encoder_from_spec(spec, seq_vocab()), SequenceEncoder)

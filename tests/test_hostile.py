@@ -13,7 +13,7 @@ import pytest
 
 import runtime
 from conftest import ROOT
-from runtime.bundle import BundleError, sha256_file
+from runtime.bundle.files import BundleError, sha256_file
 from runtime.classifier import DEFAULT_BUNDLE
 
 # Runs runtime.classify in-process and reports the process's own peak memory (VmHWM belongs
@@ -188,7 +188,7 @@ def test_bad_manifests_are_one_line_errors_naming_the_field(tmp_path, change, me
 
 def test_a_file_outside_the_bundle_is_never_opened(tmp_path, monkeypatch):
     """The path is refused when the manifest is read, before any file is hashed."""
-    from runtime import bundle as bundle_module
+    from runtime.bundle import manifest as bundle_module
 
     opened = []
     monkeypatch.setattr(bundle_module, "sha256_file", lambda p: opened.append(p) or "0" * 64)
@@ -239,7 +239,7 @@ def test_parity_skips_empty_and_binary_data_files(tmp_path):
     (folder / "pos" / "1.txt").write_text("A wonderful film, I loved it.")
     (folder / "pos" / "2.txt").write_text("   \n")
     (folder / "pos" / "3.txt").write_bytes(b"\0\1\2binary")
-    from runtime import parity
+    from runtime.checks import parity
 
     checks = parity.run(DEFAULT_BUNDLE, data=folder)
     skipped = sorted(c.message for c in checks if c.kind == "corpus" and c.passed is None)

@@ -11,10 +11,10 @@ import pytest
 import runtime
 from conftest import ROOT, assert_single_batch_and_stream_agree_with_golden
 from export.convert import FAMILY_ARTIFACTS
-from runtime import text
-from runtime.features import NGRAM_HASH, NgramEncoder, bigram_ids, encoder_from_spec
-from runtime.temperature import tempered_all
-from runtime.vocab import UNK_ID, Vocabulary
+from runtime.encoding import text
+from runtime.encoding.features import NGRAM_HASH, NgramEncoder, bigram_ids, encoder_from_spec
+from runtime.probability import tempered_all
+from runtime.encoding.vocab import UNK_ID, Vocabulary
 
 WORDS = ["<pad>", "<start>", "<unk>", "the", "film", "was", "not", "good", "at", "all", ".", ","]
 

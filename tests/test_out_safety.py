@@ -217,8 +217,8 @@ def test_a_temporary_file_being_written_is_kept():
 
 
 def test_absurd_jobs_are_capped_at_the_cores_with_a_note(tmp_path):
-    from runtime.bulk import jobs_count
-    from runtime.workers import available_cores
+    from runtime.cli.bulk import jobs_count
+    from runtime.cli.workers import available_cores
 
     assert jobs_count(1000) == jobs_count(99999999999999999999) == jobs_count(0) == available_cores()
     lines = tmp_path / "lines.txt"
@@ -242,7 +242,7 @@ def _stops_on(word):
 def test_a_stopped_worker_is_named_and_fails_the_run_after_the_timeout():
     from functools import partial
 
-    from runtime.workers import WorkerError, WorkerPool
+    from runtime.cli.workers import WorkerError, WorkerPool
 
     notes = []
     pool = WorkerPool(partial(_stops_on, "stop"), 1, timeout=2.0, note=notes.append)
@@ -264,7 +264,7 @@ def test_a_stopped_worker_is_named_and_fails_the_run_after_the_timeout():
 def test_worker_timeout_option():
     assert classify("--lines", "--worker-timeout", "-1", "x").returncode == 64
     assert classify("--lines", "--worker-timeout", "nan", "x").returncode == 64
-    from runtime.classify import parse_args
+    from runtime.cli.classify import parse_args
 
     assert parse_args(["--lines", "--worker-timeout", "0", "x"]).worker_timeout is None
     assert parse_args(["--lines", "x"]).worker_timeout == 300.0
@@ -274,7 +274,7 @@ def test_worker_timeout_option():
 
 _NOISY = """
 import os, sys
-from runtime import bulk, classify
+from runtime.cli import bulk, classify
 score = bulk.score
 def noisy(*args, **kwargs):
     print("stray print")
@@ -299,7 +299,7 @@ def test_anything_else_printed_during_a_run_goes_to_stderr(tmp_path):
 _RAYLET = """
 import sys
 from ray._private.worker import print_to_stdstream  # what Ray's error listener prints with
-from runtime import bulk, classify
+from runtime.cli import bulk, classify
 score = bulk.score
 def noisy(*args, **kwargs):
     for i, rendered in enumerate(score(*args, **kwargs)):

@@ -11,8 +11,8 @@ import pytest
 
 from conftest import ROOT, corpus_path
 from export.convert import FAMILY_ARTIFACTS
-from runtime import parity
-from runtime.bundle import sha256_file
+from runtime.checks import parity
+from runtime.bundle.files import sha256_file
 
 
 def failures(checks):

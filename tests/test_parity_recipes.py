@@ -39,7 +39,7 @@ def test_occlusion_on_a_saturated_review_keeps_the_ranking(small_bundle, small_m
     """Every float artifact's explanation of a review the model is sure of is the float Keras
     model's (its logit, its top terms), not a ranking of a saturated probability's steps."""
     from export.golden import add_explanations
-    from runtime.explain import logit
+    from runtime.probability import logits as logit
     from train.model_dir import ModelDir
 
     reference = runtime.load(small_bundle, artifact="tflite-float32")

@@ -1,4 +1,4 @@
-"""Ray actors as the command's workers (runtime.ray_workers): started by a thread while the
+"""Ray actors as the command's workers (runtime.cli.ray_workers): started by a thread while the
 command scores, answers identical to the command's own, failures in one line. Each case runs
 in its own Python, as the command would, with a local cluster."""
 
@@ -15,11 +15,11 @@ pytest.importorskip("ray")
 _SETUP = """
 import sys, time
 import runtime
-from runtime import bulk
-from runtime.records import line_blocks
-from runtime.render import OutputOptions
-from runtime.ray_workers import RayPool
-from runtime.workers import WorkerError
+from runtime.cli import bulk
+from runtime.cli.records import line_blocks
+from runtime.cli.render import OutputOptions
+from runtime.cli.ray_workers import RayPool
+from runtime.cli.workers import WorkerError
 clf = runtime.load()
 job = bulk.Job(bulk.ScorerSpec.of(clf), "lines", "utf-8", "text", OutputOptions(True, True, "utf-8", "default"))
 """
@@ -35,7 +35,7 @@ def test_actors_score_once_their_starter_thread_is_done(lines_file):
     the actors keep working after the thread that started the local cluster has done so
     (its processes would die with that thread if it ended: PR_SET_PDEATHSIG)."""
     done = _run("""
-import runtime.records
+import runtime.cli.records
 runtime.records.BLOCK = 64 * 1024  # reads, and so blocks, of 64 KiB: about 60 items
 with open(sys.argv[1], "rb") as f:
     items = list(line_blocks(f, sys.argv[1], size=64 * 1024))

@@ -118,7 +118,7 @@ def test_usage_errors(tmp_path):
 
 def _jobs() -> int:
     """--jobs for the worker tests: 3, or fewer where the command caps it at the cores (issue 31)."""
-    from runtime.bulk import jobs_count
+    from runtime.cli.bulk import jobs_count
 
     jobs = jobs_count(3)
     if jobs < 2:
@@ -242,7 +242,7 @@ def test_line_blocks_cut_any_file_into_the_lines_a_plain_split_gives(monkeypatch
     import io
     import random
 
-    from runtime import records
+    from runtime.cli import records
 
     monkeypatch.setattr(records, "BLOCK", 7)
     monkeypatch.setattr(records, "MAX_RECORD", 10)
@@ -267,7 +267,7 @@ def test_line_blocks_are_of_even_size(monkeypatch):
     import io
     import random
 
-    from runtime import records
+    from runtime.cli import records
 
     monkeypatch.setattr(records, "BLOCK", 64)
     rng = random.Random(5)

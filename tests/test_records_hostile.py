@@ -64,7 +64,7 @@ def test_a_stray_csv_quote_is_one_error_record_and_every_other_record_is_scored(
 
 def test_a_stray_quote_in_a_long_csv_runs_on_at_most_max_record_lines(tmp_path):
     """The issue's case: 20,001 records with one stray quote gave 20,000 outputs and exit 0."""
-    from runtime.records import MAX_RECORD_LINES
+    from runtime.cli.records import MAX_RECORD_LINES
 
     rows = [f"{i},a great film number {i},{i % 10}" for i in range(20_001)]
     rows[5] = '5,"a great film'
@@ -84,7 +84,7 @@ def test_csv_records_are_one_per_line_whatever_the_stray_quotes(monkeypatch):
     multi-line quoted fields still work (bounds made small to reach them)."""
     import io
 
-    from runtime import records
+    from runtime.cli import records
 
     monkeypatch.setattr(records, "MAX_RECORD_LINES", 4)
     monkeypatch.setattr(records, "MAX_RECORD", 120)

@@ -12,9 +12,9 @@ import pytest
 import runtime
 from conftest import ROOT
 from export.convert import FAMILY_ARTIFACTS
-from runtime import parity
-from runtime.backends import EngineError, choose_engine
-from runtime.bundle import BundleError
+from runtime.checks import parity
+from runtime.engines.base import EngineError, choose_engine
+from runtime.bundle.files import BundleError
 from runtime.classifier import DEFAULT_BUNDLE
 
 
@@ -49,7 +49,7 @@ def test_the_command_on_one_review_does_not_import_package_metadata(tmp_path):
 def test_engine_versions_match_their_distributions():
     import importlib.metadata
 
-    from runtime.backends import ENGINES, engine_version, installed_engines
+    from runtime.engines.base import ENGINES, engine_version, installed_engines
 
     for engine in installed_engines():
         assert engine_version(engine) == importlib.metadata.version(ENGINES[engine][2])
@@ -100,14 +100,14 @@ def test_shipped_default_bundle_passes_its_golden_set():
 
 
 def test_engine_choice_errors_say_what_to_install(monkeypatch):
-    from runtime import backends
+    from runtime.engines import base
 
     assert choose_engine("tflite", "auto") in ("litert", "tflite-runtime")
     with pytest.raises(EngineError, match="cannot run onnx artifacts"):
         choose_engine("onnx", "litert")
     with pytest.raises(EngineError, match="unknown backend"):
         choose_engine("onnx", "tensorrt")
-    monkeypatch.setattr(backends, "installed_engines", lambda fmt=None: [])
+    monkeypatch.setattr(base, "installed_engines", lambda fmt=None: [])
     with pytest.raises(EngineError, match="pip install ai-edge-litert or pip install tflite-runtime"):
         choose_engine("tflite", "auto")
     with pytest.raises(EngineError, match="not installed: pip install onnxruntime"):
@@ -115,11 +115,12 @@ def test_engine_choice_errors_say_what_to_install(monkeypatch):
 
 
 def test_default_artifact_falls_back_to_an_installed_engine(small_bundle, monkeypatch):
-    from runtime import backends, classifier
+    from runtime import classifier
+    from runtime.engines import base
 
     only_onnx = lambda fmt=None: ["onnxruntime"] if fmt in (None, "onnx") else []  # noqa: E731
     monkeypatch.setattr(classifier, "installed_engines", only_onnx)
-    monkeypatch.setattr(backends, "installed_engines", only_onnx)
+    monkeypatch.setattr(base, "installed_engines", only_onnx)
     clf = runtime.load(small_bundle)
     assert clf.engine == "onnxruntime" and clf.artifact.startswith("onnx-")
 
@@ -151,7 +152,7 @@ def test_other_tokenizer_version_is_refused(small_bundle, tmp_path):
 
 def test_artifact_swapped_from_another_model_is_refused(small_bundle, tmp_path):
     """A model of another input size, even with its sha256 patched in, cannot load."""
-    from runtime.bundle import sha256_file
+    from runtime.bundle.files import sha256_file
 
     bad = tmp_path / "b"
     shutil.copytree(small_bundle, bad)

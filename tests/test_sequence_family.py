@@ -8,7 +8,7 @@ import pytest
 
 from conftest import ROOT, assert_single_batch_and_stream_agree_with_golden
 from export.convert import FAMILY_ARTIFACTS
-from runtime import parity
+from runtime.checks import parity
 
 
 def test_every_sequence_artifact_is_exported_and_validated(small_lstm_bundle):

@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from runtime import text
-from runtime.text import chunk_tokens, chunks, tokenize, whole_chunks
+from runtime.encoding import text
+from runtime.encoding.text import chunk_tokens, chunks, tokenize, whole_chunks
 
 
 @pytest.mark.parametrize(
@@ -85,7 +85,7 @@ def test_settings_identify_the_tokenizer():
 
 def test_letters_and_digits_shortcut_is_what_the_pattern_finds(corpus):
     """chunk_tokens returns an ASCII letters-and-digits chunk as it is, skipping the pattern."""
-    from runtime.text import TOKEN_RE
+    from runtime.encoding.text import TOKEN_RE
 
     seen = {c for review in corpus.splits["train"].texts[:5000] for c in chunks(review)}
     shortcut = [c for c in seen if c.isalnum() and c.isascii()]

@@ -74,7 +74,7 @@ def test_validation_by_movie_falls_back_to_reviews_without_titles(capsys):
 
 
 def test_same_seed_same_vocabulary(corpus):
-    from runtime.vocab import Vocabulary
+    from runtime.encoding.vocab import Vocabulary
 
     a = corpus.splits["train"].sample(1000, 3)
     b = corpus.splits["train"].sample(1000, 3)
@@ -117,7 +117,7 @@ def _violations(folder, rule):
 def test_import_rules_keep_one_way_layers_and_one_tokenizer():
     """runtime imports nothing of train, export or benchmarks (nor TensorFlow); benchmarks
     import nothing of export; outside runtime/ no module reaches the tokenizer or normalizes
-    text itself: features are made only through runtime.features' encoders.
+    text itself: features are made only through runtime.encoding.features' encoders.
 
     benchmarks/peers.py holds the deliberately naive pipelines that are measured against the
     runtime, and nothing imports it to make features; benchmarks/measure.py times the
@@ -128,6 +128,38 @@ def test_import_rules_keep_one_way_layers_and_one_tokenizer():
         if _top(module) in ("train", "export", "benchmarks", "tensorflow", "keras", "tf2onnx"):
             return f"runtime imports {module}"
 
+    # runtime/'s rooms, each importing only rooms before it: encoding/ (text to model inputs)
+    # knows no engine, bundle, command or check; engines/ knows no text; nothing of the
+    # library imports cli/ (the command line) or checks/ (the release checks).
+    below = {"encoding": {"encoding"}, "engines": {"engines"}, "bundle": {"bundle", "encoding", "engines"},
+             "face": {"encoding", "engines", "bundle"}, "checks": {"encoding", "engines", "bundle", "face", "checks"},
+             "cli": {"encoding", "engines", "bundle", "face", "cli"}}
+    rooms = ("encoding", "engines", "bundle", "cli", "checks")
+    leaves = ("errors", "probability", "atomic")
+    leaves_full = {f"runtime.{m}" for m in leaves}
+
+    def room(module):
+        parts = module.split(".")
+        return parts[1] if len(parts) > 1 and parts[1] in rooms else "face"
+
+    def folder_rule(path, module, name):
+        if _top(module) != "runtime" or path.name in ("classify.py", "parity.py") and path.parent.name == "runtime":
+            return None  # the two ``python -m`` entry points
+        here = path.parent.name if path.parent.name in rooms else "face"
+        full = module if module != "runtime" or name is None else f"runtime.{name}"
+        if path.parent.name == "runtime" and path.stem in leaves:
+            return f"{path.name} is a leaf of runtime/ and imports {full}" if full not in leaves_full else None
+        if full in leaves_full:
+            return None  # the error base, the logit/sigmoid pair and atomic writes serve every room
+        if here == "face" and room(full) == "face" or room(full) in below[here]:
+            return None
+        return f"runtime/{here} imports {full}"
+
+    def cli_rule(path, module, name):
+        # benchmarks/volume.py runs the command line as a user does and reads its Ray switch
+        if module.startswith("runtime.cli") and not (path.name == "volume.py" and name == "LOCAL_ONLY"):
+            return f"{path.parent.name} imports {module}: only the entry points use runtime.cli"
+
     def benchmarks_rule(path, module, name):
         if _top(module) == "export":
             return f"benchmarks import {module}"
@@ -135,14 +167,17 @@ def test_import_rules_keep_one_way_layers_and_one_tokenizer():
     def tokenizer_rule(path, module, name):
         if path.parent.name == "benchmarks" and ((path.name, None) in allowed or (path.name, name) in allowed):
             return None
-        if module == "runtime.text" and name != "settings":
-            return f"imports runtime.text.{name}: only runtime.features may tokenize"
-        if module == "runtime" and name == "text":
-            return "imports runtime.text: only runtime.features may tokenize"
+        if module == "runtime.encoding.text" and name != "settings":
+            return f"imports runtime.encoding.text.{name}: only runtime.encoding.features may tokenize"
+        if module == "runtime.encoding" and name == "text":
+            return "imports runtime.encoding.text: only runtime.encoding.features may tokenize"
         if module in ("unicodedata", "string"):
-            return f"imports {module}: text normalization belongs to runtime.text"
+            return f"imports {module}: text normalization belongs to runtime.encoding.text"
 
     offenders = _violations("runtime", runtime_rule) + _violations("benchmarks", benchmarks_rule)
+    offenders += _violations("runtime", folder_rule)
+    for folder in ("train", "export", "benchmarks"):
+        offenders += _violations(folder, cli_rule)
     for folder in ("train", "export", "benchmarks"):
         offenders += _violations(folder, tokenizer_rule)
     assert not offenders, "\n".join(offenders)
@@ -158,8 +193,8 @@ def test_the_import_rules_see_what_they_must(tmp_path):
 
 def test_training_features_are_the_runtime_features(small_model, corpus):
     """The features train/ fed the model are byte-identical to what the runtime computes."""
-    from runtime.features import MultiHotEncoder, known_words
-    from runtime.vocab import Vocabulary
+    from runtime.encoding.features import MultiHotEncoder, known_words
+    from runtime.encoding.vocab import Vocabulary
     from train.recipes import SEED_MLP
     from train.trainer import encoder_for_recipe, keras_inputs
 
@@ -177,8 +212,8 @@ def test_sequence_recipe_trains_on_the_runtime_encoder(corpus, tmp_path):
     """seed-lstm's path on a subset: int32 id sequences from runtime's SequenceEncoder."""
     import dataclasses
 
-    from runtime.features import SequenceEncoder
-    from runtime.vocab import Vocabulary
+    from runtime.encoding.features import SequenceEncoder
+    from runtime.encoding.vocab import Vocabulary
     from train import trainer
     from train.corpus import Corpus
     from train.recipes import SEED_LSTM

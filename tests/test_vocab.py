@@ -4,8 +4,8 @@ from collections import Counter
 
 import pytest
 
-from runtime.text import tokenize
-from runtime.vocab import RESERVED, Vocabulary, VocabularyError
+from runtime.encoding.text import tokenize
+from runtime.encoding.vocab import RESERVED, Vocabulary, VocabularyError
 
 TEXTS = ["b a c a", "c a d", "e e e e b"]
 

@@ -1,4 +1,4 @@
-"""Worker processes (runtime.workers) and how the command shares items with them (runtime.bulk._shared):
+"""Worker processes (runtime.cli.workers) and how the command shares items with them (runtime.bulk._shared):
 order, the command scoring while workers start or are busy, bounded memory, failures in one line."""
 
 import multiprocessing
@@ -8,8 +8,8 @@ from functools import partial
 
 import pytest
 
-from runtime.bulk import HELD, _shared
-from runtime.workers import WorkerError, WorkerPool
+from runtime.cli.bulk import HELD, _shared
+from runtime.cli.workers import WorkerError, WorkerPool
 
 
 def _tagged(delay: float, load: float = 0.0):

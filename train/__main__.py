@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from runtime import exitcodes
-from runtime.reviews import CorpusError
+from runtime.checks.reviews import CorpusError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.explain import logit as _logits
-from runtime.temperature import HIGH, LOW, tempered_all
+from runtime.probability import logits as _logits
+from runtime.probability import HIGH, LOW, tempered_all
 
 BINS = 10
 

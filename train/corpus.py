@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.reviews import LABELS, MEMBER as _MEMBER, CorpusError, HashingReader, archive_members, file_members
+from runtime.checks.reviews import LABELS, MEMBER as _MEMBER, CorpusError, HashingReader, archive_members, file_members
 
 SPLITS = ("train", "test")
 # Line i of urls_pos.txt is the IMDb page of the movie that review pos/i_* is about.

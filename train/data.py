@@ -9,7 +9,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from runtime.atomic import atomic_file
-from runtime.reviews import CorpusError
+from runtime.checks.reviews import CorpusError
 from train.corpus import Corpus, read_corpus
 
 OFFICIAL_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"

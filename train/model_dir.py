@@ -5,7 +5,7 @@ TensorFlow reference read. This module owns its layout; nothing else names its f
 file                  content
 ====================  ==========================================================
 ``model.keras``       the trained Keras model
-``vocab.txt``         the vocabulary (``runtime.vocab`` format)
+``vocab.txt``         the vocabulary (``runtime.encoding.vocab`` format)
 ``config.json``       recipe, seed, tokenizer, feature spec, vocabulary, data, versions
 ``splits.json``       the training and validation review ids
 ``history.json``      per-epoch training and validation figures
@@ -21,11 +21,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from runtime.text import settings as tokenizer_settings
+from runtime.encoding.text import settings as tokenizer_settings
 from runtime.atomic import staging_dir
-from runtime.bundle import sha256_file
-from runtime.features import NGRAM, SEQUENCE, Encoder, encoder_from_spec
-from runtime.vocab import Vocabulary, VocabularyError
+from runtime.bundle.files import sha256_file
+from runtime.encoding.features import NGRAM, SEQUENCE, Encoder, encoder_from_spec
+from runtime.encoding.vocab import Vocabulary, VocabularyError
 
 MODEL_FILE = "model.keras"
 VOCAB_FILE = "vocab.txt"

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from runtime.vocab import RESERVED
+from runtime.encoding.vocab import RESERVED
 
 
 def log_count_ratios(ids: np.ndarray, labels: np.ndarray, rows: int, alpha: float = 1.0) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from runtime.features import MULTI_HOT, NGRAM, SEQUENCE
+from runtime.encoding.features import MULTI_HOT, NGRAM, SEQUENCE
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, roc_auc_score
 
-from runtime.bundle import DEFAULT_THRESHOLD, LABELS
+from runtime.bundle.manifest import DEFAULT_THRESHOLD, LABELS
 from train.corpus import Split
 from train.plotting import pyplot, save
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from runtime.text import settings as tokenizer_settings
-from runtime.features import NGRAM, SEQUENCE, Encoder, MultiHotEncoder, NgramEncoder, SequenceEncoder, pad_word_ids
-from runtime.vocab import Vocabulary
+from runtime.encoding.text import settings as tokenizer_settings
+from runtime.encoding.features import NGRAM, SEQUENCE, Encoder, MultiHotEncoder, NgramEncoder, SequenceEncoder, pad_word_ids
+from runtime.encoding.vocab import Vocabulary
 from train import calibration, model_dir, report
 from train.corpus import Corpus, Split
 from train.environment import library_versions

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from runtime.classifier import Classifier, Prediction
 from runtime.explain import Explanation, marked
-from runtime.reading import shown
+from runtime.cli.reading import shown
 
 OUTPUT_KEYS = frozenset({"source", "file", "label", "probability", "known_words", "model", "artifact", "engine",
                          "warnings", "uncertain_band", "explanation", "error"})
@@ -31,7 +31,7 @@ _ASCII_JSON = json.JSONEncoder(allow_nan=False)
 
 @dataclass
 class Result:
-    name: str  # a file name, or a record's source as runtime.records gives it (already shown)
+    name: str  # a file name, or a record's source as runtime.cli.records gives it (already shown)
     prediction: Prediction | None  # None: not classified, ``error`` says why
     warnings: list[str] = field(default_factory=list)
     error: str | None = None

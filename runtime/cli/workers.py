@@ -2,7 +2,7 @@
 engine state is inherited), with Ctrl-C ignored and one BLAS thread, builds its scorer once,
 says it is ready, answers the items sent to it, in order, and leaves at once when told to stop.
 
-The command scores items too (``runtime.bulk``), so between two items of its own it must see,
+The command scores items too (``runtime.cli.bulk``), so between two items of its own it must see,
 without waiting, which workers are ready and have room: it reads their answers straight from
 each worker's pipe (``concurrent.futures.ProcessPoolExecutor`` cannot tell a loading worker
 from a busy one). Items are written by one thread of the command into pipes widened where the
@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
-from runtime.backends import usable_cpus as available_cores  # noqa: F401 (the pools' name for it)
+from runtime.engines.base import usable_cpus as available_cores  # noqa: F401 (the pools' name for it)
 from runtime.errors import Error
 
 PIPE_BYTES = 1 << 20  # pipe capacity asked for: a block of lines (runtime.records.line_blocks) at once; Linux's limit for users
@@ -65,7 +65,7 @@ class _Worker:
 
 class Pool:
     """Workers the command shares items with (``runtime.bulk._shared``): worker processes
-    here, Ray actors in ``runtime.ray_workers``. Each member has ``ready`` (its scorer is
+    here, Ray actors in ``runtime.cli.ray_workers``. Each member has ``ready`` (its scorer is
     built) and ``tickets`` (items sent and not yet answered); at most ``in_flight`` each.
     ``wait`` fails with ``WorkerError`` once a worker has not answered for ``timeout`` seconds
     (None: no limit), and calls ``note`` with a line naming it after ``note_after(timeout)``."""

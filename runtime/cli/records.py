@@ -29,8 +29,8 @@ from itertools import islice
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from runtime.reading import BLOCK, InputError, shown, wide_bom
-from runtime.text import EMPTY_REVIEW, is_blank
+from runtime.cli.reading import BLOCK, InputError, shown, wide_bom
+from runtime.encoding.text import EMPTY_REVIEW, is_blank
 
 MAX_RECORD = 4 << 20  # bytes (characters for CSV) of one record
 MAX_RECORD_LINES = 1000  # lines one CSV record may span (a quoted field holding newlines)

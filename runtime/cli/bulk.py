@@ -2,12 +2,12 @@
 cluster, or the one ``RAY_ADDRESS`` names).
 
 The reading process cuts its files into items (blocks of whole lines, or parsed CSV records,
-see ``runtime.records``); a ``BlockScorer`` turns an item into its rendered output: it parses
+see ``runtime.cli.records``); a ``BlockScorer`` turns an item into its rendered output: it parses
 the records, scores them and renders each result as the command line prints it. Items come
 back in input order and every byte is the one the single-process path gives (the engines are
 batch-invariant), whatever the number of processes. With ``--jobs N`` the reading process is
-one of the N: it scores the items its N - 1 worker processes (``runtime.workers``) have no
-room for, and so it does with Ray actors (``runtime.ray_workers``). Every worker loads the
+one of the N: it scores the items its N - 1 worker processes (``runtime.cli.workers``) have no
+room for, and so it does with Ray actors (``runtime.cli.ray_workers``). Every worker loads the
 bundle once, and at most ``IN_FLIGHT`` items per worker are in flight, so memory stays
 bounded for any number of records. A worker that dies makes the run fail with
 ``WorkerError`` instead of hanging. Ray is imported only when asked for.
@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from functools import partial
 
 from runtime.classifier import Classifier, load
-from runtime.features import BULK_MEMO_SIZE
-from runtime.records import Item, records_of
-from runtime.render import OutputOptions, Renderer, Result, warnings
-from runtime.workers import Pool, Ticket, WorkerPool, available_cores
+from runtime.encoding.features import BULK_MEMO_SIZE
+from runtime.cli.records import Item, records_of
+from runtime.cli.render import OutputOptions, Renderer, Result, warnings
+from runtime.cli.workers import Pool, Ticket, WorkerPool, available_cores
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ def score(items: Iterable[Item], job: Job, clf: Classifier, jobs: int = 1,
     """
     here = BlockScorer(job, clf)
     if ray_workers is not None:
-        from runtime.ray_workers import RayPool
+        from runtime.cli.ray_workers import RayPool
 
         pool = RayPool(BlockScorer, (job,), ray_workers, IN_FLIGHT, timeout=timeout, note=note)
     elif jobs <= 1:

@@ -10,7 +10,7 @@ One encoder per feature family, shared by training and serving:
   over a table of ``vocab_size + buckets`` rows (see ``NgramEncoder``). Like multi-hot, the
   exported models and Keras both take the ids, padded with 0.
 
-Encoders memoize ``chunk -> token ids`` (see ``runtime.text``): a chunk's ids depend on
+Encoders memoize ``chunk -> token ids`` (see ``runtime.encoding.text``): a chunk's ids depend on
 that chunk alone, so the memo is exact, and a review costs little more than
 ``lower().split()`` plus one dictionary look-up per distinct chunk. The memo is bounded in
 entries and in characters (a chunk longer than any word is never kept): once full it stops
@@ -18,7 +18,7 @@ growing, which changes speed, never results.
 
 Many reviews at once (``model_input_rows``, what batches and bulk scoring use) take another
 road to the same ids: reviews whose tokens are ASCII are tokenized together in numpy
-(``runtime.block_tokens``), which gives each review's token ids exactly as the memo does, at a
+(``runtime.encoding.block_tokens``), which gives each review's token ids exactly as the memo does, at a
 fraction of the cost.
 
 A text longer than ``STREAM_OVER`` characters is encoded in pieces by every road
@@ -36,9 +36,9 @@ from itertools import chain, repeat
 
 import numpy as np
 
-from runtime import text as _text
-from runtime.block_tokens import WordTable, ascii_form, block_token_ids
-from runtime.vocab import PAD_ID, START_ID, UNK_ID, Vocabulary
+from runtime.encoding import text as _text
+from runtime.encoding.block_tokens import WordTable, ascii_form, block_token_ids
+from runtime.encoding.vocab import PAD_ID, START_ID, UNK_ID, Vocabulary
 
 MULTI_HOT = "multi_hot"
 SEQUENCE = "sequence"
@@ -124,7 +124,7 @@ class _TokenEncoder:
     def model_input_rows(self, texts: Sequence[str]) -> list[np.ndarray]:
         """``model_input`` of each text, equal array for array. Reviews whose tokens are ASCII
         are tokenized together in blocks of up to ``BLOCK_CHARS`` characters
-        (``runtime.block_tokens``), so a block's arrays stay small whatever the reviews; the
+        (``runtime.encoding.block_tokens``), so a block's arrays stay small whatever the reviews; the
         others (and longer reviews, and batches of fewer than ``MIN_BLOCK``) one at a time."""
         if len(texts) < MIN_BLOCK:
             return [self.model_input(t) for t in texts]

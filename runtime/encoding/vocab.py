@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from runtime import text as _text
+from runtime.encoding import text as _text
 from runtime.atomic import write_atomic
 from runtime.errors import Error
 

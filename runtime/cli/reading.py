@@ -20,10 +20,10 @@ from itertools import chain
 from typing import BinaryIO
 
 from runtime.errors import Error
-from runtime.text import EMPTY_REVIEW, is_blank
+from runtime.encoding.text import EMPTY_REVIEW, is_blank
+from runtime.classifier import WHOLE_UP_TO
 
 BLOCK = 1 << 20  # bytes read at a time
-WHOLE_UP_TO = 4 << 20  # characters: a longer review is streamed
 # UTF-32's first: its little-endian mark begins with UTF-16's.
 _WIDE_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
               (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from runtime.workers import Pool, Ticket, WorkerError, available_cores, note_after
+from runtime.cli.workers import Pool, Ticket, WorkerError, available_cores, note_after
 
 LOCAL_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # Ray's own switch for a single-machine, loopback cluster
 # Ray's notices that say nothing to a user of the command, by logger: it set no SIGTERM handler

@@ -1,4 +1,4 @@
-"""Token ids of many ASCII reviews at once, in numpy: ``runtime.text``'s tokenizer, vectorized.
+"""Token ids of many ASCII reviews at once, in numpy: ``runtime.encoding.text``'s tokenizer, vectorized.
 
 Scoring a large file one review at a time spends most of its time turning each word into a
 Python string and looking it up. For reviews that are pure ASCII (nine in ten of IMDB's),
@@ -32,8 +32,8 @@ from itertools import filterfalse
 
 import numpy as np
 
-from runtime import text as _text
-from runtime.vocab import UNK_ID, Vocabulary
+from runtime.encoding import text as _text
+from runtime.encoding.vocab import UNK_ID, Vocabulary
 
 SPACE, WORD, JOINER, OTHER = 0, 1, 2, 3
 KEY_BYTES = 16  # tokens up to this long are keyed by their bytes; longer ones use the dictionary

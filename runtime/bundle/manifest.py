@@ -15,21 +15,17 @@ for its type (``true`` is not a number), finiteness and range when the file is r
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import stat
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
-from runtime import temperature as _temperature
-from runtime import text as _text
+from runtime import probability as _temperature
+from runtime.encoding import text as _text
 from runtime.atomic import write_atomic
-from runtime.backends import LOGIT, PROBABILITY
-from runtime.errors import Error
-from runtime.features import FAMILIES, NGRAM, SEQUENCE, Encoder, encoder_from_spec
-from runtime.vocab import Vocabulary, VocabularyError
+from runtime.engines.base import LOGIT, PROBABILITY
+from runtime.bundle.files import BundleError
+from runtime.encoding.features import FAMILIES, NGRAM, SEQUENCE
 
 FORMAT = "imdb-edge-bundle"
 FORMAT_VERSION = 5  # 2: multi-hot models take word ids; 3: every artifact records its vocabulary size;
@@ -48,97 +44,6 @@ MAX_IDS = 2**31 - 1  # vocabulary sizes, buckets and table rows are int32 ids
 MAX_SEQUENCE_LENGTH = 1 << 20  # ids per review of a sequence model (a row is allocated per review)
 MAX_GOLDEN_REVIEWS = 1 << 20
 CRITERIA = ("float32_max_abs_diff", "min_label_agreement", "max_test_accuracy_drop")  # parity --data's
-
-
-class BundleError(Error):
-    """A bundle that is missing, malformed, tampered with or inconsistent."""
-
-
-def sha256_file(path: Path) -> str:
-    with open(path, "rb") as f:
-        return _sha256_of(f)
-
-
-def _sha256_of(f) -> str:
-    h = hashlib.sha256()
-    while block := f.read(1 << 20):
-        h.update(block)
-    return h.hexdigest()
-
-
-def _mib(n: int) -> str:
-    return f"{n >> 30} GiB" if n >= 1 << 30 else f"{n >> 20} MiB"
-
-
-def open_inside(root: Path, rel: str, max_bytes: int, what: str, size: int | None = None):
-    """Open the bundle file ``rel`` for binary reading, after checking it is safe to read.
-
-    Args:
-        root: the bundle directory.
-        rel: the file's name inside it (already checked by ``_Fields.file``).
-        max_bytes: the most this kind of file may hold.
-        what: what the file is, for the message ("manifest", "golden set", ...).
-        size: the exact size the manifest records (artifacts), or None.
-
-    Returns:
-        The open file, positioned at its start.
-
-    Raises:
-        BundleError: one line naming the file, if it resolves outside ``root``, is missing,
-            is not a regular file, or is larger than ``max_bytes`` (or not ``size`` bytes).
-    """
-    path = root / rel
-    try:
-        inside = path.resolve().is_relative_to(root.resolve())
-    except (OSError, RuntimeError) as e:  # a symlink loop
-        raise BundleError(f"{path}: cannot resolve ({e})") from e
-    if not inside:
-        raise BundleError(f"{path}: points outside the bundle directory {root}")
-    try:
-        # O_NONBLOCK: opening a FIFO returns at once instead of waiting for a writer.
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError as e:
-        raise BundleError(f"{path}: missing from the bundle") from e
-    except OSError as e:
-        raise BundleError(f"{path}: cannot open ({e.strerror})") from e
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise BundleError(f"{path}: not a regular file, not a {what}")
-        f = os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-    try:
-        if size is not None and st.st_size > size:
-            raise BundleError(f"{path}: {st.st_size} bytes, more than the {size} the manifest records "
-                              f"(modified or corrupt)")
-        if st.st_size > max_bytes:
-            raise BundleError(f"{path}: larger than {_mib(max_bytes)}, not a {what}")
-    except BaseException:
-        f.close()
-        raise
-    return f
-
-
-def read_inside(root: Path, rel: str, max_bytes: int, what: str, size: int | None = None) -> bytes:
-    """The bytes of the bundle file ``rel``, opened by ``open_inside`` and never more than
-    ``max_bytes`` of them (a file that grows while it is read is refused)."""
-    with open_inside(root, rel, max_bytes, what, size) as f:
-        try:
-            data = f.read(max_bytes + 1)
-        except OSError as e:
-            raise BundleError(f"{root / rel}: cannot read ({e.strerror})") from e
-    if len(data) > min(max_bytes, size if size is not None else max_bytes):
-        raise BundleError(f"{root / rel}: changed while it was read")
-    return data
-
-
-def _check_size(path: Path, real: int, size: int | None) -> None:
-    """A verified file whose size is not the one the manifest records (a smaller file fails
-    its sha256 first; a larger one is never read)."""
-    if size is not None and real != size:
-        raise BundleError(f"{path}: {real} bytes, but the manifest records {size} (field 'size_bytes')")
 
 
 class _Fields:
@@ -349,7 +254,7 @@ class Artifact:
     validation: dict
     engines: list[EngineRecord] = field(default_factory=list)
     min_versions: dict[str, str] = field(default_factory=dict)
-    output: str = PROBABILITY  # or LOGIT: the runtime applies the sigmoid (see backends.sigmoid32)
+    output: str = PROBABILITY  # or LOGIT: the runtime applies the sigmoid (see engines.base.sigmoid32)
 
     @property
     def is_float32(self) -> bool:
@@ -494,155 +399,3 @@ class Manifest:
     def write(self, path: Path) -> None:
         """Write the manifest atomically."""
         write_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
-
-
-@dataclass(frozen=True)
-class Problem:
-    """A file that failed verification: ``artifact`` names the artifact, or is None for the
-    bundle's own files (vocabulary, golden set)."""
-
-    artifact: str | None
-    message: str
-
-
-@dataclass
-class Bundle:
-    root: Path
-    manifest: Manifest
-
-    @property
-    def artifacts(self) -> dict[str, Artifact]:
-        return self.manifest.artifacts
-
-    @property
-    def manifest_path(self) -> Path:
-        return self.root / MANIFEST
-
-    def artifact(self, name: str | None) -> Artifact:
-        """The named artifact (default: the manifest's ``default_artifact``)."""
-        name = name or self.manifest.default_artifact
-        if name not in self.artifacts:
-            raise BundleError(f"{self.root}: no artifact {name!r}; the bundle has {', '.join(self.artifacts)}")
-        return self.artifacts[name]
-
-    def path(self, rel: str) -> Path:
-        """The file ``rel`` of the bundle, refused as ``open_inside`` refuses it (outside the
-        bundle directory, missing, not a regular file)."""
-        with open_inside(self.root, rel, MAX_ARTIFACT_BYTES, "bundle file"):
-            return self.root / rel
-
-    def _limits(self, rel: str) -> tuple[int, str, int | None]:
-        """The cap, the kind and the exact size (artifacts) of the file ``rel``."""
-        m = self.manifest
-        if rel == m.vocabulary["file"]:
-            return MAX_VOCABULARY_BYTES, "vocabulary", None
-        if rel == m.golden["file"]:
-            return MAX_GOLDEN_BYTES, "golden set", None
-        sizes = [a.size_bytes for a in self.artifacts.values() if a.file == rel]
-        return MAX_ARTIFACT_BYTES, "model", sizes[0] if sizes else None
-
-    def verify_file(self, rel: str, expected_sha: str) -> Path:
-        """The path of the bundle file ``rel`` after checking it (``open_inside``) and its sha256."""
-        limits = self._limits(rel)
-        with open_inside(self.root, rel, *limits) as f:
-            try:
-                digest = _sha256_of(f)
-                real = f.tell()
-            except OSError as e:
-                raise BundleError(f"{self.root / rel}: cannot read ({e.strerror})") from e
-        if digest != expected_sha:
-            raise BundleError(f"{self.root / rel}: sha256 does not match the manifest (modified or corrupt)")
-        _check_size(self.root / rel, real, limits[2])
-        return self.root / rel
-
-    def read_verified(self, rel: str, expected_sha: str) -> bytes:
-        """The bytes of the bundle file ``rel``, checked (``open_inside``) and matching its sha256:
-        what is used is what was verified."""
-        limits = self._limits(rel)
-        data = read_inside(self.root, rel, *limits)
-        if hashlib.sha256(data).hexdigest() != expected_sha:
-            raise BundleError(f"{self.root / rel}: sha256 does not match the manifest (modified or corrupt)")
-        _check_size(self.root / rel, len(data), limits[2])
-        return data
-
-    def vocabulary(self) -> Vocabulary:
-        """The verified vocabulary."""
-        info = self.manifest.vocabulary
-        path = self.verify_file(info["file"], info["sha256"])
-        try:
-            vocab = Vocabulary.load(path)
-        except VocabularyError as e:
-            raise BundleError(str(e)) from e
-        if info.get("size") is not None and info["size"] != len(vocab):
-            raise BundleError(f"{self.manifest_path}: field 'vocabulary.size' is {info['size']}, but {path} holds "
-                              f"{len(vocab)} tokens")
-        return vocab
-
-    def encoder(self) -> Encoder:
-        """The manifest's feature encoder over the verified vocabulary, checked to fit each other."""
-        vocab = self.vocabulary()
-        try:
-            return encoder_from_spec(self.manifest.features, vocab)
-        except (ValueError, KeyError, TypeError) as e:
-            raise BundleError(f"{self.root / self.manifest.vocabulary['file']}: {e}") from e
-
-    def artifact_path(self, name: str | None) -> tuple[Artifact, Path]:
-        """An artifact and its verified file."""
-        artifact = self.artifact(name)
-        return artifact, self.verify_file(artifact.file, artifact.sha256)
-
-    def artifact_content(self, name: str | None) -> tuple[Artifact, Path, bytes]:
-        """An artifact, its path and its verified bytes, which the engines load: they need not
-        open the path (one an engine cannot take, such as a non-UTF-8 name, still loads), and
-        what runs is what was verified."""
-        artifact = self.artifact(name)
-        return artifact, self.root / artifact.file, self.read_verified(artifact.file, artifact.sha256)
-
-    def golden(self) -> list[dict]:
-        """The verified golden reviews, every field parity uses checked."""
-        info = self.manifest.golden
-        path = self.root / info["file"]
-        data = self.read_verified(info["file"], info["sha256"])
-        try:
-            parsed = json.loads(data.decode("utf-8"))
-        except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
-            raise BundleError(f"{path}: not a golden set ({e})") from e
-        return _check_golden(parsed, str(path), list(self.artifacts), info.get("reviews"))
-
-    def verify_all(self) -> list[Problem]:
-        """Check every file the manifest lists; the problems, each with its artifact (empty when sound)."""
-        m = self.manifest
-        entries = [(None, m.vocabulary["file"], m.vocabulary["sha256"]), (None, m.golden["file"], m.golden["sha256"])]
-        entries += [(name, a.file, a.sha256) for name, a in self.artifacts.items()]
-        problems = []
-        for artifact, rel, sha in entries:
-            try:
-                self.verify_file(rel, sha)
-            except BundleError as e:
-                problems.append(Problem(artifact, str(e)))
-        if not problems:
-            try:
-                self.encoder()
-            except BundleError as e:
-                problems.append(Problem(None, str(e)))
-        return problems
-
-    def write_manifest(self) -> None:
-        self.manifest.write(self.manifest_path)
-
-
-def open_bundle(root: str | Path) -> Bundle:
-    """Read and check a bundle's manifest (files are verified when used)."""
-    root = Path(root)
-    path = root / MANIFEST
-    if not root.is_dir():
-        raise BundleError(f"{root}: not a bundle directory")
-    if not os.path.lexists(path):
-        raise BundleError(f"{path}: missing; {root} is not a bundle")
-    try:
-        data = json.loads(read_inside(root, MANIFEST, MAX_MANIFEST_BYTES, "manifest").decode("utf-8"))
-    except (ValueError, RecursionError) as e:
-        raise BundleError(f"{path}: unreadable manifest ({e})") from e
-    if not isinstance(data, dict):
-        raise BundleError(f"{path}: not an {FORMAT} manifest")
-    return Bundle(root, Manifest.from_dict(data, str(path)))

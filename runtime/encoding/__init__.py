@@ -1,0 +1,1 @@
+"""Text to model inputs: the one tokenizer (text), vocabulary (vocab) and encoders (features)."""

@@ -1,0 +1,1 @@
+"""Inference engines behind one interface: base (registry, Backend, load_backend), tflite, onnx."""
