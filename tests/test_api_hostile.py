@@ -300,8 +300,8 @@ def test_explain_refuses_a_text_longer_than_the_command_explains(clf):
 
 def test_every_error_class_of_the_runtime_derives_from_runtime_error():
     found = []
-    for info in pkgutil.iter_modules(runtime.__path__):
-        module = importlib.import_module(f"runtime.{info.name}")
+    for info in pkgutil.walk_packages(runtime.__path__, "runtime."):
+        module = importlib.import_module(info.name)
         for value in vars(module).values():
             if (isinstance(value, type) and issubclass(value, BaseException)
                     and not issubclass(value, KeyboardInterrupt)  # a signal stopping a command
