@@ -30,7 +30,6 @@ error; 1 a tool failed (build, venv, pip, the emulated image); 130 interrupted.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
