@@ -88,8 +88,28 @@ def _ignore(folder: str, names: list[str]) -> set[str]:
     return {n for n in names if n in _NOT_SOURCE or n.endswith((".egg-info", ".pyc"))}
 
 
+OFFLINE_NEEDS = {"build": (1, 2), "setuptools": (77,)}
+
+
+def offline_problem() -> str | None:
+    """Why this environment cannot build without an isolated one (None: it can)."""
+    for dist, floor in OFFLINE_NEEDS.items():
+        try:
+            version = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            version = None
+        parts = tuple(int(p) for p in (version or "0").split(".")[:len(floor)] if p.isdigit())
+        if version is None or parts < floor:
+            want = f"{dist}>={'.'.join(map(str, floor))}"
+            return (f"--offline builds in this environment, which has {dist} {version or 'not installed'}: "
+                    f"pip install '{want}' (the dev extra has it)")
+    return None
+
+
 def build(dest: Path, offline: bool = False, source: Path = ROOT) -> Built:
     """The wheel and sdist of ``source``, built from a copy of it into ``dest/dist``."""
+    if offline and (problem := offline_problem()):
+        raise WheelError(problem)
     copy = dest / "source"
     shutil.copytree(source, copy, ignore=_ignore, symlinks=True)
     cmd = [sys.executable, "-m", "build", "--outdir", str(dest / "dist"), str(copy)]

@@ -137,3 +137,13 @@ def test_the_wheel_classifies_on_emulated_arm64_debian_12(built_wheel):
     problems = arm64.wheel_check(built_wheel.wheel, SAMPLE, wheel_check.reference(SAMPLE), log=lines.append)
     assert problems == []
     assert lines and "classifies as this machine does" in lines[0] and "bookworm" in lines[0]
+
+
+def test_offline_names_what_this_environment_lacks_to_build(monkeypatch):
+    versions = {"build": "1.6.1", "setuptools": "65.5.0"}
+    monkeypatch.setattr(wheel_check.metadata, "version", lambda dist: versions[dist])
+    assert "has setuptools 65.5.0: pip install 'setuptools>=77'" in wheel_check.offline_problem()
+    versions["setuptools"] = "77.0.3"
+    assert wheel_check.offline_problem() is None
+    versions["build"] = "1.1"
+    assert "has build 1.1: pip install 'build>=1.2'" in wheel_check.offline_problem()
