@@ -264,3 +264,45 @@ def check(bundle: Path, host_results: dict[str, list[dict]], numpy_1: set[str],
                 problems += found_problems
                 everything += results
     return everything, problems
+
+
+def wheel_check(wheel: Path, sample: Path, want: dict[str, str], target: Target = TARGETS[0],
+                engine: str = "litert", log=print) -> list[str]:
+    """The built wheel on emulated ``target`` (Debian 12 on a Pi 4's CPU unless told), with one
+    engine's aarch64 wheels: ``imdb-classify``, ``python -m runtime.classify`` and
+    ``runtime.load().predict`` classify ``sample``; how their output differs from ``want``
+    (this machine's, see ``export.wheel.reference``), one line each."""
+    from export.wheel import WheelError, answer, commands, compare, engine_requirement
+
+    cache = cache_dir() / "arm64"
+    cache.mkdir(parents=True, exist_ok=True)
+    qemu_binary, qemu_version = qemu(cache)
+    tree = userland(target, cache)
+    requirement = engine_requirement(ENGINES[engine][2])
+    found = wheels(target, [requirement], cache)
+    if found is None:
+        raise Arm64Error(f"{target.label}: no aarch64 wheel of {requirement}")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        site = work / "site"
+        # A pure-Python wheel: this machine's pip unpacks it as the guest's would, with its
+        # console script in site/bin (run below by the guest's python, not its #! line).
+        _run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
+             f"pip install --target {wheel.name}")
+        (work / "elsewhere").mkdir()
+        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": os.pathsep.join(map(str, (site, found))),
+               "PYTHONNOUSERSITE": "1", "QEMU_CPU": target.cpu, "QEMU_LD_PREFIX": str(tree),
+               "HOME": str(work), "LANG": "C.UTF-8"}
+        guest = [str(qemu_binary), str(tree / "usr" / "bin" / f"python{target.python}")]
+        installed = commands(site / "bin" / "python")  # the paths of the console script and python
+        cmds = {"imdb-classify": [*guest, installed["imdb-classify"][0], *installed["imdb-classify"][1:]],
+                **{what: [*guest, *cmd[1:]] for what, cmd in installed.items() if what != "imdb-classify"}}
+        try:
+            got = {what: answer(cmd, sample, work / "elsewhere", f"{what} on {target.name}", env, timeout=900)
+                   for what, cmd in cmds.items()}
+        except WheelError as e:
+            raise Arm64Error(str(e)) from None
+    problems = compare(got, want, f"{target.name} (qemu {qemu_version.split('+')[0].split(':')[-1]})", str(site))
+    log(f"{target.label}: {wheel.name} with {requirement}: "
+        + ("classifies as this machine does" if not problems else f"{len(problems)} differences"))
+    return problems

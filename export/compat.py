@@ -7,9 +7,14 @@ installed, and the results are written into the bundle's manifest.
 ``--arm64`` runs the same engine versions on emulated arm64 Debian 12 and 13 too
 (``export.arm64``; needs root and debootstrap) and records those rows beside this machine's.
 
-exit status (as for every command, see runtime.exitcodes): 0 matrix recorded; 3 an arm64
-result differs from this machine's (each difference is printed); 4 the bundle is missing or
-unusable; 64 usage error; 1 an environment could not be built (pip, debootstrap, a download).
+``python -m export.compat --arm64 --wheel WHEEL [--sample FILE]`` installs a built wheel
+(``python -m export.wheel --out DIR`` makes one) on emulated arm64 Debian 12 with
+ai-edge-litert instead, and checks that ``imdb-classify``, ``python -m runtime.classify`` and
+``runtime.load()`` there print what this checkout prints for the sample review.
+
+exit status (as for every command, see runtime.exitcodes): 0 matrix recorded (or the wheel
+classifies as here); 3 an arm64 result differs from this machine's (each difference is
+printed); 4 the bundle, wheel or sample is missing or unusable; 64 usage error; 1 an environment could not be built (pip, debootstrap, a download).
 """
 
 from __future__ import annotations
@@ -138,13 +143,46 @@ def matrix(bundle: Bundle) -> str:
     return "\n".join(lines)
 
 
+def wheel_main(wheel: Path, sample: Path) -> int:
+    """``--arm64 --wheel``: the wheel on emulated Debian 12 against this checkout's answers."""
+    from export import arm64
+    from export.wheel import WheelError, reference
+
+    for path, what in ((wheel, "wheel"), (sample, "sample")):
+        if not path.is_file():
+            print(f"error: {what} {path}: no such file", file=sys.stderr)
+            return exitcodes.UNUSABLE
+    try:
+        with exitcodes.stop_signals_interrupt():
+            problems = arm64.wheel_check(wheel.resolve(), sample.resolve(), reference(sample.resolve()),
+                                         log=lambda line: print(line, file=sys.stderr))
+    except (WheelError, Arm64Error) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return exitcodes.INTERNAL
+    except KeyboardInterrupt as e:
+        print(f"arm64 wheel check {exitcodes.interrupt_name(e)}", file=sys.stderr)
+        return exitcodes.status_of(e)
+    for line in problems:
+        print(f"arm64: {line}", file=sys.stderr)
+    return exitcodes.CHECK_FAILED if problems else exitcodes.OK
+
+
 def main(argv: list[str] | None = None) -> int:
     p = exitcodes.parser("python -m export.compat", __doc__)
-    p.add_argument("bundle", type=Path)
+    p.add_argument("bundle", type=Path, nargs="?")
     p.add_argument("--engines", nargs="+", default=DEFAULT_SPECS, metavar="SPEC")
     p.add_argument("--arm64", action="store_true",
                    help="also run each engine version on emulated arm64 Debian 12 and 13 (root, slow; see export.arm64)")
+    p.add_argument("--wheel", type=Path, help="with --arm64: install this wheel on emulated Debian 12 and classify")
+    p.add_argument("--sample", type=Path, default=ROOT / "samples" / "positive.txt",
+                   help="with --wheel: the review to classify (default: samples/positive.txt)")
     args = p.parse_args(argv)
+    if args.wheel is not None:
+        if not args.arm64 or args.bundle is not None:
+            p.error("--wheel goes with --arm64 and no BUNDLE (on this machine: python -m export.wheel)")
+        return wheel_main(args.wheel, args.sample)
+    if args.bundle is None:
+        p.error("the following arguments are required: bundle")
     try:
         bundle, problems = run(args.bundle, args.engines, args.arm64)
     except BundleError as e:

@@ -23,6 +23,14 @@ def corpus_path() -> Path | None:
 
 
 @pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory):
+    """The wheel and sdist of this checkout, built once (``python -m build``, as users get them)."""
+    from export.wheel import build
+
+    return build(tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture(scope="session")
 def corpus():
     """The real IMDB corpus; required in CI (IMDB_DATA), skipped elsewhere if absent."""
     path = corpus_path()

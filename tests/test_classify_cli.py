@@ -1,11 +1,8 @@
 """``python -m runtime.classify``: output, batching, exit codes and every kind of bad input."""
 
 import json
-import os
 import subprocess
 import sys
-import venv
-from pathlib import Path
 
 import pytest
 
@@ -175,25 +172,3 @@ def test_200_mb_file_is_streamed_in_bounded_memory(tmp_path, corpus):
     assert "EXIT 0" in err, err
     assert out.stdout.decode().split("\t")[0] in ("positive", "negative")
     assert rss_kb < 250_000, f"peak RSS {rss_kb} KB for a {written >> 20} MB file"
-
-
-def test_fresh_virtualenv_with_one_engine_classifies(tmp_path, reviews):
-    """pip install . plus one engine, no TensorFlow: the shipped bundle classifies a review."""
-    good, _ = reviews
-    env_dir = tmp_path / "venv"
-    venv.EnvBuilder(with_pip=True).create(env_dir)
-    py = env_dir / "bin" / "python"
-    install = subprocess.run([str(py), "-m", "pip", "install", "-q", f"{ROOT}[litert]"],
-                             capture_output=True, text=True, timeout=900)
-    assert install.returncode == 0, install.stderr[-2000:]
-    frozen = subprocess.run([str(py), "-m", "pip", "freeze"], capture_output=True, text=True).stdout.lower()
-    assert "tensorflow" not in frozen and "keras" not in frozen
-    out = subprocess.run([str(py), "-m", "runtime.classify", "--json", str(good)], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=120,
-                         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
-    assert out.returncode == 0, out.stderr
-    row = json.loads(out.stdout)
-    assert row["label"] == "positive" and row["engine"] == "litert"
-    site = subprocess.run([str(py), "-c", "import runtime; print(runtime.__file__)"], cwd=tmp_path,
-                          capture_output=True, text=True).stdout
-    assert str(env_dir) in site and Path(site.strip()).parent.joinpath("default_bundle", "manifest.json").exists()
