@@ -91,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
             recipe = dataclasses.replace(recipe, vocab_size=args.vocab_size)
         if args.max_epochs:
             recipe = dataclasses.replace(recipe, max_epochs=args.max_epochs)
+        keep = frozenset(k for k in ("vocab_size", "max_epochs") if getattr(args, k))
         metrics = trainer.run(corpus, recipe, args.seed, args.out, verbose=0 if args.quiet else 2,
-                              time_budget=args.time_budget)
+                              time_budget=args.time_budget, keep=keep)
     except CorpusError as e:
         print(f"error: {e}", file=sys.stderr)
         return exitcodes.UNUSABLE

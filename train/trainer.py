@@ -197,7 +197,7 @@ def best_epoch_of(history: dict, monitor: str) -> int:
 
 
 def run(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose: int = 2,
-        time_budget: float | None = None) -> dict:
+        time_budget: float | None = None, keep: frozenset[str] = frozenset()) -> dict:
     """Train, evaluate on the test split, and publish the model directory at ``out``.
 
     Args:
@@ -208,12 +208,13 @@ def run(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose: int = 2,
         out: the model directory to write (replaced in one rename at the end).
         verbose: Keras' verbosity.
         time_budget: seconds for the search on a user's data (``tuning.DEFAULT_TIME_BUDGET``).
+        keep: the recipe's fields the user set: neither fitted to a user's data nor searched.
 
     Returns:
         The test figures (as in metrics.json).
     """
     if corpus.user_data:
-        return _run_user_data(corpus, recipe, seed, out, verbose, time_budget)
+        return _run_user_data(corpus, recipe, seed, out, verbose, time_budget, keep)
     train, test = corpus.splits["train"], corpus.splits["test"]
     trained = fit(train, recipe, seed, verbose)
     x_test = keras_inputs(trained.encoder, test.texts, "encode test")
@@ -271,7 +272,7 @@ def _joined(a: Split, b: Split) -> Split:
 
 
 def _run_user_data(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose: int,
-                   time_budget: float | None) -> dict:
+                   time_budget: float | None, keep: frozenset[str]) -> dict:
     """``run`` on a user's data: N labels, stratified validation, settings chosen on validation."""
     import time
 
@@ -293,7 +294,7 @@ def _run_user_data(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose
 
         raise DataError(f"{corpus.source}: too few examples to hold out a validation split")
     budget = tuning.DEFAULT_TIME_BUDGET if time_budget is None else time_budget
-    base = tuning.adapt(recipe, train.texts, n_labels)
+    base = tuning.adapt(recipe, train.texts, n_labels, keep)
 
     def log(line: str) -> None:
         if verbose:
@@ -301,7 +302,7 @@ def _run_user_data(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose
 
     best, trials = tuning.search(lambda r: fit(train, r, seed, 0 if verbose < 2 else verbose, n_labels, val_idx,
                                                refit=False),
-                                 tuning.candidates(base), budget, log)
+                                 tuning.candidates(base, keep), budget, log)
     chosen, trained = trials[best]["recipe"], trials[best]["trained"]
     log(f"tuning: chose {tuning.record(trials, best, budget)['trials'][best]['setting']}")
     if chosen.refit:

@@ -30,13 +30,14 @@ def _next_pow2(n: int) -> int:
     return 1 << max(int(n) - 1, 1).bit_length()
 
 
-def adapt(recipe: Recipe, texts: list[str], labels: int) -> Recipe:
+def adapt(recipe: Recipe, texts: list[str], labels: int, keep: frozenset[str] = frozenset()) -> Recipe:
     """``recipe`` with its size settings fitted to ``texts`` (the training examples).
 
     Args:
         recipe: a recipe of ``train.recipes``.
         texts: the training texts.
         labels: the number of labels.
+        keep: the recipe's fields the user set (``--vocab-size``, ``--max-epochs``): left as they are.
 
     Returns:
         The recipe with batch size, epochs and patience (every family), buckets (n-gram) and
@@ -64,16 +65,17 @@ def adapt(recipe: Recipe, texts: list[str], labels: int) -> Recipe:
     if recipe.family == SEQUENCE:
         length = int(np.percentile(words, 95)) + 8 if n else recipe.sequence_length
         changes["sequence_length"] = int(min(recipe.sequence_length, max(16, length)))
-    return dataclasses.replace(recipe, **changes)
+    return dataclasses.replace(recipe, **{k: v for k, v in changes.items() if k not in keep})
 
 
-def candidates(recipe: Recipe) -> list[Recipe]:
-    """Variants of ``recipe`` (already ``adapt``-ed) to try, most promising first."""
+def candidates(recipe: Recipe, keep: frozenset[str] = frozenset()) -> list[Recipe]:
+    """Variants of ``recipe`` (already ``adapt``-ed) to try, most promising first; the fields
+    in ``keep`` (set by the user) are not varied."""
     if recipe.family == NGRAM:
         grid = [(recipe.l2, recipe.dropout), (recipe.l2 / 10, recipe.dropout), (recipe.l2 * 10, recipe.dropout),
                 (recipe.l2 / 10, 0.5), (recipe.l2 / 100, recipe.dropout)]
         return [dataclasses.replace(recipe, l2=l2, dropout=d) for l2, d in grid]
-    if recipe.family == MULTI_HOT:
+    if recipe.family == MULTI_HOT and "vocab_size" not in keep:
         return [dataclasses.replace(recipe, vocab_size=v)
                 for v in (recipe.vocab_size, recipe.vocab_size // 2, recipe.vocab_size * 2)]
     return [recipe]
