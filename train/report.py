@@ -258,7 +258,7 @@ def _extra_binary(metrics: dict) -> str:
     """A user's two-label report: macro-F1, per-label figures and the search (nothing for IMDB)."""
     if "per_label" not in metrics:
         return ""
-    return (f"\nMacro-F1 {metrics['macro_f1']:.4f}; training took {metrics.get('training_seconds', float('nan')):.1f} s.\n\n"
+    return (f"\n\nMacro-F1 {metrics['macro_f1']:.4f}; training took {metrics.get('training_seconds', float('nan')):.1f} s.\n\n"
             f"{_per_label_table(metrics)}\n\n{_tuning_text(metrics)}\n")
 
 
@@ -274,6 +274,7 @@ def write_all(out: Path, history: dict, metrics: dict, y_true: np.ndarray, probs
     mistakes = confident_mistakes(y_true, probs, test, labels=labels or LABELS)
     (out / "mistakes.txt").write_text(mistakes, encoding="utf-8")
     cm = metrics["confusion_matrix"]["rows_true_cols_predicted"]
+    unit = "example" if labels is not None else "review"
     (out / "report.md").write_text(
         f"""# Training report
 
@@ -288,9 +289,9 @@ def write_all(out: Path, history: dict, metrics: dict, y_true: np.ndarray, probs
 | epochs trained / kept | {metrics['epochs_trained']} / {metrics['best_epoch']} |
 | best validation loss / accuracy | {metrics['best_val_loss']:.4f} / {metrics['best_val_accuracy']:.4f} |
 | validation holds out | {dict(movies='whole movies', examples='single examples').get(metrics['validation_holds_out'], 'single reviews')} |
-| final model trained on | {metrics['final_model_reviews']:,} reviews{' (refitted on every training review for the kept number of epochs)' if metrics['refit'] else ''} |
+| final model trained on | {metrics['final_model_reviews']:,} {unit}s{f' (refitted on every training {unit} for the kept number of epochs)' if metrics['refit'] else ''} |
 
-Confusion matrix (rows: true negative, positive; columns: predicted): {cm}
+Confusion matrix (rows: true {", ".join(labels or ("negative", "positive"))}; columns: predicted): {cm}
 
 {_calibration_text(metrics.get("calibration"))}{_extra_binary(metrics)}
 
