@@ -150,6 +150,11 @@ def test_rows_without_a_label_are_skipped_with_a_count_naming_the_first(tmp_path
              "first: line 2")
 
 
+def test_too_few_examples_to_hold_out_are_refused(tmp_path, capsys):
+    path = _csv(tmp_path / "tiny.csv", [("one", "a"), ("two", "b")])
+    _refused(tmp_path, capsys, ["--data", str(path)], UNUSABLE, "tiny.csv", "too few examples", "--test")
+
+
 def test_a_label_with_one_example_is_warned_and_kept_in_training(tmp_path, capsys):
     from train import dataset
 

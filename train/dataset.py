@@ -110,6 +110,8 @@ def load(data: str | Path, test: str | Path | None = None, validation: str | Pat
         if not 0.0 < test_fraction < 1.0:
             raise DataError(f"--test-fraction {test_fraction}: expected a number between 0 and 1")
         kept, held = stratified_split(y, test_fraction, seed)
+        if len(held) == 0:
+            raise DataError(f"{data}: too few examples to hold out a test split (no label has 2); pass --test FILE")
         train_split, test_split = _split(train, index, kept), _split(train, index, held)
         record["test"] = {"source": "hold-out", "fraction": test_fraction, "of": "train"}
     else:
