@@ -271,6 +271,7 @@ def test_trec_trains_six_labels_with_a_hold_out_recorded_in_splits(tmp_path, cap
     assert metrics["calibration"]["kind"] == "top-label" and 0 <= metrics["calibration"]["test_ece"] < 0.2
     config = json.loads((out / "config.json").read_text())
     assert config["labels"] == ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
+    assert config["data"]["reading"] == {"format": "csv", "text_column": "text", "label_column": "label"}
     splits = json.loads((out / "splits.json").read_text())
     assert splits["files"]["train"]["sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
     assert splits["test"] == {"source": "hold-out", "fraction": 0.1, "of": "train"}

@@ -97,7 +97,10 @@ def load(data: str | Path, test: str | Path | None = None, validation: str | Pat
         raise DataError(f"{data}: every example has the label {names[0]!r}; a classifier needs 2 or more labels")
     index = {name: i for i, name in enumerate(names)}
     files = {"train": {"path": str(data), "sha256": train.sha256, "examples": len(train), "skipped": train.skipped}}
-    record: dict = {"labels": names, "seed": seed, "files": files}
+    # how to read the files again (export draws goldens and int8 calibration from them)
+    reading = {"format": userdata.detect_format(Path(data), fmt), "text_column": text_column,
+               "label_column": label_column}
+    record: dict = {"labels": names, "seed": seed, "reading": reading, "files": files}
 
     y = np.asarray([index[label] for label in train.labels])
     once = [names[v] for v, n in enumerate(np.bincount(y, minlength=len(names))) if n == 1]

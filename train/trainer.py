@@ -357,6 +357,7 @@ def _run_user_data(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose
             "validation_source": validation_source,
             "test_reviews": len(test),
             "files": corpus.split_record["files"],
+            "reading": corpus.split_record["reading"],
         },
         "versions": library_versions(),
     }

@@ -22,7 +22,7 @@ from runtime.encoding.features import MULTI_HOT, NGRAM, SEQUENCE
 from train.recipes import Recipe
 
 MIN_BUCKETS = 1 << 14
-TABLE_BUDGET = 1 << 26  # n-gram table cells (rows x labels): 256 MiB of float32 per weight array
+TABLE_BUDGET = 1 << 24  # n-gram table cells (rows x labels): 64 MiB of float32 per weight array
 DEFAULT_TIME_BUDGET = 60.0  # seconds for the search; the final refit comes after it
 
 
