@@ -60,7 +60,7 @@ def _rows(n_per_label: int, labels=("alpha", "beta", "gamma")) -> list[tuple[str
 def test_every_format_reads_the_same_examples(tmp_path):
     from train import userdata
 
-    rows = [("a first, quoted text", "pos"), ("second\nline break", "neg"), ("third", "pos")]
+    rows = [("a first, quoted text", "pos"), ("second\nline break", "neg"), ('"third" quoted', "pos")]
     _csv(tmp_path / "d.csv", rows)
     (tmp_path / "d.tsv").write_text("label\ttext\n" + "".join(f"{l}\t{t.replace(chr(10), ' ')}\n" for t, l in rows))
     (tmp_path / "d.jsonl").write_text("".join(json.dumps({"label": l, "text": t}) + "\n" for t, l in rows))

@@ -4,7 +4,8 @@
 format         layout
 =============  ===================================================================================
 ``csv``        a header row, then one example per row; ``text_column`` and ``label_column`` name
-``tsv``        the columns (default ``text`` and ``label``); ``.csv`` / ``.tsv`` files
+``tsv``        the columns (default ``text`` and ``label``); ``.csv`` / ``.tsv`` files (TSV
+               fields are not quoted: a tab or newline cannot be inside one)
 ``jsonl``      one JSON object per line with ``text_field`` and ``label_field`` (default ``text``
                and ``label``); ``.jsonl`` / ``.ndjson`` files
 ``fasttext``   ``__label__NAME text`` per line (fastText's ``train_supervised`` format); ``.txt``
@@ -195,7 +196,9 @@ class _Lines:
 
 
 def _read_csv(lines: _Lines, records: Records, delimiter: str, text_column: str, label_column: str) -> None:
-    rows = csv.reader(iter(lines), delimiter=delimiter, strict=True)
+    # TSV has no quoting (a text may start with a quote, as in GLUE's SST-2); CSV quotes as Excel does
+    quoting = {"quoting": csv.QUOTE_NONE} if delimiter == "\t" else {"strict": True}
+    rows = csv.reader(iter(lines), delimiter=delimiter, **quoting)
     try:
         header = next(rows, None)
         if header is None:
