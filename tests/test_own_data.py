@@ -342,3 +342,15 @@ def test_multiclass_temperature_cools_an_overconfident_model():
     t = fit_multiclass_temperature(sharp, y)
     assert 2.0 < t < 3.0
     assert top_label_ece(softmax_tempered(sharp, t), y) < top_label_ece(sharp, y) / 2
+
+
+def test_malformed_rows_name_their_line(tmp_path, capsys):
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("text,label\nfine,a\ntoo,many,fields\n", encoding="utf-8")
+    _refused(tmp_path, capsys, ["--data", str(ragged)], UNUSABLE, "ragged.csv:3", "3 fields, the header has 2")
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"text": "x", "label": "a"}\n{"text": "y", "label": \n', encoding="utf-8")
+    _refused(tmp_path, capsys, ["--data", str(broken)], UNUSABLE, "broken.jsonl:2", "not JSON")
+    headless = tmp_path / "headless.csv"
+    headless.write_bytes(b"")
+    _refused(tmp_path, capsys, ["--data", str(headless)], UNUSABLE, "headless.csv", "header row")
