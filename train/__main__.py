@@ -1,12 +1,22 @@
 """``python -m train``: train a recipe and write the model directory.
 
-exit status (as for every command, see runtime.exitcodes): 0 trained; 4 the corpus is
-missing or unreadable; 64 usage error; 1 internal error.
+--data is the aclImdb corpus (.tar.gz or folder; the default, from $IMDB_DATA or a download)
+or your own labelled text: a CSV or TSV with a header (--text-column, --label-column), JSON
+Lines (--text-field, --label-field), fastText's "__label__NAME text" lines (.txt), or a folder
+with one sub-folder per label (see train.userdata). With your own data the test split is
+--test FILE, else a seeded stratified hold-out of --test-fraction (recorded in splits.json);
+validation is --validation FILE, else 10% of the training examples, stratified. Rows with
+no label or no text are skipped and counted on stderr; 2 to 1,000 labels.
+
+exit status (as for every command, see runtime.exitcodes): 0 trained; 4 the corpus or data
+is missing, unreadable or unusable (one line on stderr names the file and the cause); 64
+usage error; 1 internal error.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import os
 import sys
@@ -18,43 +28,85 @@ from runtime.checks.reviews import CorpusError
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from train.recipes import RECIPES
+    from train.userdata import FORMATS
 
     p = exitcodes.parser("python -m train", __doc__)
-    p.add_argument("--recipe", choices=sorted(RECIPES), default="seed-mlp")
-    p.add_argument("--data", help="aclImdb .tar.gz or directory (default: $IMDB_DATA, else download)")
+    p.add_argument("--recipe", choices=sorted(RECIPES),
+                   help="default: seed-mlp for the aclImdb corpus, ngram for your own data")
+    p.add_argument("--data", help="aclImdb .tar.gz or directory (default: $IMDB_DATA, else download), "
+                                  "or your own labelled file or folder")
+    p.add_argument("--test", help="your own data: the test file (same format); default: a hold-out of --data")
+    p.add_argument("--validation", help="your own data: the validation file; default: 10%% of the training data")
+    p.add_argument("--format", choices=FORMATS, help="your own data's format (default: from the extension or layout)")
+    p.add_argument("--text-column", "--text-field", dest="text_column", default="text",
+                   help="the CSV/TSV column or JSON Lines field of the text (default: text)")
+    p.add_argument("--label-column", "--label-field", dest="label_column", default="label",
+                   help="the CSV/TSV column or JSON Lines field of the label (default: label)")
+    p.add_argument("--test-fraction", type=float, default=0.1,
+                   help="your own data without --test: the stratified share held out for the test figure")
+    p.add_argument("--time-budget", type=float,
+                   help="your own data: seconds for choosing settings on validation (default: 60)")
     p.add_argument("--out", required=True, type=Path, help="model directory to write")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--subset", type=int, help="use a seeded sample of N train and N test reviews (quick runs)")
     p.add_argument("--vocab-size", type=int, help="override the recipe's vocabulary size")
     p.add_argument("--max-epochs", type=int, help="override the recipe's epoch limit")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not 0.0 < args.test_fraction < 1.0:
+        p.error(f"--test-fraction {args.test_fraction}: expected a number between 0 and 1")
+    if args.time_budget is not None and args.time_budget < 0:
+        p.error("--time-budget: expected seconds >= 0")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from train import data, trainer
+    from train import data, dataset, trainer, userdata
+    from train.errors import TrainError
     from train.recipes import RECIPES
 
-    recipe = RECIPES[args.recipe]
+    own = args.data is not None and not dataset.is_imdb(args.data)
+    if not own and (args.test or args.validation or args.format):
+        print("python -m train: error: --test, --validation and --format are for your own data; the aclImdb "
+              "corpus has its own split", file=sys.stderr)
+        return exitcodes.USAGE
+    recipe = RECIPES[args.recipe or ("ngram" if own else "seed-mlp")]
+    # The command (not the library) raises the csv module's process-wide field cap to the
+    # readers' per-record cap, so one long text is not refused at csv's default 128 KiB.
+    csv.field_size_limit(userdata.MAX_RECORD_BYTES)
     try:
-        corpus = data.load(args.data)
+        if own:
+            corpus = dataset.load(args.data, args.test, args.validation, args.format, args.text_column,
+                                  args.label_column, args.test_fraction, args.seed)
+        else:
+            corpus = data.load(args.data)
+        if args.subset:
+            for i, name in enumerate(("train", "test")):
+                corpus.splits[name] = corpus.splits[name].sample(args.subset, args.seed + i)
+            n = len(corpus.splits["train"])
+            recipe = dataclasses.replace(recipe, validation_size=min(recipe.validation_size, int(n * 0.4)))
+        if args.vocab_size:
+            recipe = dataclasses.replace(recipe, vocab_size=args.vocab_size)
+        if args.max_epochs:
+            recipe = dataclasses.replace(recipe, max_epochs=args.max_epochs)
+        keep = frozenset(k for k in ("vocab_size", "max_epochs") if getattr(args, k))
+        metrics = trainer.run(corpus, recipe, args.seed, args.out, verbose=0 if args.quiet else 2,
+                              time_budget=args.time_budget, keep=keep)
     except CorpusError as e:
         print(f"error: {e}", file=sys.stderr)
         return exitcodes.UNUSABLE
-    if args.subset:
-        for i, name in enumerate(("train", "test")):
-            corpus.splits[name] = corpus.splits[name].sample(args.subset, args.seed + i)
-        n = len(corpus.splits["train"])
-        recipe = dataclasses.replace(recipe, validation_size=min(recipe.validation_size, int(n * 0.4)))
-    if args.vocab_size:
-        recipe = dataclasses.replace(recipe, vocab_size=args.vocab_size)
-    if args.max_epochs:
-        recipe = dataclasses.replace(recipe, max_epochs=args.max_epochs)
-    metrics = trainer.run(corpus, recipe, args.seed, args.out, verbose=0 if args.quiet else 2)
+    except TrainError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.status
+    if len(corpus.labels) > 2 or own:
+        extra = f", macro-F1 {metrics['macro_f1']:.4f}, {len(corpus.labels)} labels, trained in " \
+                f"{metrics['training_seconds']:.1f} s"
+    else:
+        extra = f", ROC AUC {metrics['roc_auc']:.4f}"
     print(
-        f"{recipe.name}: test accuracy {metrics['test_accuracy']:.4f}, ROC AUC {metrics['roc_auc']:.4f}, "
+        f"{recipe.name}: test accuracy {metrics['test_accuracy']:.4f}{extra}, "
         f"{metrics['epochs_trained']} epochs (kept {metrics['best_epoch']}) -> {args.out}"
     )
     return exitcodes.OK

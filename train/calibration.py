@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.probability import logits as _logits
-from runtime.probability import HIGH, LOW, tempered_all
+from runtime.probability import EPS, HIGH, LOW, tempered_all
 
 BINS = 10
 
@@ -77,9 +77,73 @@ def temperature_decision(val_probs: np.ndarray, val_labels: np.ndarray, min_gain
                     f"not needed: scaling lowers validation ECE by {before - after:.4f} (< {min_gain})"}
 
 
-def plot_reliability(curves: dict[str, dict], path: Path, title: str) -> None:
+def softmax_tempered(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """``softmax(log(p) / T)`` per row, in float64: the N > 2 counterpart of ``scaled``.
+
+    The logits are taken as ``log(p)`` with ``p`` clipped to ``[EPS, 1]`` (the runtime's
+    clipping, ``runtime.probability.EPS``): they equal the model's logits up to a constant per
+    row, which a softmax ignores.
+    """
+    z = np.log(np.clip(np.asarray(probs, np.float64), EPS, 1.0)) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def fit_multiclass_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature in [LOW, HIGH] that minimizes the negative log-likelihood of
+    ``softmax(z / T)`` (golden-section search on log T; the NLL is convex in 1/T)."""
+    z = np.log(np.clip(np.asarray(probs, np.float64), EPS, 1.0))
+    y = np.asarray(labels, np.int64)
+
+    def loss(log_t: float) -> float:
+        s = z / np.exp(log_t)
+        m = s.max(axis=1, keepdims=True)
+        lse = m[:, 0] + np.log(np.exp(s - m).sum(axis=1))
+        return float(np.mean(lse - s[np.arange(len(y)), y]))
+
+    lo, hi = np.log(LOW), np.log(HIGH)
+    g = (np.sqrt(5) - 1) / 2
+    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+    for _ in range(60):
+        if loss(a) < loss(b):
+            hi, b = b, a
+            a = hi - g * (hi - lo)
+        else:
+            lo, a = a, b
+            b = lo + g * (hi - lo)
+    return float(np.exp((lo + hi) / 2))
+
+
+def top_label_reliability(probs: np.ndarray, labels: np.ndarray, bins: int = BINS) -> dict:
+    """``reliability`` of the top label: confidence (the highest probability) against whether
+    the top label is right; its ``ece`` is the top-label ECE."""
+    probs = np.asarray(probs, np.float64)
+    correct = (probs.argmax(axis=1) == np.asarray(labels)).astype(np.float64)
+    return reliability(probs.max(axis=1), correct, bins)
+
+
+def top_label_ece(probs: np.ndarray, labels: np.ndarray, bins: int = BINS) -> float:
+    """The top-label expected calibration error of ``(n, N)`` probabilities."""
+    return top_label_reliability(probs, labels, bins)["ece"]
+
+
+def multiclass_temperature_decision(val_probs: np.ndarray, val_labels: np.ndarray, min_gain: float = 0.002) -> dict:
+    """``temperature_decision`` for N > 2 labels: one temperature on the logits, judged by the
+    top-label ECE on validation."""
+    t = fit_multiclass_temperature(val_probs, val_labels)
+    before = top_label_ece(val_probs, val_labels)
+    after = top_label_ece(softmax_tempered(val_probs, t), val_labels)
+    return {"fitted_temperature": t, "validation_ece": before, "validation_ece_scaled": after,
+            "applied": bool(before - after >= min_gain),
+            "note": "applied" if before - after >= min_gain else
+                    f"not needed: scaling lowers validation ECE by {before - after:.4f} (< {min_gain})"}
+
+
+def plot_reliability(curves: dict[str, dict], path: Path, title: str, top_label: bool = False) -> None:
     """A reliability diagram: fraction positive against mean probability per bin, one line per
-    model, with the diagonal of perfect calibration and each model's ECE in the legend."""
+    model, with the diagonal of perfect calibration and each model's ECE in the legend
+    (``top_label``: fraction right against the top label's mean probability)."""
     from train.plotting import pyplot, save
 
     plt = pyplot()
@@ -89,8 +153,12 @@ def plot_reliability(curves: dict[str, dict], path: Path, title: str) -> None:
     for i, (name, r) in enumerate(curves.items()):
         ax.plot(r["mean_probability"], r["fraction_positive"], marker=markers[i % len(markers)], markersize=5,
                 linewidth=1.2, alpha=0.85, label=f"{name}: ECE {r['ece']:.4f}")
-    ax.set_xlabel("mean predicted P(positive) in the bin")
-    ax.set_ylabel("fraction of reviews in the bin that are positive")
+    if top_label:
+        ax.set_xlabel("mean probability of the top label in the bin")
+        ax.set_ylabel("fraction of examples in the bin whose top label is right")
+    else:
+        ax.set_xlabel("mean predicted P(positive) in the bin")
+        ax.set_ylabel("fraction of reviews in the bin that are positive")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_title(title)

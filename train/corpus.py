@@ -49,16 +49,30 @@ class Split:
 
 @dataclass
 class Corpus:
+    """Labelled texts in a train and a test split; ``Split.labels`` index ``labels``.
+
+    The aclImdb corpus has the labels ``negative``, ``positive``; a user's data
+    (``train.dataset``) has its own, sorted, and may bring a ``validation`` split and the
+    record of how its splits were made (``split_record``, for ``splits.json``).
+    """
+
     source: str
     splits: dict[str, Split]
     archive_sha256: str | None
     content_sha256: str
+    labels: tuple[str, ...] = ("negative", "positive")  # runtime.bundle.manifest.LABELS
+    validation: Split | None = None
+    split_record: dict | None = None
+    user_data: bool = False
 
     def counts(self) -> dict[str, dict[str, int]]:
-        return {
-            name: {label: split.labels.count(value) for label, value in LABELS.items()}
-            for name, split in self.splits.items()
-        }
+        named = dict(self.splits)
+        if self.validation is not None:
+            named["validation"] = self.validation
+        # the aclImdb corpus counts by its folder names (neg, pos), as it always has
+        names = dict(enumerate(self.labels)) if self.user_data else {v: k for k, v in LABELS.items()}
+        return {name: {label: split.labels.count(value) for value, label in names.items()}
+                for name, split in named.items()}
 
 
 def _directory_members(root: Path) -> Iterator[tuple[str, bytes]]:

@@ -6,8 +6,10 @@ file                  content
 ====================  ==========================================================
 ``model.keras``       the trained Keras model
 ``vocab.txt``         the vocabulary (``runtime.encoding.vocab`` format)
-``config.json``       recipe, seed, tokenizer, feature spec, vocabulary, data, versions
-``splits.json``       the training and validation review ids
+``config.json``       recipe, seed, tokenizer, feature spec, vocabulary, labels (sorted names;
+                      a two-label model's output is P(labels[1])), data, versions
+``splits.json``       the training and validation ids (a user's data: also the test ids, the
+                      files' sha256 and how the test and validation splits were made)
 ``history.json``      per-epoch training and validation figures
 ``metrics.json``      test-split figures
 ``report.md``, PNGs   the human-readable report (``train.report``)
@@ -95,6 +97,16 @@ class ModelDir:
         except (ValueError, KeyError, TypeError) as e:
             raise ModelDirError(f"{path / CONFIG_FILE}: {e}") from e
         self.family = self.encoder.family
+        # Models trained before labels were recorded are IMDB's two.
+        self.labels: tuple[str, ...] = tuple(self.config.get("labels") or ("negative", "positive"))
+        if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels) or not all(
+                isinstance(label, str) and label for label in self.labels):
+            raise ModelDirError(f"{path / CONFIG_FILE}: labels must be 2 or more distinct non-empty strings")
+
+    @property
+    def outputs(self) -> int:
+        """The model's output width: 1 (P(second label)) for two labels, else one per label."""
+        return 1 if len(self.labels) == 2 else len(self.labels)
 
     @property
     def model_file(self) -> Path:
@@ -114,9 +126,11 @@ class ModelDir:
         except Exception as e:  # Keras raises many types for a bad file
             raise ModelDirError(f"{self.model_file}: cannot load the Keras model ({e})") from e
         shape = tuple(model.inputs[0].shape)
-        if len(model.inputs) != 1 or len(shape) != 2 or tuple(model.outputs[0].shape)[1:] != (1,):
-            raise ModelDirError(f"{self.path}: unsupported model: expected one (batch, N) input and a (batch, 1) "
-                                f"output, got inputs {[tuple(i.shape) for i in model.inputs]}")
+        if len(model.inputs) != 1 or len(shape) != 2 or tuple(model.outputs[0].shape)[1:] != (self.outputs,):
+            raise ModelDirError(f"{self.path}: unsupported model: expected one (batch, N) input and a "
+                                f"(batch, {self.outputs}) output for {len(self.labels)} labels, got inputs "
+                                f"{[tuple(i.shape) for i in model.inputs]} and outputs "
+                                f"{[tuple(o.shape) for o in model.outputs]}")
         if self.family == NGRAM:
             return self._checked_ngram(model)
         width = self.encoder.length if self.family == SEQUENCE else self.encoder.vocab_size
@@ -147,6 +161,6 @@ class ModelDir:
         if self.family != SEQUENCE:
             return model
         recipe = Recipe(**{**self.config["recipe"], "hidden": tuple(self.config["recipe"]["hidden"])})
-        clean = build_model(recipe, self.encoder.length, len(self.vocab), dropout=0.0)
+        clean = build_model(recipe, self.encoder.length, len(self.vocab), dropout=0.0, labels=len(self.labels))
         clean.set_weights(model.get_weights())
         return clean

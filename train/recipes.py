@@ -97,9 +97,16 @@ NGRAM_RECIPE = Recipe(
 RECIPES = {r.name: r for r in (SEED_MLP, SEED_LSTM, NGRAM_RECIPE)}
 
 
-def build_model(recipe: Recipe, input_size: int, vocab_size: int, dropout: float | None = None):
-    """The compiled Keras model of ``recipe`` (binary cross-entropy). ``input_size``: the
-    sequence length, the multi-hot width, or the n-gram table's rows.
+LOGITS_LAYER = "logits"  # N > 2 labels, seed MLP and LSTM: the Dense layer of the N logits
+
+
+def build_model(recipe: Recipe, input_size: int, vocab_size: int, dropout: float | None = None, labels: int = 2):
+    """The compiled Keras model of ``recipe``. ``input_size``: the sequence length, the
+    multi-hot width, or the n-gram table's rows.
+
+    For 2 labels: one sigmoid output, binary cross-entropy (the models as they always were).
+    For N > 2: N logits (the n-gram bag, or a Dense layer named ``LOGITS_LAYER``) and a softmax
+    named ``probability``, sparse categorical cross-entropy on label indexes.
 
     ``dropout`` overrides the recipe's (export rebuilds the model with 0: dropout does nothing
     at inference, and its random state would otherwise stay in the converted graph).
@@ -111,20 +118,21 @@ def build_model(recipe: Recipe, input_size: int, vocab_size: int, dropout: float
     if recipe.family == NGRAM:
         from train import ngram_model
 
-        model = ngram_model.build(input_size, rate, recipe.l2, name)
+        model = ngram_model.build(input_size, rate, recipe.l2, name, labels)
     else:
-        model = _layered_model(keras, recipe, input_size, vocab_size, rate, name)
+        model = _layered_model(keras, recipe, input_size, vocab_size, rate, name, labels)
     optimizer = {"rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam}[recipe.optimizer]
     averaging = {"use_ema": True, "ema_momentum": recipe.ema_momentum} if recipe.ema_momentum else {}
     model.compile(
         optimizer=optimizer(learning_rate=recipe.learning_rate, clipnorm=recipe.clipnorm, **averaging),
-        loss="binary_crossentropy",
-        metrics=["accuracy"],
+        loss="binary_crossentropy" if labels == 2 else "sparse_categorical_crossentropy",
+        metrics=["accuracy"] if labels == 2 else [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
     return model
 
 
-def _layered_model(keras, recipe: Recipe, input_size: int, vocab_size: int, rate: float, name: str):
+def _layered_model(keras, recipe: Recipe, input_size: int, vocab_size: int, rate: float, name: str,
+                   labels: int = 2):
     """The multi-hot MLP or the Embedding + LSTM model, uncompiled."""
     if recipe.family == SEQUENCE:
         inputs = keras.Input(shape=(input_size,), dtype="int32", name="features")
@@ -136,5 +144,9 @@ def _layered_model(keras, recipe: Recipe, input_size: int, vocab_size: int, rate
         x = inputs
         for units in recipe.hidden:
             x = keras.layers.Dense(units, activation="relu")(x)
-    outputs = keras.layers.Dense(1, activation="sigmoid", name="probability")(x)
+    if labels == 2:
+        outputs = keras.layers.Dense(1, activation="sigmoid", name="probability")(x)
+    else:
+        logits = keras.layers.Dense(labels, name=LOGITS_LAYER)(x)
+        outputs = keras.layers.Activation("softmax", name="probability")(logits)
     return keras.Model(inputs, outputs, name=name)

@@ -27,7 +27,11 @@ class Trained:
     train_idx: np.ndarray
     val_idx: np.ndarray
     held_out: str  # what validation holds out: "movies" or "reviews"
-    val_probs: np.ndarray  # the early-stopped model's P(positive) on validation, before any refit
+    val_probs: np.ndarray  # the early-stopped model's P(positive) (N > 2: (n, N) probabilities) on validation
+    x: np.ndarray | None = None  # the model inputs of every training example
+    y: np.ndarray | None = None
+    labels: int = 2
+    refitted: bool = False
 
 
 def validation_split(n: int, size: int, seed: int, groups: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -88,8 +92,23 @@ def keras_inputs(encoder: Encoder, texts: list[str], desc: str, chunk: int = 100
     return np.concatenate(parts)
 
 
-def fit(train: Split, recipe: Recipe, seed: int, verbose: int = 2) -> Trained:
-    """Build the vocabulary on the training split and fit with early stopping."""
+def fit(train: Split, recipe: Recipe, seed: int, verbose: int = 2, labels: int = 2,
+        val_idx: np.ndarray | None = None, refit: bool | None = None) -> Trained:
+    """Build the vocabulary on the training split and fit with early stopping.
+
+    Args:
+        train: the training examples (validation is held out of them).
+        recipe: the recipe.
+        seed: the seed of the split, the initial weights and the shuffling.
+        verbose: Keras' verbosity.
+        labels: the number of labels (2: one sigmoid output; more: a softmax over them).
+        val_idx: the validation examples' indexes in ``train``; None to hold out
+            ``recipe.validation_size`` reviews (or whole movies) as ``validation_split`` does.
+        refit: whether to train again on every example for the kept epochs; None: the recipe's.
+
+    Returns:
+        The trained model with its vocabulary, encoder, history and validation figures.
+    """
     import keras
     import tensorflow as tf
 
@@ -100,47 +119,74 @@ def fit(train: Split, recipe: Recipe, seed: int, verbose: int = 2) -> Trained:
     vocab = Vocabulary.build(texts, recipe.vocab_size)
     encoder = encoder_for_recipe(recipe, vocab)
     x = keras_inputs(encoder, train.texts, "encode train")
-    y = np.asarray(train.labels, dtype=np.float32)
-    groups = movie_groups(train, recipe)
-    train_idx, val_idx = validation_split(len(y), recipe.validation_size, seed, groups)
+    y = np.asarray(train.labels, dtype=np.float32 if labels == 2 else np.int32)
+    if val_idx is None:
+        groups = movie_groups(train, recipe)
+        train_idx, val_idx = validation_split(len(y), recipe.validation_size, seed, groups)
+        held_out = "reviews" if groups is None else "movies"
+    else:
+        val_idx = np.asarray(val_idx, np.int64)
+        train_idx = np.setdiff1d(np.arange(len(y)), val_idx)
+        held_out = "examples"
 
     width = encoder.length if encoder.family == SEQUENCE else encoder.table_rows
-    model = _compiled(recipe, encoder, width, x[train_idx], y[train_idx])
+    model = _compiled(recipe, encoder, width, x[train_idx], y[train_idx], labels)
     stop = keras.callbacks.EarlyStopping(
         monitor=recipe.monitor, patience=recipe.patience, restore_best_weights=True
     )
-    # With a weight average, validation scores the averaged weights and early stopping keeps
-    # them: the swap must come before EarlyStopping so that it snapshots the average.
-    averaging = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if recipe.ema_momentum else []
     history = model.fit(
         x[train_idx],
         y[train_idx],
         validation_data=(x[val_idx], y[val_idx]),
         epochs=recipe.max_epochs,
         batch_size=recipe.batch_size,
-        callbacks=[*averaging, stop],
+        callbacks=[*_averaging(recipe), stop],
         shuffle=True,
         verbose=verbose,
     )
-    val_probs = model.predict(x[val_idx], batch_size=recipe.batch_size, verbose=0).reshape(-1)
-    if recipe.refit:
-        # The epochs were chosen on validation; the final model learns from every training review.
-        keras.utils.set_random_seed(seed)
-        model = _compiled(recipe, encoder, width, x, y)
-        model.fit(x, y, epochs=best_epoch_of(history.history, recipe.monitor), batch_size=recipe.batch_size,
-                  callbacks=averaging, shuffle=True, verbose=verbose)
+    val_probs = model.predict(x[val_idx], batch_size=recipe.batch_size, verbose=0)
+    val_probs = val_probs.reshape(-1) if labels == 2 else val_probs
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-    return Trained(model, vocab, encoder, hist, train_idx, val_idx, "reviews" if groups is None else "movies",
-                   val_probs)
+    trained = Trained(model, vocab, encoder, hist, train_idx, val_idx, held_out, val_probs, x, y, labels)
+    if recipe.refit if refit is None else refit:
+        refit_all(trained, recipe, seed, verbose)
+    return trained
 
 
-def _compiled(recipe: Recipe, encoder: Encoder, width: int, x: np.ndarray, y: np.ndarray):
-    """A new compiled model; an n-gram model gets its Naive-Bayes ratios from ``(x, y)``."""
-    model = build_model(recipe, width, len(encoder.vocab))
+def _averaging(recipe: Recipe) -> list:
+    """With a weight average, validation scores the averaged weights and early stopping keeps
+    them: the swap must come before EarlyStopping so that it snapshots the average."""
+    import keras
+
+    return [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if recipe.ema_momentum else []
+
+
+def refit_all(trained: Trained, recipe: Recipe, seed: int, verbose: int = 2) -> None:
+    """Replace ``trained.model`` by a model trained on every example (validation included) for
+    the epochs early stopping kept: they were chosen on validation; the final model learns
+    from every training example."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    encoder = trained.encoder
+    width = encoder.length if encoder.family == SEQUENCE else encoder.table_rows
+    model = _compiled(recipe, encoder, width, trained.x, trained.y, trained.labels)
+    model.fit(trained.x, trained.y, epochs=best_epoch_of(trained.history, recipe.monitor),
+              batch_size=recipe.batch_size, callbacks=_averaging(recipe), shuffle=True, verbose=verbose)
+    trained.model = model
+    trained.refitted = True
+
+
+def _compiled(recipe: Recipe, encoder: Encoder, width: int, x: np.ndarray, y: np.ndarray, labels: int = 2):
+    """A new compiled model; an n-gram model gets its Naive-Bayes ratios from ``(x, y)``
+    (one-vs-rest, one column per label, for N > 2)."""
+    model = build_model(recipe, width, len(encoder.vocab), labels=labels)
     if encoder.family == NGRAM:
-        from train.ngram_model import bag_of, log_count_ratios
+        from train.ngram_model import bag_of, log_count_ratios, one_vs_rest_ratios
 
-        bag_of(model).ratios.assign(log_count_ratios(x, y, encoder.table_rows))
+        ratios = (log_count_ratios(x, y, encoder.table_rows) if labels == 2
+                  else one_vs_rest_ratios(x, y, encoder.table_rows, labels))
+        bag_of(model).ratios.assign(ratios)
     return model
 
 
@@ -150,8 +196,25 @@ def best_epoch_of(history: dict, monitor: str) -> int:
     return int(np.argmax(values) if "accuracy" in monitor else np.argmin(values)) + 1
 
 
-def run(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose: int = 2) -> dict:
-    """Train, evaluate on the test split, and publish the model directory at ``out``."""
+def run(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose: int = 2,
+        time_budget: float | None = None, keep: frozenset[str] = frozenset()) -> dict:
+    """Train, evaluate on the test split, and publish the model directory at ``out``.
+
+    Args:
+        corpus: the aclImdb corpus (``train.corpus``) or a user's data (``train.dataset``).
+        recipe: the recipe; on a user's data its sizes are fitted to the data and its
+            data-dependent settings chosen on validation (``train.tuning``).
+        seed: the seed.
+        out: the model directory to write (replaced in one rename at the end).
+        verbose: Keras' verbosity.
+        time_budget: seconds for the search on a user's data (``tuning.DEFAULT_TIME_BUDGET``).
+        keep: the recipe's fields the user set: neither fitted to a user's data nor searched.
+
+    Returns:
+        The test figures (as in metrics.json).
+    """
+    if corpus.user_data:
+        return _run_user_data(corpus, recipe, seed, out, verbose, time_budget, keep)
     train, test = corpus.splits["train"], corpus.splits["test"]
     trained = fit(train, recipe, seed, verbose)
     x_test = keras_inputs(trained.encoder, test.texts, "encode test")
@@ -177,6 +240,7 @@ def run(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose: int = 2) 
         "tokenizer": tokenizer_settings(),
         "features": trained.encoder.spec(),
         "vocabulary": {"file": model_dir.VOCAB_FILE, "size": len(trained.vocab), "sha256": trained.vocab.sha256()},
+        "labels": list(corpus.labels),
         "data": {
             "source": corpus.source,
             "archive_sha256": corpus.archive_sha256,
@@ -200,4 +264,112 @@ def run(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose: int = 2) 
             {"validation (early-stopped model)": calibration.reliability(trained.val_probs, y_val),
              "test (final model)": calibration.reliability(probs, y_test)},
             writer.path / "reliability.png", f"Reliability of {recipe.name}")
+    return metrics
+
+
+def _joined(a: Split, b: Split) -> Split:
+    return Split(a.texts + b.texts, a.labels + b.labels, a.ids + b.ids, [])
+
+
+def _run_user_data(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose: int,
+                   time_budget: float | None, keep: frozenset[str]) -> dict:
+    """``run`` on a user's data: N labels, stratified validation, settings chosen on validation."""
+    import time
+
+    from train import tuning
+    from train.dataset import VALIDATION_FRACTION, stratified_split
+
+    started = time.monotonic()
+    n_labels = len(corpus.labels)
+    train, test = corpus.splits["train"], corpus.splits["test"]
+    if corpus.validation is not None:
+        train = _joined(train, corpus.validation)
+        val_idx = np.arange(len(corpus.splits["train"]), len(train))
+        validation_source = "file"
+    else:
+        _, val_idx = stratified_split(np.asarray(train.labels), VALIDATION_FRACTION, seed)
+        validation_source = "hold-out"
+    if len(val_idx) == 0:
+        from train.errors import DataError
+
+        raise DataError(f"{corpus.source}: too few examples to hold out a validation split")
+    budget = tuning.DEFAULT_TIME_BUDGET if time_budget is None else time_budget
+    base = tuning.adapt(recipe, train.texts, n_labels, keep)
+
+    def log(line: str) -> None:
+        if verbose:
+            print(line, file=sys.stderr)
+
+    best, trials = tuning.search(lambda r: fit(train, r, seed, 0 if verbose < 2 else verbose, n_labels, val_idx,
+                                               refit=False),
+                                 tuning.candidates(base, keep), budget, log)
+    chosen, trained = trials[best]["recipe"], trials[best]["trained"]
+    log(f"tuning: chose {tuning.record(trials, best, budget)['trials'][best]['setting']}")
+    if chosen.refit:
+        refit_all(trained, chosen, seed, 0 if verbose < 2 else verbose)
+    seconds = time.monotonic() - started
+
+    x_test = keras_inputs(trained.encoder, test.texts, "encode test")
+    y_test = np.asarray(test.labels, dtype=np.int64)
+    y_fit = y_test.astype(np.float32) if n_labels == 2 else y_test.astype(np.int32)
+    test_loss = float(trained.model.evaluate(x_test, y_fit, batch_size=chosen.batch_size, verbose=0)[0])
+    probs = trained.model.predict(x_test, batch_size=chosen.batch_size, verbose=0)
+    y_val = np.asarray(train.labels)[trained.val_idx]
+    val_loss = trained.history["val_loss"]
+    best_epoch = best_epoch_of(trained.history, chosen.monitor)
+    if n_labels == 2:
+        probs = probs.reshape(-1)
+        metrics = report.classification_metrics(y_test, probs, labels=corpus.labels)
+        metrics.update(report.per_label_metrics(y_test, (probs >= 0.5).astype(np.int64), corpus.labels))
+        metrics["calibration"] = {**calibration.temperature_decision(trained.val_probs, y_val),
+                                  "test_ece": calibration.expected_calibration_error(probs, y_test),
+                                  "bins": calibration.BINS}
+        curves = {"validation (early-stopped model)": calibration.reliability(trained.val_probs, y_val),
+                  "test (final model)": calibration.reliability(probs, y_test)}
+    else:
+        metrics = report.multiclass_metrics(y_test, probs, corpus.labels)
+        metrics["calibration"] = {**calibration.multiclass_temperature_decision(trained.val_probs, y_val),
+                                  "test_ece": calibration.top_label_ece(probs, y_test),
+                                  "bins": calibration.BINS, "kind": "top-label"}
+        curves = {"validation (early-stopped model)": calibration.top_label_reliability(trained.val_probs, y_val),
+                  "test (final model)": calibration.top_label_reliability(probs, y_test)}
+    metrics.update(test_loss=test_loss, epochs_trained=len(val_loss), best_epoch=best_epoch,
+                   early_stopping_monitor=chosen.monitor, validation_holds_out=trained.held_out,
+                   best_val_loss=float(val_loss[best_epoch - 1]),
+                   best_val_accuracy=float(trained.history["val_accuracy"][best_epoch - 1]),
+                   refit=trained.refitted, final_model_reviews=len(train) if trained.refitted else int(len(trained.train_idx)),
+                   training_seconds=round(seconds, 1), tuning=tuning.record(trials, best, budget))
+    config = {
+        "recipe": chosen.to_dict(),
+        "seed": seed,
+        "tokenizer": tokenizer_settings(),
+        "features": trained.encoder.spec(),
+        "vocabulary": {"file": model_dir.VOCAB_FILE, "size": len(trained.vocab), "sha256": trained.vocab.sha256()},
+        "labels": list(corpus.labels),
+        "data": {
+            "source": corpus.source,
+            "archive_sha256": None,
+            "content_sha256": corpus.content_sha256,
+            "counts": corpus.counts(),
+            "train_reviews": int(len(trained.train_idx)),
+            "validation_reviews": int(len(trained.val_idx)),
+            "validation_holds_out": trained.held_out,
+            "validation_source": validation_source,
+            "test_reviews": len(test),
+            "files": corpus.split_record["files"],
+            "reading": corpus.split_record["reading"],
+        },
+        "versions": library_versions(),
+    }
+    splits = {**corpus.split_record,
+              "validation": {"source": validation_source, "fraction": VALIDATION_FRACTION if validation_source == "hold-out" else None},
+              "train_ids": [train.ids[i] for i in trained.train_idx],
+              "validation_ids": [train.ids[i] for i in trained.val_idx]}
+    with model_dir.publish(out) as writer:
+        writer.model(trained.model)
+        writer.vocabulary(trained.vocab)
+        writer.json(config, splits, trained.history, metrics)
+        report.write_all(writer.path, trained.history, metrics, y_test, probs, test, corpus.labels)
+        calibration.plot_reliability(curves, writer.path / "reliability.png", f"Reliability of {chosen.name}",
+                                     top_label=n_labels > 2)
     return metrics

@@ -1,0 +1,300 @@
+"""Reading a user's own labelled text: CSV/TSV, JSON Lines, fastText, or one folder per label.
+
+=============  ===================================================================================
+format         layout
+=============  ===================================================================================
+``csv``        a header row, then one example per row; ``text_column`` and ``label_column`` name
+``tsv``        the columns (default ``text`` and ``label``); ``.csv`` / ``.tsv`` files (TSV
+               fields are not quoted: a tab or newline cannot be inside one)
+``jsonl``      one JSON object per line with ``text_field`` and ``label_field`` (default ``text``
+               and ``label``); ``.jsonl`` / ``.ndjson`` files
+``fasttext``   ``__label__NAME text`` per line (fastText's ``train_supervised`` format); ``.txt``
+``folder``     a directory with one sub-folder per label, one text file per example (the aclImdb
+               layout: ``pos/1.txt``, ``neg/2.txt``...)
+=============  ===================================================================================
+
+Files are read as a stream of lines with a cap on each (``MAX_RECORD_BYTES``) and on the
+whole (``MAX_TOTAL_BYTES``), so a huge or binary file fails early in bounded memory instead of
+filling it. Text must be strict UTF-8 (a UTF-8 byte-order mark is allowed): a bad byte is
+refused naming the file and line, never replaced silently. Labels are any non-empty strings;
+rows whose label is missing or empty, and rows whose text is empty, are skipped and counted
+(``Records.skipped``; the first such row is named). Several labels on one example
+(multi-label) are refused. Every refusal is a ``train.errors.DataError`` (or ``UsageError``
+for options that do not fit the format) whose message is one line.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from train.errors import DataError, UsageError
+
+FORMATS = ("csv", "tsv", "jsonl", "fasttext", "folder")
+_EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "fasttext"}
+MAX_RECORD_BYTES = 4 << 20  # one line, one CSV field or one example file
+MAX_TOTAL_BYTES = 256 << 20  # a whole data file: training holds every text in memory
+MAX_LABELS = 1_000  # the n-gram table has one column per label
+FASTTEXT_PREFIX = "__label__"
+_BOM = "\ufeff"
+
+
+@dataclass
+class Records:
+    """The examples of one file, in file order, with their label names as read."""
+
+    source: str
+    texts: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)  # "line N" (where the example starts) or a file's path
+    sha256: str = ""  # of the file's bytes (of every example file, in order, for a folder)
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
+    first_skipped: dict[str, str] = field(default_factory=dict)  # reason -> id of the first
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def skip(self, reason: str, where: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        self.first_skipped.setdefault(reason, where)
+
+    def add(self, text: str, label: str, where: str) -> None:
+        if not label.strip():
+            self.skip("no label", where)
+        elif not text.strip():
+            self.skip("no text", where)
+        else:
+            self.texts.append(text)
+            self.labels.append(label.strip())
+            self.ids.append(where)
+            if len(self.labels) % 4096 == 0:
+                _check_label_count(self)
+
+    def warnings(self) -> list[str]:
+        """One line per kind of skipped example."""
+        return [f"warning: {self.source}: skipped {n:,} example{'s' if n > 1 else ''} with {reason} "
+                f"(first: {self.first_skipped[reason]})" for reason, n in self.skipped.items()]
+
+
+def detect_format(path: Path, fmt: str | None = None) -> str:
+    """``fmt`` if given, else the format of ``path`` from its extension, or ``folder`` for a directory.
+
+    Raises:
+        UsageError: an unknown ``fmt``, or an extension that names no format.
+    """
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise UsageError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
+        return fmt
+    if path.is_dir():
+        return "folder"
+    found = _EXTENSIONS.get(path.suffix.lower())
+    if found is None:
+        raise UsageError(f"{path}: cannot tell the format from the extension {path.suffix or '(none)'!r}; "
+                         f"pass --format ({', '.join(FORMATS)})")
+    return found
+
+
+def read(path: str | Path, fmt: str | None = None, text_column: str = "text", label_column: str = "label") -> Records:
+    """The labelled examples of ``path``.
+
+    Args:
+        path: a CSV/TSV/JSON Lines/fastText file, or a folder with one sub-folder per label.
+        fmt: one of ``FORMATS``; None to tell it from the extension or the layout.
+        text_column: the column (CSV/TSV) or field (JSON Lines) holding the text.
+        label_column: the column or field holding the label.
+
+    Returns:
+        The examples, with the count of skipped ones and the file's sha256.
+
+    Raises:
+        DataError: the file is missing, unreadable, not strict UTF-8, malformed, multi-label,
+            has too many labels, or a line or the file is over its size cap.
+        UsageError: the format cannot be told, or an option does not fit it.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or directory")
+    fmt = detect_format(path, fmt)
+    if fmt == "folder":
+        if not path.is_dir():
+            raise UsageError(f"{path}: --format folder needs a directory with one sub-folder per label")
+        records = _read_folder(path)
+    else:
+        if path.is_dir():
+            raise UsageError(f"{path}: a directory, but --format {fmt} reads a file")
+        records = Records(str(path))
+        lines = _Lines(path)
+        try:
+            if fmt in ("csv", "tsv"):
+                _read_csv(lines, records, "\t" if fmt == "tsv" else ",", text_column, label_column)
+            elif fmt == "jsonl":
+                _read_jsonl(lines, records, text_column, label_column)
+            else:
+                _read_fasttext(lines, records)
+        finally:
+            lines.close()
+        records.sha256 = lines.digest.hexdigest()
+    _check_label_count(records)
+    if not records.texts:
+        raise DataError(f"{path}: no labelled examples" + (f" ({'; '.join(records.warnings())})" if records.skipped else ""))
+    return records
+
+
+def _check_label_count(records: Records) -> None:
+    distinct = len(set(records.labels))
+    if distinct > MAX_LABELS:
+        raise DataError(f"{records.source}: more than {MAX_LABELS:,} distinct labels ({distinct:,} so far); "
+                        f"is the label column right?")
+
+
+class _Lines:
+    """The decoded lines of a file (newlines kept), each checked: strict UTF-8, at most
+    ``MAX_RECORD_BYTES``, at most ``MAX_TOTAL_BYTES`` in all; ``number`` is the current line."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self._f = open(path, "rb")
+        except OSError as e:
+            raise DataError(f"{path}: cannot open ({e.strerror})") from e
+        self.number = 0
+        self.total = 0
+        self.digest = hashlib.sha256()
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __iter__(self) -> Iterator[str]:
+        while True:
+            try:
+                raw = self._f.readline(MAX_RECORD_BYTES + 1)
+            except OSError as e:
+                raise DataError(f"{self.path}: cannot read ({e})") from e
+            if not raw:
+                return
+            self.number += 1
+            self.total += len(raw)
+            self.digest.update(raw)
+            if len(raw) > MAX_RECORD_BYTES:
+                raise DataError(f"{self.path}:{self.number}: line longer than {MAX_RECORD_BYTES >> 20} MiB")
+            if self.total > MAX_TOTAL_BYTES:
+                raise DataError(f"{self.path}: more than {MAX_TOTAL_BYTES >> 20} MiB of data (read up to line "
+                                f"{self.number:,}); train on a sample of it")
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{self.path}:{self.number}: not UTF-8 (byte 0x{raw[e.start]:02x} at column "
+                                f"{e.start + 1}); re-encode the file as UTF-8") from None
+            if self.number == 1 and line.startswith(_BOM):
+                line = line[1:]
+            yield line
+
+
+def _read_csv(lines: _Lines, records: Records, delimiter: str, text_column: str, label_column: str) -> None:
+    # TSV has no quoting (a text may start with a quote, as in GLUE's SST-2); CSV quotes as Excel does
+    quoting = {"quoting": csv.QUOTE_NONE} if delimiter == "\t" else {"strict": True}
+    rows = csv.reader(iter(lines), delimiter=delimiter, **quoting)
+    try:
+        header = next(rows, None)
+        if header is None:
+            raise DataError(f"{lines.path}: empty file; expected a header row naming the columns")
+        header = [h.strip() for h in header]
+        missing = [c for c in (text_column, label_column) if c not in header]
+        if missing:
+            option = "--text-column" if text_column in missing else "--label-column"
+            raise DataError(f"{lines.path}: no column {missing[0]!r} (the header has "
+                            f"{', '.join(repr(h) for h in header)}); name it with {option}")
+        ti, li = header.index(text_column), header.index(label_column)
+        start = lines.number + 1
+        for row in rows:
+            where = f"line {start}"
+            start = lines.number + 1
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise DataError(f"{lines.path}:{where[5:]}: {len(row)} fields, the header has {len(header)}")
+            records.add(row[ti], row[li], where)
+    except csv.Error as e:
+        raise DataError(f"{lines.path}:{lines.number}: malformed {'TSV' if delimiter == chr(9) else 'CSV'} ({e})") from None
+
+
+def _read_jsonl(lines: _Lines, records: Records, text_field: str, label_field: str) -> None:
+    for line in lines:
+        if not line.strip():
+            continue
+        where = f"line {lines.number}"
+        try:
+            obj = json.loads(line)
+        except ValueError as e:
+            raise DataError(f"{lines.path}:{lines.number}: not JSON ({e})") from None
+        if not isinstance(obj, dict):
+            raise DataError(f"{lines.path}:{lines.number}: expected a JSON object, got {type(obj).__name__}")
+        if text_field not in obj:
+            raise DataError(f"{lines.path}:{lines.number}: no field {text_field!r} (the object has "
+                            f"{', '.join(repr(k) for k in obj) or 'no fields'}); name it with --text-field")
+        text, label = obj[text_field], obj.get(label_field)
+        if not isinstance(text, str):
+            raise DataError(f"{lines.path}:{lines.number}: field {text_field!r} is {type(text).__name__}, not a string")
+        if isinstance(label, list):
+            raise DataError(f"{lines.path}:{lines.number}: field {label_field!r} is a list: several labels per "
+                            f"text (multi-label) is not supported")
+        if isinstance(label, dict):
+            raise DataError(f"{lines.path}:{lines.number}: field {label_field!r} is an object, not a label")
+        records.add(text, "" if label is None else str(label).lower() if isinstance(label, bool) else str(label), where)
+
+
+def _read_fasttext(lines: _Lines, records: Records) -> None:
+    for line in lines:
+        if not line.strip():
+            continue
+        words = line.split()
+        if not words[0].startswith(FASTTEXT_PREFIX):
+            raise DataError(f"{lines.path}:{lines.number}: expected {FASTTEXT_PREFIX}NAME first (fastText format)")
+        labels = [w for w in words if w.startswith(FASTTEXT_PREFIX)]
+        if len(labels) > 1:
+            raise DataError(f"{lines.path}:{lines.number}: {len(labels)} labels on one line; several labels per "
+                            f"text (multi-label) is not supported")
+        label = words[0][len(FASTTEXT_PREFIX):]
+        if not label:
+            raise DataError(f"{lines.path}:{lines.number}: empty label ({FASTTEXT_PREFIX} with no name)")
+        text = line.strip()[len(words[0]):].strip()
+        if not text:
+            raise DataError(f"{lines.path}:{lines.number}: label {label!r} but no text")
+        records.add(text, label, f"line {lines.number}")
+
+
+def _read_folder(root: Path) -> Records:
+    records = Records(str(root))
+    digest = hashlib.sha256()
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise DataError(f"{root}: no sub-folders; expected one sub-folder per label holding one text file per example")
+    total = 0
+    for folder in folders:
+        for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+            name = f"{folder.name}/{path.name}"
+            try:
+                size = path.stat().st_size
+                if size > MAX_RECORD_BYTES:
+                    raise DataError(f"{path}: larger than {MAX_RECORD_BYTES >> 20} MiB")
+                data = path.read_bytes()[:MAX_RECORD_BYTES + 1]
+            except OSError as e:
+                raise DataError(f"{path}: cannot read ({e.strerror})") from e
+            total += len(data)
+            if total > MAX_TOTAL_BYTES:
+                raise DataError(f"{root}: more than {MAX_TOTAL_BYTES >> 20} MiB of text; train on a sample of it")
+            digest.update(f"{name}\0".encode())
+            digest.update(data)
+            try:
+                text = data.decode("utf-8").removeprefix(_BOM)
+            except UnicodeDecodeError as e:
+                line = data[: e.start].count(b"\n") + 1
+                raise DataError(f"{path}:{line}: not UTF-8 (byte 0x{data[e.start]:02x}); re-encode the file as UTF-8") from None
+            records.add(text, folder.name, name)
+    records.sha256 = digest.hexdigest()
+    return records
