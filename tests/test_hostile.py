@@ -188,10 +188,14 @@ def test_bad_manifests_are_one_line_errors_naming_the_field(tmp_path, change, me
 
 def test_a_file_outside_the_bundle_is_never_opened(tmp_path, monkeypatch):
     """The path is refused when the manifest is read, before any file is hashed."""
-    from runtime.bundle import manifest as bundle_module
+    from runtime.bundle import directory
 
     opened = []
-    monkeypatch.setattr(bundle_module, "sha256_file", lambda p: opened.append(p) or "0" * 64)
+    real_open, real_read = directory.open_inside, directory.read_inside
+    monkeypatch.setattr(directory, "_sha256_of", lambda f: opened.append(f) or "0" * 64)
+    monkeypatch.setattr(directory, "open_inside", lambda root, rel, *a, **k: opened.append(rel) or real_open(root, rel, *a, **k))
+    monkeypatch.setattr(directory, "read_inside", lambda root, rel, *a, **k: real_read(root, rel, *a, **k)
+                        if rel == "manifest.json" else opened.append(rel))
     bad = _bundle_with(tmp_path, _set("artifacts.tflite-int8.file", "../../etc/passwd"))
     with pytest.raises(BundleError):
         runtime.load(bad)

@@ -36,7 +36,7 @@ def test_actors_score_once_their_starter_thread_is_done(lines_file):
     (its processes would die with that thread if it ended: PR_SET_PDEATHSIG)."""
     done = _run("""
 import runtime.cli.records
-runtime.records.BLOCK = 64 * 1024  # reads, and so blocks, of 64 KiB: about 60 items
+runtime.cli.records.BLOCK = 64 * 1024  # reads, and so blocks, of 64 KiB: about 60 items
 with open(sys.argv[1], "rb") as f:
     items = list(line_blocks(f, sys.argv[1], size=64 * 1024))
 pool = RayPool(bulk.BlockScorer, (job,), 2)
@@ -52,7 +52,9 @@ out = list(bulk._shared(items, lambda item: ("here", here.score(item)), pool))
 pool.close()
 tagged = [o for o in out if isinstance(o, tuple)]
 remote = [o for o in out if not isinstance(o, tuple)]
-assert len(remote) > 10, f"the actors scored {len(remote)} of {len(items)} items"
+# How many the actors take depends on the machine's load; that they take any after their
+# starter thread ended is what is checked.
+assert len(remote) >= 2, f"the actors scored {len(remote)} of {len(items)} items"
 want = [here.score(item) for item in items]
 assert [o[1] if isinstance(o, tuple) else o for o in out] == want
 print("items", len(items), "actors", len(remote), "here", len(tagged))
