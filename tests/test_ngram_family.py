@@ -44,7 +44,7 @@ def test_bigram_hash_is_fixed():
     assert got.tolist() == want == [187_828, 518_478, 815_679]
     # the encoder's token ids are uint32: the arithmetic stays 64-bit (numpy 1 would pick 32)
     narrow = bigram_ids(left.astype(np.uint32), right.astype(np.uint32), 30_000, 1_000_000)
-    assert narrow.dtype == np.uint64 and narrow.tolist() == want
+    assert narrow.dtype == np.uint32 and narrow.tolist() == want
     assert NGRAM_HASH == "fibonacci64-v1"
 
 
