@@ -15,6 +15,7 @@ import runtime
 from conftest import ROOT
 from runtime.bundle.files import BundleError, sha256_file
 from runtime.classifier import DEFAULT_BUNDLE
+from runtime.encoding.text import EMPTY_REVIEW
 
 # Runs runtime.classify in-process and reports the process's own peak memory (VmHWM belongs
 # to the new address space; ru_maxrss would inherit pytest's across exec).
@@ -243,7 +244,7 @@ def test_parity_skips_empty_and_binary_data_files(tmp_path):
 
     checks = parity.run(DEFAULT_BUNDLE, data=folder)
     skipped = sorted(c.message for c in checks if c.kind == "corpus" and c.passed is None)
-    assert skipped == ["skipped (not a review): pos/2.txt: empty or whitespace-only",
+    assert skipped == [f"skipped (not a review): pos/2.txt: {EMPTY_REVIEW}",
                        "skipped (not a review): pos/3.txt: binary file (contains NUL bytes), not text"]
 
 
