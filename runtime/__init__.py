@@ -9,7 +9,9 @@ bundle, a missing engine, an unusable input); wrong arguments are ``TypeError``/
 
 from runtime.errors import Error
 from runtime.classifier import DEFAULT_BUNDLE, UNCERTAIN, Classifier, Prediction, load
+from runtime.options import ClassifierOptions
 from runtime.explain import Explanation, Term
 from runtime.scorer import ReviewScorer
 
-__all__ = ["Classifier", "DEFAULT_BUNDLE", "Error", "Explanation", "Prediction", "ReviewScorer", "Term", "UNCERTAIN", "load"]
+__all__ = ["Classifier", "ClassifierOptions", "DEFAULT_BUNDLE", "Error", "Explanation", "Prediction", "ReviewScorer",
+           "Term", "UNCERTAIN", "load"]

@@ -36,7 +36,7 @@ def test_actors_score_once_their_starter_thread_is_done(lines_file):
     (its processes would die with that thread if it ended: PR_SET_PDEATHSIG)."""
     done = _run("""
 import runtime.cli.records
-runtime.records.BLOCK = 64 * 1024  # reads, and so blocks, of 64 KiB: about 60 items
+runtime.cli.records.BLOCK = 64 * 1024  # reads, and so blocks, of 64 KiB: about 60 items
 with open(sys.argv[1], "rb") as f:
     items = list(line_blocks(f, sys.argv[1], size=64 * 1024))
 pool = RayPool(bulk.BlockScorer, (job,), 2)
@@ -84,7 +84,7 @@ except WorkerError as e:
 def test_an_actor_that_cannot_load_fails_the_run_in_one_line():
     done = _run("""
 from dataclasses import replace
-broken = replace(job, spec=replace(job.spec, bundle="/nonexistent/bundle"))
+broken = replace(job, spec=replace(job.spec, options=replace(job.spec.options, bundle="/nonexistent/bundle")))
 pool = RayPool(bulk.BlockScorer, (broken,), 1)
 deadline = time.monotonic() + 300
 try:
