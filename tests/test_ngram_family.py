@@ -170,7 +170,7 @@ def test_the_runtime_sees_what_keras_saw(small_ngram_model, small_ngram_bundle, 
     keras_probs = md.load_model()(md.encoder.keras_inputs(texts), training=False).numpy().reshape(-1)
     clf = runtime.load(small_ngram_bundle, artifact="tflite-float32")
     np.testing.assert_allclose(clf.predict_proba(texts), tempered_all(keras_probs.tolist(), clf.temperature), atol=1e-5)
-    assert [clf.probability(t) for t in texts[:20]] == clf.predict_proba(texts[:20]).tolist()
+    assert [clf.predict(t).probability for t in texts[:20]] == clf.predict_proba(texts[:20]).tolist()
 
 
 def test_cli_classifies_with_an_ngram_bundle(small_ngram_bundle, tmp_path):
