@@ -34,6 +34,15 @@ OCCLUSION_BATCH = 256  # occluded rows run at once: bounds memory for any review
 
 
 class Term(NamedTuple):
+    """One term of a review and how far it pushed the review's logit.
+
+    Attributes:
+        text: a word, or two words for a bigram; ``<unk>`` is a word outside the vocabulary.
+        contribution: on the logit scale; > 0 pushes towards positive.
+        positions: where it occurs: indices into the review's tokens.
+        length: how many tokens it spans.
+    """
+
     text: str  # a word, or two words for a bigram; "<unk>" is a word outside the vocabulary
     contribution: float  # on the logit scale; > 0 pushes towards positive
     positions: tuple[int, ...]  # where it occurs: indices into the review's tokens
@@ -42,6 +51,19 @@ class Term(NamedTuple):
 
 @dataclass(frozen=True)
 class Explanation:
+    """Why a review got its probability (``Classifier.explain``).
+
+    Attributes:
+        method: ``"exact"`` (the n-gram family's weights) or ``"occlusion"``.
+        probability: the classifier's P(positive) for the review.
+        logit: exact: bias + every contribution; occlusion: the artifact's logit for the review.
+        bias: exact only: the model's logit for a review without any known n-gram (else None).
+        positive: the strongest pushes towards positive, strongest first.
+        negative: the strongest pushes towards negative, strongest first.
+        terms: how many terms of the review were weighed.
+        total: the sum of all their contributions.
+    """
+
     method: str  # EXACT or OCCLUSION
     probability: float  # the artifact's P(positive) for the review
     logit: float  # exact: bias + every contribution; occlusion: the artifact's logit for the review
@@ -52,11 +74,24 @@ class Explanation:
     total: float  # the sum of all their contributions
 
     def top(self, k: int) -> list[Term]:
-        """The ``k`` terms with the largest absolute contributions, either way."""
+        """The strongest terms either way.
+
+        Args:
+            k: how many terms.
+
+        Returns:
+            The ``k`` terms with the largest absolute contributions, strongest first.
+        """
         both = sorted(self.positive + self.negative, key=_strength)
         return both[:k]
 
     def to_json(self) -> dict:
+        """The explanation as the command's ``--json`` output writes it.
+
+        Returns:
+            A dict of ``method``, ``logit``, ``bias``, ``terms``, ``towards_positive`` and
+            ``towards_negative`` (lists of ``{"term", "contribution"}``), rounded to 6 places.
+        """
         def terms(ts: tuple[Term, ...]) -> list[dict]:
             return [{"term": t.text, "contribution": round(t.contribution, 6)} for t in ts]
 

@@ -140,7 +140,7 @@ def test_a_users_faulthandler_file_is_kept(tmp_path):
 @pytest.mark.parametrize("option", ["", "-X faulthandler"])
 def test_loads_with_fd_2_closed(option):
     script = ("import runtime; print(runtime.load(artifact='tflite-int8', backend='litert')"
-              ".probability('A wonderful, moving film.'))")
+              ".predict('A wonderful, moving film.').probability)")
     proc = subprocess.run(["sh", "-c", f'"{sys.executable}" {option} -c "{script}" 2>&-'], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and 0.0 < float(proc.stdout) < 1.0, proc.stdout

@@ -147,3 +147,51 @@ def test_every_option_reaches_a_ray_actor(options):
     got = pickle.loads(bytes.fromhex(done.stdout.strip()))
     assert got == _applied(runtime.load(options=options))
     assert got[0] == options and got[1] == 2
+
+
+PUBLIC = {"predict", "predict_batch", "predict_proba", "predict_stream", "explain",  # methods
+          "options", "labels", "engine", "artifact", "threshold", "uncertain", "num_threads", "temperature"}
+
+
+def test_the_classifier_surface_is_small():
+    assert {n for n in dir(runtime.Classifier) if not n.startswith("_")} == PUBLIC
+    props = {n for n in PUBLIC if isinstance(getattr(runtime.Classifier, n), property)}
+    assert props == PUBLIC - {"predict", "predict_batch", "predict_proba", "predict_stream", "explain"}
+    with pytest.raises(AttributeError):
+        runtime.load().threshold = 0.1  # read-only: the options say what it is
+
+
+def _documented(obj, name: str) -> list[str]:
+    """What the docstring of a public callable lacks of Google style (Args, Returns, Raises)."""
+    import inspect
+
+    doc = inspect.getdoc(obj) or ""
+    missing = [] if doc else [f"{name}: no docstring"]
+    if inspect.isfunction(obj):
+        params = [p for p in inspect.signature(obj).parameters if p not in ("self", "cls")]
+        if params and "Args:" not in doc:
+            missing.append(f"{name}: no Args")
+        if inspect.signature(obj).return_annotation not in (None, "None", inspect.Signature.empty) \
+                and "Returns:" not in doc:
+            missing.append(f"{name}: no Returns")
+    return missing
+
+
+def test_every_public_name_has_a_google_style_docstring():
+    import inspect
+
+    missing = []
+    for name in runtime.__all__:
+        obj = getattr(runtime, name)
+        if not (inspect.isclass(obj) or inspect.isfunction(obj)):
+            continue  # a constant
+        missing += _documented(obj, name)
+        if inspect.isclass(obj):
+            for member, value in vars(obj).items():
+                if not member.startswith("_") and inspect.isfunction(value):
+                    missing += _documented(value, f"{name}.{member}")
+    assert missing == []
+    for raising in (runtime.load, runtime.ClassifierOptions, runtime.Classifier.predict,
+                    runtime.Classifier.predict_batch, runtime.Classifier.predict_proba,
+                    runtime.Classifier.predict_stream, runtime.Classifier.explain, runtime.ReviewScorer):
+        assert "Raises:" in (raising.__doc__ or ""), raising
