@@ -32,6 +32,7 @@ import struct
 import sys
 from collections import deque
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from itertools import chain, repeat
 
 import numpy as np
@@ -335,12 +336,20 @@ def bigram_ids(left: np.ndarray, right: np.ndarray, vocab_size: int, buckets: in
     hundred ids, where each numpy call's fixed cost is most of the work, so ``out`` (a uint32
     array of ``len(left)``) lets a caller have them written where it needs them.
     """
-    h = np.multiply(left, np.uint64(vocab_size), dtype=np.uint64)
+    vocab_u64, buckets_u32, vocab_u32 = _hash_sizes(vocab_size, buckets)
+    h = np.multiply(left, vocab_u64, dtype=np.uint64)
     h += right
     h *= BIGRAM_MULTIPLIER
-    bigrams = np.remainder(h.view(np.uint32)[_HIGH_HALF::2], np.uint32(buckets), out=out)
-    bigrams += np.uint32(vocab_size)
+    bigrams = np.remainder(h.view(np.uint32)[_HIGH_HALF::2], buckets_u32, out=out)
+    bigrams += vocab_u32
     return bigrams
+
+
+@lru_cache(maxsize=16)
+def _hash_sizes(vocab_size: int, buckets: int) -> tuple[np.uint64, np.uint32, np.uint32]:
+    """The sizes as the numpy scalars ``bigram_ids`` computes with, made once per encoder
+    (making them costs about as much as one of its numpy calls)."""
+    return np.uint64(vocab_size), np.uint32(buckets), np.uint32(vocab_size)
 
 
 class NgramEncoder(_TokenEncoder):
