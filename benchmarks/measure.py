@@ -138,7 +138,7 @@ def latency(clfs: dict[str, Classifier], keras_ref: KerasReference, tutorial: pe
                                 texts[: s.predict_reviews], 1, on_round=lambda: bar.update(1))
     # Model only: what each engine is given for one review (word ids, or a token id row).
     inputs = [encoder.model_input(t) for t in texts]
-    model_only = {f"runtime {k}": c.probability_of_input for k, c in clfs.items()}
+    model_only = {f"runtime {k}": c._probability_of_input for k, c in clfs.items()}
     model_samples = interleaved(model_only, inputs, s.repeats, on_round=lambda: bar.update(1))
     dense = [encoder.keras_inputs([t]) for t in texts[: s.predict_reviews]]
     model_samples[KERAS] = interleaved({KERAS: lambda x: keras_ref.model(x, training=False)}, dense, 1)[KERAS]
@@ -153,7 +153,7 @@ def latency(clfs: dict[str, Classifier], keras_ref: KerasReference, tutorial: pe
 def explanation_cost(clf: Classifier, texts: list[str], s: Settings, k: int = 10) -> dict:
     """Single-review p50 of ``explain`` against ``probability`` on the same reviews, interleaved."""
     texts = texts[: max(50, s.latency_reviews // 5)]
-    samples = interleaved({"classify": clf.probability, "explain": lambda t: clf.explain(t, k)}, texts, s.repeats)
+    samples = interleaved({"classify": clf._probability, "explain": lambda t: clf.explain(t, k)}, texts, s.repeats)
     return {"method": clf.explain(texts[0], k).method, "k": k, "reviews": len(texts),
             "classify": summarize(samples["classify"]), "explain": summarize(samples["explain"])}
 

@@ -19,6 +19,7 @@ from runtime.engines.base import LOGIT, load_backend
 from runtime.bundle.files import sha256_file
 from runtime.bundle.manifest import Artifact, DEFAULT_THRESHOLD, EngineRecord, LABELS, MANIFEST, Manifest, platform_info
 from runtime.classifier import Classifier
+from runtime.options import ClassifierOptions
 from runtime.encoding.features import MULTI_HOT, NGRAM, SEQUENCE, Encoder
 from runtime.probability import logits, tempered_all
 from train.corpus import Corpus
@@ -177,7 +178,7 @@ def export_bundle(
                     convert.quantize_onnx(onnx_float[output], path, spec.precision, calibration, encoder.table_rows)
             batch_invariant = spec.batch_invariant and not (spec.format == "tflite" and tflite_batch == 1)
             backend = load_backend(path, spec.format, batch_invariant=batch_invariant, output=output)
-            clf = Classifier(encoder, backend, name=str(path), artifact=name, temperature=temperature)
+            clf = Classifier(encoder, backend, ClassifierOptions(artifact=name), name=str(path), temperature=temperature)
             figures = validate.measure(clf, ref)
             tqdm.write(f"  {name}: max|dp| {figures['max_abs_diff']:.2e}, agreement {figures['label_agreement']:.4f}, "
                        f"test accuracy {figures['test_accuracy']:.4f} ({figures['test_accuracy_delta'] * 100:+.2f} pts)")

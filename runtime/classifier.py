@@ -16,26 +16,25 @@ review costs tokenization, writing its model input into the engine and an invoke
 from __future__ import annotations
 
 import numbers
-import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
 
-from runtime.engines.base import ENGINES, Backend, engine_threads, engine_version, installed_engines, load_backend
+from runtime.engines.base import ENGINES, Backend, engine_version, installed_engines, load_backend
 from runtime.bundle.directory import Bundle, open_bundle
 from runtime.bundle.files import BundleError
 from runtime.bundle.manifest import DEFAULT_THRESHOLD, LABELS
 from runtime.explain import Explanation, explain_linear, explain_occlusion
 from runtime.encoding.features import NGRAM, Encoder, pad_word_ids
+from runtime.options import AUTO, DEFAULT_BUNDLE, ClassifierOptions, check_band, check_threshold
 from runtime.probability import tempered
 from runtime.encoding.text import EMPTY_REVIEW, is_blank
 
 WHOLE_UP_TO = 4 << 20  # characters: a longer review is refused whole (the commands stream it)
 
-DEFAULT_BUNDLE = Path(__file__).parent / "default_bundle"
 BATCH = 1000  # reviews encoded at once by predict_proba: bounds memory for any batch
 RUN_BATCH = 256  # reviews of similar length run by the engine at once
 UNCERTAIN = "uncertain"  # the label of a probability inside the uncertainty band
@@ -44,33 +43,19 @@ TEMPER_CACHE = 4096  # tempered probabilities kept (an int8 artifact has at most
 
 @dataclass(frozen=True)
 class Prediction:
+    """A classifier's answer for one review.
+
+    Attributes:
+        label: the negative or positive label of the bundle, or ``UNCERTAIN`` inside an
+            uncertainty band.
+        probability: P(positive), a float between 0 and 1.
+        known_words: distinct vocabulary words the model saw (0: the answer is only the
+            model's prior).
+    """
+
     label: str
     probability: float
-    known_words: int  # distinct vocabulary words the model saw (0: the answer is only the model's prior)
-
-
-def _is_probability(x: object) -> bool:
-    """A real number (numpy's included, bool not) between 0 and 1; NaN is not."""
-    return isinstance(x, numbers.Real) and not isinstance(x, bool) and 0.0 <= x <= 1.0
-
-
-def _check_threshold(threshold: object) -> None:
-    if threshold is not None and not _is_probability(threshold):
-        raise ValueError(f"threshold must be a number between 0 and 1, got {threshold!r}")
-
-
-def _band(band: object) -> tuple[float, float] | None:
-    """An uncertainty band checked, as a pair of floats (None: no band)."""
-    if band is None:
-        return None
-    if (not isinstance(band, (tuple, list)) or len(band) != 2 or not all(map(_is_probability, band))
-            or not band[0] <= band[1]):
-        raise ValueError(f"uncertain must be a (low, high) pair with 0 <= low <= high <= 1, got {band!r}")
-    return float(band[0]), float(band[1])
-
-
-def _check_num_threads(num_threads: object) -> None:
-    engine_threads(num_threads)  # raises TypeError or ValueError for what no engine can be given
+    known_words: int
 
 
 def _check_text(text: object) -> None:
@@ -84,7 +69,7 @@ def _check_text(text: object) -> None:
 def _check_texts(texts: object) -> None:
     if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
         raise TypeError(f"reviews must be a list or other sequence of str, got {type(texts).__name__}"
-                        + (" (for one review use predict or probability)" if isinstance(texts, str) else ""))
+                        + (" (for one review use predict)" if isinstance(texts, str) else ""))
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             raise TypeError(f"review {i} must be a str, got {type(t).__name__}")
@@ -116,19 +101,41 @@ class _Pieces:
 
 
 class Classifier:
-    """Sentiment of raw review text with one artifact. Thread-safe.
+    """Sentiment of raw review text with one artifact of a bundle. Thread-safe and picklable.
 
-    ``uncertain=(low, high)``: a probability with ``low <= p <= high`` is labelled
-    ``uncertain`` rather than negative or positive. ``temperature`` (from the manifest; 1:
-    none) rescales every engine output's logit (see ``runtime.temperature``).
+    Made by ``runtime.load``; its public surface is ``predict``, ``predict_batch``,
+    ``predict_proba``, ``predict_stream`` and ``explain``, and the read-only properties below.
+    ``encoder``, ``backend`` and ``bundle`` are the loaded parts, for the project's own tools
+    (parity, benchmarks, export), not a stable interface.
+
+    An uncertainty band (``uncertain=(low, high)``) labels a probability with
+    ``low <= p <= high`` ``UNCERTAIN`` rather than negative or positive. The bundle's
+    temperature (from the manifest; 1: none) rescales every engine output's logit (see
+    ``runtime.probability``).
+
+    Args:
+        encoder: the bundle's feature encoder.
+        backend: the loaded artifact (``runtime.engines.base.load_backend``).
+        options: the options the classifier is made with (default: all defaults); its
+            threshold None is ``DEFAULT_THRESHOLD``, and its engine is taken from ``backend``.
+        labels: the (negative, positive) labels.
+        temperature: the logit temperature applied to every output.
+        bundle: the bundle the artifact was read from (a classifier without one cannot be
+            pickled).
+        name: what error messages call the artifact.
+
+    Raises:
+        TypeError: ``options`` is not a ``ClassifierOptions``.
+        BundleError: the artifact does not take the encoder's input.
     """
 
-    def __init__(self, encoder: Encoder, backend: Backend, labels: tuple[str, str] = LABELS,
-                 threshold: float = DEFAULT_THRESHOLD, name: str = "model", bundle: Bundle | None = None,
-                 artifact: str | None = None, uncertain: tuple[float, float] | None = None,
-                 temperature: float = 1.0):
-        _check_threshold(threshold)
-        uncertain = _band(uncertain)
+    def __init__(self, encoder: Encoder, backend: Backend, options: ClassifierOptions | None = None, *,
+                 labels: tuple[str, str] = LABELS, temperature: float = 1.0, bundle: Bundle | None = None,
+                 name: str = "model"):
+        if options is None:
+            options = ClassifierOptions()
+        elif not isinstance(options, ClassifierOptions):
+            raise TypeError(f"options must be a ClassifierOptions, got {type(options).__name__}")
         if backend.word_ids != encoder.word_ids:
             raise BundleError(f"{name}: the model does not take the {encoder.family} encoder's input")
         if backend.vocab_size is not None and backend.vocab_size != encoder.table_rows:
@@ -139,93 +146,129 @@ class Classifier:
                               f"{encoder.family} encoder makes {encoder.length}")
         self.encoder = encoder
         self.backend = backend
-        self.engine = backend.engine
-        self.labels = labels
-        self.threshold = float(threshold)
-        self.uncertain = uncertain
         self.bundle = bundle
-        self.artifact = artifact
-        self.temperature = float(temperature)
-        self.num_threads: int | None = None  # the engine threads asked for (None: the engine's choice)
+        # The options as loaded: the engine that runs the artifact, the threshold in use.
+        self._options = replace(options, engine=backend.engine,
+                                threshold=DEFAULT_THRESHOLD if options.threshold is None else options.threshold)
+        self._labels = tuple(labels)
+        self._threshold = self._options.threshold
+        self._uncertain = self._options.uncertain
+        self._temperature = float(temperature)
         self._encode_one = encoder.model_input
         # ``tempered`` is pure, and an int8 artifact has at most 256 outputs: it runs once per distinct output.
-        self._temper = lru_cache(maxsize=TEMPER_CACHE)(partial(tempered, temperature=self.temperature))
+        self._temper = lru_cache(maxsize=TEMPER_CACHE)(partial(tempered, temperature=self._temperature))
         run_one, temper = backend.run_one, self._temper
-        self._run_one = run_one if self.temperature == 1.0 else (lambda row: temper(run_one(row)))
+        self._run_one = run_one if self._temperature == 1.0 else (lambda row: temper(run_one(row)))
 
     @classmethod
-    def from_bundle(cls, bundle: Bundle, artifact: str | None = None, backend: str = "auto",
-                    threshold: float | None = None, num_threads: int | None = None,
-                    uncertain: tuple[float, float] | None = None) -> Classifier:
-        """A classifier for one artifact of a verified bundle (default: the default artifact,
-        or the first one an installed engine can run)."""
-        _check_threshold(threshold)
-        uncertain = _band(uncertain)
-        _check_num_threads(num_threads)
-        name = artifact or _runnable_default(bundle, backend)
+    def _from_bundle(cls, bundle: Bundle, options: ClassifierOptions) -> Classifier:
+        """A classifier for one artifact of a verified bundle, as ``options`` say (their
+        ``bundle`` is replaced by ``bundle``'s directory): the artifact named, else the default
+        one, or the first one an installed engine can run."""
+        name = options.artifact or _runnable_default(bundle, options.engine)
         entry, path, content = bundle.artifact_content(name)
-        loaded = load_backend(path, entry.format, backend, num_threads, entry.batch_invariant, entry.output, content)
+        loaded = load_backend(path, entry.format, options.engine, options.num_threads, entry.batch_invariant,
+                              entry.output, content)
         m = bundle.manifest
-        clf = cls(bundle.encoder(), loaded, m.labels, m.threshold if threshold is None else threshold,
-                  str(path), bundle, name, uncertain, m.temperature)
-        clf.num_threads = None if num_threads is None else int(num_threads)
-        # Where to load it again, whatever the working directory then: the shipped bundle is
-        # named None, so a process elsewhere (a Ray or Spark worker) loads its own copy.
-        root = os.path.abspath(bundle.root)
-        clf._pickled_root = None if root == os.path.abspath(DEFAULT_BUNDLE) else root
-        return clf
+        # Where to load it again, whatever the working directory then: an absolute path, and
+        # the shipped bundle None, so a process elsewhere (a Ray or Spark worker) loads its own copy.
+        options = replace(options, bundle=bundle.root, artifact=name,
+                          threshold=m.threshold if options.threshold is None else options.threshold)
+        return cls(bundle.encoder(), loaded, options, labels=m.labels, temperature=m.temperature, bundle=bundle,
+                   name=str(path))
 
     def __reduce__(self):
-        """Pickled as every option it was loaded with (bundle, as an absolute path, artifact,
-        engine, threshold, engine threads, band); unpickling loads the bundle again."""
-        if self.bundle is None or not hasattr(self, "_pickled_root"):
+        """Pickled as its ``options``; unpickling loads the bundle again."""
+        if self.bundle is None:
             raise TypeError("only a classifier loaded from a bundle can be pickled")
-        return load, (self._pickled_root, self.artifact, self.engine, self.threshold, self.num_threads,
-                      self.uncertain)
+        return _loaded, (self._options,)
 
-    def probability(self, text: str) -> float:
-        """P(positive) for one review: the hot path."""
+    @property
+    def options(self) -> ClassifierOptions:
+        """The options it was loaded with, as loaded: the bundle (absolute, None for the shipped
+        one), the artifact and engine that run, the threshold in use, threads and band."""
+        return self._options
+
+    @property
+    def labels(self) -> tuple[str, str]:
+        """The (negative, positive) labels."""
+        return self._labels
+
+    @property
+    def engine(self) -> str:
+        """The engine that runs the artifact (``litert``, ``tflite-runtime`` or ``onnxruntime``)."""
+        return self._options.engine
+
+    @property
+    def artifact(self) -> str | None:
+        """The name of the artifact in the bundle."""
+        return self._options.artifact
+
+    @property
+    def threshold(self) -> float:
+        """P(positive) at or above which a review is positive."""
+        return self._threshold
+
+    @property
+    def uncertain(self) -> tuple[float, float] | None:
+        """The uncertainty band, or None."""
+        return self._uncertain
+
+    @property
+    def num_threads(self) -> int | None:
+        """The engine threads asked for (None: one)."""
+        return self._options.num_threads
+
+    @property
+    def temperature(self) -> float:
+        """The bundle's logit temperature (1: none)."""
+        return self._temperature
+
+    def _probability(self, text: str) -> float:
+        """P(positive) for one review: the hot path, as the benchmark times it."""
         _check_text(text)
         return self._run_one(self._encode_one(text))
 
-    def probability_of_input(self, row: np.ndarray) -> float:
+    def _probability_of_input(self, row: np.ndarray) -> float:
         """P(positive) for one review's already encoded model input (``encoder.model_input``):
         the engine alone, as the benchmark times it."""
         return self._run_one(row)
 
-    def label(self, probability: float, threshold: float | None = None,
-              uncertain: tuple[float, float] | None = None) -> str:
-        """The label of a probability: ``uncertain`` inside the band, else by the threshold.
-
-        Raises:
-            ValueError: ``probability`` (or ``threshold``) is not a number between 0 and 1
-                (NaN is not: it has no label), or ``uncertain`` is not a band.
-        """
-        if not _is_probability(probability):
-            raise ValueError(f"probability must be a number between 0 and 1, got {probability!r}")
-        _check_threshold(threshold)
-        return self._label(probability, threshold, _band(uncertain))
-
     def _label(self, probability: float, threshold: float | None = None,
                uncertain: tuple[float, float] | None = None) -> str:
-        band = self.uncertain if uncertain is None else uncertain
+        """The label of a probability (checked by the caller): ``uncertain`` inside the band,
+        else by the threshold."""
+        band = self._uncertain if uncertain is None else uncertain
         if band is not None and band[0] <= probability <= band[1]:
             return UNCERTAIN
-        t = self.threshold if threshold is None else threshold
-        return self.labels[1] if probability >= t else self.labels[0]
+        t = self._threshold if threshold is None else threshold
+        return self._labels[1] if probability >= t else self._labels[0]
 
     def _prediction(self, probability: float, row: np.ndarray, threshold: float | None = None,
                     uncertain: tuple[float, float] | None = None) -> Prediction:
         return Prediction(self._label(probability, threshold, uncertain), probability,
                           int(self.encoder.known_words(row)))
 
-    def predict(self, text: str, threshold: float | None = None,
+    def predict(self, text: str, *, threshold: float | None = None,
                 uncertain: tuple[float, float] | None = None) -> Prediction:
-        """Label, P(positive) and known-word count for one review (``uncertain``: a band
-        for this call, see the class)."""
+        """Label, P(positive) and known-word count for one review.
+
+        Args:
+            text: the review, of any length (a long one is encoded in pieces, to the same answer).
+            threshold: for this call, instead of the classifier's.
+            uncertain: a ``(low, high)`` band for this call, instead of the classifier's.
+
+        Returns:
+            The review's ``Prediction``.
+
+        Raises:
+            TypeError: ``text`` is not a str (bytes: decode them first).
+            ValueError: ``text`` is empty or whitespace-only, ``threshold`` is not a number
+                between 0 and 1, or ``uncertain`` not a band.
+        """
         _check_text(text)
-        _check_threshold(threshold)
-        uncertain = _band(uncertain)
+        threshold = check_threshold(threshold)
+        uncertain = check_band(uncertain)
         row = self._encode_one(text)
         return self._prediction(self._run_one(row), row, threshold, uncertain)
 
@@ -233,9 +276,21 @@ class Classifier:
         """The ``k`` terms of the review that pushed most towards each label (see ``runtime.explain``):
         exact weights read from the artifact for the n-gram family, occlusion in batched engine
         calls for the others. Contributions and ``logit`` are the model's own, before any
-        temperature; ``probability`` is this classifier's answer. A text longer than
-        ``WHOLE_UP_TO`` characters is refused (``ValueError``), as the commands
-        do not explain a review they stream: explain an excerpt of it."""
+        temperature; ``probability`` is this classifier's answer.
+
+        Args:
+            text: the review, at most ``WHOLE_UP_TO`` characters (the commands do not explain
+                a review they stream: explain an excerpt of a longer one).
+            k: how many terms to name each way.
+
+        Returns:
+            The review's ``Explanation``.
+
+        Raises:
+            TypeError: ``text`` is not a str.
+            ValueError: ``text`` is empty, whitespace-only or too long, or ``k`` is not a
+                positive integer.
+        """
         _check_text(text)
         if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
@@ -271,17 +326,27 @@ class Classifier:
     def _run_batch(self, inputs: np.ndarray) -> np.ndarray:
         """The engine's probabilities for a batch of model inputs, tempered like ``_run_one``."""
         probs = self.backend.run(inputs)
-        if self.temperature == 1.0:
+        if self._temperature == 1.0:
             return probs
         return np.fromiter(map(self._temper, probs.tolist()), dtype=np.float32, count=len(probs))
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """P(positive) for each review of a batch, as a float32 ``(n,)`` array."""
-        return self.score_batch(texts)[0]
+        """P(positive) for each review of a batch.
 
-    def score_batch(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """P(positive) (float32) and known-word counts (int32) for each review of a batch: the
-        compact form worker processes send back."""
+        Args:
+            texts: a list (or other sequence) of str, each of any length.
+
+        Returns:
+            A float32 array of shape ``(len(texts),)``.
+
+        Raises:
+            TypeError: ``texts`` is not a sequence of str (a str alone is one review: use ``predict``).
+            ValueError: a review is empty or whitespace-only (the message names its index).
+        """
+        return self._score_batch(texts)[0]
+
+    def _score_batch(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """P(positive) (float32) and known-word counts (int32) for each review of a batch."""
         _check_texts(texts)
         probs, known = np.zeros(len(texts), np.float32), np.zeros(len(texts), np.int32)
         for positions, inputs, p in self._batches(texts):
@@ -289,16 +354,35 @@ class Classifier:
             known[positions] = self.encoder.known_words(inputs)
         return probs, known
 
-    def predictions(self, probs: np.ndarray, known: np.ndarray) -> list[Prediction]:
-        """``Prediction`` objects from ``score_batch``'s arrays."""
-        if self.uncertain is not None:
-            return [Prediction(self._label(p), p, k) for p, k in zip(probs.tolist(), known.tolist())]
-        t, negative, positive = self.threshold, self.labels[0], self.labels[1]
+    def _predictions(self, probs: np.ndarray, known: np.ndarray, threshold: float | None = None,
+                     uncertain: tuple[float, float] | None = None) -> list[Prediction]:
+        """``Prediction`` objects from ``_score_batch``'s arrays."""
+        if uncertain is not None or self._uncertain is not None:
+            return [Prediction(self._label(p, threshold, uncertain), p, k) for p, k in zip(probs.tolist(), known.tolist())]
+        t = self._threshold if threshold is None else threshold
+        negative, positive = self._labels
         return [Prediction(positive if p >= t else negative, p, k) for p, k in zip(probs.tolist(), known.tolist())]
 
-    def predict_batch(self, texts: Sequence[str]) -> list[Prediction]:
-        """A ``Prediction`` for each review of a batch (engine calls of up to ``RUN_BATCH`` reviews)."""
-        return self.predictions(*self.score_batch(texts))
+    def predict_batch(self, texts: Sequence[str], *, threshold: float | None = None,
+                      uncertain: tuple[float, float] | None = None) -> list[Prediction]:
+        """A ``Prediction`` for each review of a batch (engine calls of up to ``RUN_BATCH`` reviews).
+
+        Args:
+            texts: a list (or other sequence) of str, each of any length.
+            threshold: for this call, instead of the classifier's.
+            uncertain: a ``(low, high)`` band for this call, instead of the classifier's.
+
+        Returns:
+            One ``Prediction`` per review, in order.
+
+        Raises:
+            TypeError: ``texts`` is not a sequence of str.
+            ValueError: a review is empty or whitespace-only (the message names its index),
+                ``threshold`` is not a number between 0 and 1, or ``uncertain`` not a band.
+        """
+        threshold = check_threshold(threshold)
+        uncertain = check_band(uncertain)
+        return self._predictions(*self._score_batch(texts), threshold, uncertain)
 
     def predict_stream(self, pieces: Iterable[str]) -> Prediction:
         """A ``Prediction`` for one text given in pieces (memory bounded, whatever its length):
@@ -306,6 +390,9 @@ class Classifier:
 
         Args:
             pieces: an iterable of str: a list, a generator, a file opened in text mode.
+
+        Returns:
+            The text's ``Prediction``.
 
         Raises:
             TypeError: ``pieces`` is not such an iterable (a str: use ``predict``), or a piece
@@ -335,22 +422,55 @@ def _runnable_default(bundle: Bundle, backend: str = "auto") -> str:
     return default  # loading it raises the error that says what to install
 
 
-def load(bundle: str | Path | None = None, artifact: str | None = None, backend: str = "auto",
+
+
+def load(bundle: str | Path | None = None, artifact: str | None = None, backend: str = AUTO,
          threshold: float | None = None, num_threads: int | None = None,
-         uncertain: tuple[float, float] | None = None) -> Classifier:
-    """A classifier for ``bundle`` (default: the bundle shipped inside this package).
+         uncertain: tuple[float, float] | None = None, *, options: ClassifierOptions | None = None) -> Classifier:
+    """A classifier for one artifact of a bundle (default: the bundle shipped inside this package).
+
+    Either the keyword arguments or ``options``, not both; the arguments are checked before
+    any file is read.
+
+    Args:
+        bundle: the bundle directory; None for the shipped bundle.
+        artifact: the artifact to run; None for the manifest's default (or, with ``backend``,
+            the first artifact that engine can run).
+        backend: ``"auto"`` or an engine name: ``"litert"``, ``"tflite-runtime"``, ``"onnxruntime"``.
+        threshold: P(positive) at or above which a review is positive; None for the bundle's.
+        num_threads: the threads the engine may use; None for one.
+        uncertain: a ``(low, high)`` band labelled ``UNCERTAIN``; None for no band.
+        options: all of the above in one ``ClassifierOptions``.
+
+    Returns:
+        The loaded ``Classifier``; its ``options`` are these, as loaded.
 
     Raises:
+        TypeError: ``options`` is not a ``ClassifierOptions``, or is given with other
+            arguments; or an argument has the wrong type (``num_threads`` not an int,
+            ``bundle`` not a path...).
         ValueError: ``threshold`` is not a number between 0 and 1 (bool is not),
-            ``uncertain`` not a ``(low, high)`` band inside it, or ``num_threads`` not a
-            positive integer.
-        runtime.Error: the bundle or its engine cannot be loaded (``BundleError``, ``EngineError``).
+            ``uncertain`` not a ``(low, high)`` band inside it, or ``num_threads`` below 1.
+        runtime.Error: the bundle or its engine cannot be loaded: ``BundleError`` (missing,
+            malformed or tampered bundle, unknown artifact) or ``EngineError`` (no engine
+            installed for the artifact, or the engine refused it).
     """
-    _check_threshold(threshold)  # the arguments first: a wrong one is named before any file is read
-    _band(uncertain)
-    _check_num_threads(num_threads)
-    return Classifier.from_bundle(open_bundle(bundle or DEFAULT_BUNDLE), artifact, backend, threshold, num_threads,
-                                  uncertain)
+    if options is None:
+        options = ClassifierOptions(bundle, artifact, backend, num_threads, threshold, uncertain)
+        root = bundle or DEFAULT_BUNDLE  # opened as given, so that messages name it as the caller did
+    elif not isinstance(options, ClassifierOptions):
+        raise TypeError(f"options must be a runtime.ClassifierOptions, got {type(options).__name__}")
+    elif (bundle, artifact, backend, threshold, num_threads, uncertain) != (None, None, AUTO, None, None, None):
+        raise TypeError("load() takes options or the other arguments, not both")
+    else:
+        root = options.bundle_path
+    return Classifier._from_bundle(open_bundle(root), options)
 
 
-__all__ = ["Classifier", "Prediction", "Explanation", "load", "DEFAULT_BUNDLE", "ENGINES", "UNCERTAIN"]
+def _loaded(options: ClassifierOptions) -> Classifier:
+    """An unpickled classifier: loaded again from its options."""
+    return load(options=options)
+
+
+__all__ = ["Classifier", "ClassifierOptions", "Prediction", "Explanation", "load", "DEFAULT_BUNDLE", "ENGINES",
+           "UNCERTAIN"]

@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 
 from runtime.encoding import text as _text
-from runtime.encoding.features import NgramEncoder, SequenceEncoder, bigram_ids, pad_word_ids
+from runtime.encoding.features import NgramEncoder, SequenceEncoder, pad_word_ids
 from runtime.encoding.vocab import UNK_ID
 
 EXACT, OCCLUSION = "exact", "occlusion"
@@ -34,6 +34,15 @@ OCCLUSION_BATCH = 256  # occluded rows run at once: bounds memory for any review
 
 
 class Term(NamedTuple):
+    """One term of a review and how far it pushed the review's logit.
+
+    Attributes:
+        text: a word, or two words for a bigram; ``<unk>`` is a word outside the vocabulary.
+        contribution: on the logit scale; > 0 pushes towards positive.
+        positions: where it occurs: indices into the review's tokens.
+        length: how many tokens it spans.
+    """
+
     text: str  # a word, or two words for a bigram; "<unk>" is a word outside the vocabulary
     contribution: float  # on the logit scale; > 0 pushes towards positive
     positions: tuple[int, ...]  # where it occurs: indices into the review's tokens
@@ -42,6 +51,19 @@ class Term(NamedTuple):
 
 @dataclass(frozen=True)
 class Explanation:
+    """Why a review got its probability (``Classifier.explain``).
+
+    Attributes:
+        method: ``"exact"`` (the n-gram family's weights) or ``"occlusion"``.
+        probability: the classifier's P(positive) for the review.
+        logit: exact: bias + every contribution; occlusion: the artifact's logit for the review.
+        bias: exact only: the model's logit for a review without any known n-gram (else None).
+        positive: the strongest pushes towards positive, strongest first.
+        negative: the strongest pushes towards negative, strongest first.
+        terms: how many terms of the review were weighed.
+        total: the sum of all their contributions.
+    """
+
     method: str  # EXACT or OCCLUSION
     probability: float  # the artifact's P(positive) for the review
     logit: float  # exact: bias + every contribution; occlusion: the artifact's logit for the review
@@ -52,11 +74,24 @@ class Explanation:
     total: float  # the sum of all their contributions
 
     def top(self, k: int) -> list[Term]:
-        """The ``k`` terms with the largest absolute contributions, either way."""
+        """The strongest terms either way.
+
+        Args:
+            k: how many terms.
+
+        Returns:
+            The ``k`` terms with the largest absolute contributions, strongest first.
+        """
         both = sorted(self.positive + self.negative, key=_strength)
         return both[:k]
 
     def to_json(self) -> dict:
+        """The explanation as the command's ``--json`` output writes it.
+
+        Returns:
+            A dict of ``method``, ``logit``, ``bias``, ``terms``, ``towards_positive`` and
+            ``towards_negative`` (lists of ``{"term", "contribution"}``), rounded to 6 places.
+        """
         def terms(ts: tuple[Term, ...]) -> list[dict]:
             return [{"term": t.text, "contribution": round(t.contribution, 6)} for t in ts]
 
@@ -84,8 +119,8 @@ def explain_linear(encoder: NgramEncoder, text: str, k: int, weights: Callable[[
     (as ``encoder.model_input`` makes them) and the terms weighed. Only the top ``k`` each way
     are named and located, so the cost is a gather, two sorts and one engine call.
     """
-    tokens = encoder._token_ids(text)
-    ids = encoder._features(tokens)  # the model input: sorted distinct ids
+    tokens = encoder.ids_of(text)
+    ids = encoder.input_of_ids(tokens)  # the model input: sorted distinct ids
     probability = run_one(ids)
     weighed = ids[ids > UNK_ID]  # reserved rows are zero: padding, start, unknown word
     contributions = weights(weighed.astype(np.int64))
@@ -96,8 +131,7 @@ def explain_linear(encoder: NgramEncoder, text: str, k: int, weights: Callable[[
     n = len(tokens)
     positions: dict[int, list[int]] = {}
     if len(chosen):
-        features = np.concatenate((tokens, bigram_ids(tokens[:-1], tokens[1:], encoder.vocab_size,
-                                                      encoder.buckets)))
+        features = np.concatenate((tokens, encoder.bigrams_of(tokens)))
         slot = np.minimum(np.searchsorted(chosen, features), len(chosen) - 1)
         where = np.flatnonzero(chosen[slot] == features)  # where the chosen terms occur, in order
         for p, j in zip(where.tolist(), slot[where].tolist()):
@@ -117,11 +151,6 @@ def explain_linear(encoder: NgramEncoder, text: str, k: int, weights: Callable[[
     return Explanation(EXACT, probability, bias + total, bias, pos, neg, len(weighed), total)
 
 
-def _token_ids(encoder, text: str) -> list[int]:
-    get = encoder.vocab.index.get
-    return [get(t, UNK_ID) for t in _text.tokenize(text)]
-
-
 def explain_occlusion(encoder, text: str, k: int, run: Callable[[np.ndarray], np.ndarray],
                       run_one: Callable[[np.ndarray], float]) -> Explanation:
     """Leave-one-word-out contributions: ``run(batch)`` gives the logits of model inputs
@@ -132,19 +161,18 @@ def explain_occlusion(encoder, text: str, k: int, run: Callable[[np.ndarray], np
     model sees only the last ``length`` tokens, so only the words there can move it: the
     others contribute exactly 0 and are not run, which keeps a long review's cost bounded.
     """
-    tokens = _token_ids(encoder, text)
+    tokens = encoder.ids_of(text).tolist()
     if isinstance(encoder, SequenceEncoder):
-        sequence = [1] + tokens  # <start> first, as the encoder writes it
-        words = sorted({t for t in sequence[-encoder.length :] if t > UNK_ID})
+        words = sorted({t for t in tokens[-encoder.length :] if t > UNK_ID})  # the words the row can hold
 
         def row(without: int | None) -> np.ndarray:
-            kept: list[int] = []
-            for t in reversed(sequence):
+            kept: list[int] = []  # the last tokens but ``without``: all the encoder keeps of them
+            for t in reversed(tokens):
                 if t != without:
                     kept.append(t)
                     if len(kept) == encoder.length:
                         break
-            return encoder._row(kept[::-1])
+            return encoder.input_of_ids(np.array(kept[::-1], dtype=np.uint32))
 
         rows = [row(None)] + [row(w) for w in words]
     else:

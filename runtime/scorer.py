@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.classifier import Classifier, Prediction, load
+from runtime.options import AUTO, ClassifierOptions
 from runtime.encoding.features import BULK_MEMO_SIZE
 from runtime.encoding.text import EMPTY_REVIEW, is_blank
 
@@ -71,37 +72,65 @@ class ReviewScorer:
     """P(positive) for batches of reviews with one artifact of a bundle.
 
     Args:
-        bundle, artifact, backend, threshold, num_threads, uncertain: as ``runtime.load``
-            takes them; all are kept when the scorer is pickled.
+        bundle: as ``runtime.load`` takes it (and so ``artifact``, ``backend``,
+            ``threshold``, ``num_threads``, ``uncertain`` and ``options``); the
+            classifier's options are kept whole when the scorer is pickled.
         column: the column of a dict batch that holds the reviews.
+
+    Raises:
+        TypeError, ValueError: an argument is wrong, as ``runtime.load`` says.
+        runtime.Error: the bundle or its engine cannot be loaded.
     """
 
-    def __init__(self, bundle: str | Path | None = None, artifact: str | None = None, backend: str = "auto",
+    def __init__(self, bundle: str | Path | None = None, artifact: str | None = None, backend: str = AUTO,
                  threshold: float | None = None, column: str = "text", num_threads: int | None = None,
-                 uncertain: tuple[float, float] | None = None):
-        self._start(load(bundle, artifact, backend, threshold, num_threads, uncertain), column)
+                 uncertain: tuple[float, float] | None = None, *, options: ClassifierOptions | None = None):
+        self._start(load(bundle, artifact, backend, threshold, num_threads, uncertain, options=options), column)
 
     def _start(self, classifier: Classifier, column: str) -> None:
         self.classifier = classifier
         self.classifier.encoder.set_memo_size(BULK_MEMO_SIZE)
         self.column = column
 
+    @property
+    def options(self) -> ClassifierOptions:
+        """The options of its classifier, as loaded (what it is pickled as, with its column)."""
+        return self.classifier.options
+
     def __reduce__(self):
-        """Pickled as its classifier (every option, see ``Classifier.__reduce__``) and column."""
-        return _unpickled_scorer, (self.classifier, self.column)
+        """Pickled as its classifier's options and its column."""
+        return _unpickled_scorer, (self.classifier.options, self.column)
 
     def predict_batch(self, texts: Sequence[str]) -> list[Prediction]:
         """A ``Prediction`` per review, as ``Classifier.predict_batch`` gives it (strict: a
-        value that is not a review raises)."""
+        value that is not a review raises).
+
+        Args:
+            texts: a list (or other sequence) of str.
+
+        Returns:
+            One ``Prediction`` per review, in order.
+
+        Raises:
+            TypeError: ``texts`` is not a sequence of str.
+            ValueError: a review is empty or whitespace-only.
+        """
         return self.classifier.predict_batch(texts)
 
-    def score_batch(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities and known-word counts, as ``Classifier.score_batch`` gives them (strict)."""
-        return self.classifier.score_batch(texts)
-
     def score_values(self, values) -> tuple[np.ndarray, list[str | None]]:
-        """float32 P(positive) for each value of a batch, NaN where it holds no review, and
-        each one's error (None for a scored review; see the module)."""
+        """P(positive) for each value of a batch, lenient: a value that holds no review gets
+        NaN and says why (see the module).
+
+        Args:
+            values: an array or list of texts (str or UTF-8 bytes; nulls are allowed).
+
+        Returns:
+            float32 probabilities (NaN where a value holds no review) and each value's error
+            (None for a scored review).
+
+        Raises:
+            TypeError: ``values`` is a str, bytes or a dict rather than a batch of texts.
+        """
         if isinstance(values, (str, bytes, bytearray, dict)):
             raise TypeError(f"a batch must be an array or list of texts, got {type(values).__name__}"
                             + (" (for one review use classifier.predict)" if isinstance(values, str) else ""))
@@ -113,10 +142,21 @@ class ReviewScorer:
         return probabilities, [error for _, error in read]
 
     def __call__(self, batch):
-        """Ray Data: a dict of columns in, the same dict with ``probability`` (float32, NaN for a
-        row without a review), ``label`` (None for one) and ``error`` (None, or why) out.
-        Spark and plain use: an array or list of texts in, float32 probabilities out (NaN
-        for a row without a review). A str alone is not a batch (``TypeError``)."""
+        """Score a batch, as Ray Data or Spark call a UDF.
+
+        Args:
+            batch: Ray Data: a dict of columns, the reviews in ``column``. Spark and plain
+                use: an array or list of texts.
+
+        Returns:
+            For a dict, the same dict with ``probability`` (float32, NaN for a row without a
+            review), ``label`` (None for one) and ``error`` (None, or why) added; for an
+            array or list, the float32 probabilities (NaN for a row without a review).
+
+        Raises:
+            TypeError: ``batch`` is a str (one review is not a batch) or bytes.
+            KeyError: a dict batch has no ``column``.
+        """
         if isinstance(batch, dict):
             probabilities, errors = self.score_values(batch[self.column])
             label = self.classifier._label
@@ -126,7 +166,7 @@ class ReviewScorer:
         return self.score_values(batch)[0]
 
 
-def _unpickled_scorer(classifier: Classifier, column: str) -> ReviewScorer:
-    scorer = ReviewScorer.__new__(ReviewScorer)
-    scorer._start(classifier, column)
+def _unpickled_scorer(options: ClassifierOptions | Classifier, column: str) -> ReviewScorer:
+    scorer = ReviewScorer.__new__(ReviewScorer)  # a scorer pickled before options held its classifier
+    scorer._start(options if isinstance(options, Classifier) else load(options=options), column)
     return scorer

@@ -146,7 +146,7 @@ def test_the_scorer_gives_rows_without_a_review_nan_none_and_the_reason():
     assert out["error"].tolist() == errors
     for i, (p, label) in enumerate(zip(out["probability"].tolist(), out["label"].tolist())):
         if i in reviews:
-            assert p == want[i] and label == scorer.classifier.label(p)
+            assert p == want[i] and label == ("positive" if p >= scorer.classifier.threshold else "negative")
         else:
             assert math.isnan(p) and label is None
     assert out["id"].tolist() == list(range(len(values)))
@@ -160,7 +160,7 @@ def test_the_scorer_reads_masked_entries_as_null_and_refuses_a_str_as_a_batch():
     masked = np.ma.array(np.array(["A wonderful film", "hidden"], dtype=object), mask=[False, True])
     out = scorer({"text": masked})
     assert out["error"].tolist() == [None, "null text"] and math.isnan(out["probability"][1])
-    assert out["probability"][0] == scorer.classifier.probability("A wonderful film")
+    assert out["probability"][0] == scorer.classifier.predict("A wonderful film").probability
     for batch in ("a great film", b"a great film"):
         with pytest.raises(TypeError, match="a batch must be an array or list of texts"):
             scorer(batch)
@@ -181,7 +181,7 @@ def test_null_rows_in_ray_data_get_null_results_and_the_others_their_probability
     for i, t in enumerate(values):
         r = by_id[i]
         if t:
-            assert (float(r["probability"]), r["label"], r["error"]) == (clf.probability(t), clf.predict(t).label, None)
+            assert (float(r["probability"]), r["label"], r["error"]) == (clf.predict(t).probability, clf.predict(t).label, None)
         else:
             assert math.isnan(r["probability"]) and r["label"] is None
             assert r["error"] == ("null text" if t is None else EMPTY_REVIEW)
@@ -210,7 +210,7 @@ def test_a_classifier_and_a_scorer_from_a_relative_bundle_unpickle_elsewhere_wit
 
 def test_the_shipped_bundle_pickles_as_the_shipped_bundle(clf):
     """Named None, so a worker elsewhere (another install path) loads its own copy."""
-    assert clf.__reduce__()[1][0] is None
+    assert clf.__reduce__()[1][0].bundle is None and clf.options.bundle is None
     assert pickle.loads(pickle.dumps(clf)).bundle.root == clf.bundle.root
 
 
@@ -219,13 +219,19 @@ def test_the_shipped_bundle_pickles_as_the_shipped_bundle(clf):
 @pytest.mark.parametrize("call, error, message", [
     (lambda c: runtime.load(threshold=True), ValueError, "threshold must be a number between 0 and 1, got True"),
     (lambda c: c.predict("good", threshold=True), ValueError, "threshold must be a number between 0 and 1"),
-    (lambda c: c.label(0.5, threshold=False), ValueError, "threshold must be a number between 0 and 1"),
-    (lambda c: c.label(0.5, threshold=2), ValueError, "threshold must be a number between 0 and 1"),
-    (lambda c: c.label(float("nan")), ValueError, "probability must be a number between 0 and 1, got nan"),
-    (lambda c: c.label(np.float32("nan")), ValueError, "probability must be a number between 0 and 1"),
-    (lambda c: c.label(1.5), ValueError, "probability must be a number between 0 and 1"),
-    (lambda c: c.label(True), ValueError, "probability must be a number between 0 and 1"),
-    (lambda c: c.label(0.5, uncertain=(0.6, 0.4)), ValueError, "uncertain must be a (low, high) pair"),
+    (lambda c: c.predict_batch(["good"], threshold=False), ValueError, "threshold must be a number between 0 and 1"),
+    (lambda c: c.predict_batch(["good"], threshold=2), ValueError, "threshold must be a number between 0 and 1"),
+    (lambda c: c.predict("good", threshold=float("nan")), ValueError, "threshold must be a number between 0 and 1, got nan"),
+    (lambda c: c.predict("good", threshold=np.float32("nan")), ValueError, "threshold must be a number between 0 and 1"),
+    (lambda c: c.predict("good", uncertain=(0.6, 0.4)), ValueError, "uncertain must be a (low, high) pair"),
+    (lambda c: c.predict_batch(["good"], uncertain=(0.5, True)), ValueError, "uncertain must be a (low, high) pair"),
+    (lambda c: c.predict("good", 0.5), TypeError, "positional argument"),
+    (lambda c: runtime.load(options={"threshold": 0.5}), TypeError, "options must be a runtime.ClassifierOptions"),
+    (lambda c: runtime.load(threshold=0.5, options=runtime.ClassifierOptions()), TypeError, "not both"),
+    (lambda c: runtime.ClassifierOptions(artifact=5), TypeError, "artifact must be a str or None, got int 5"),
+    (lambda c: runtime.ClassifierOptions(engine=None), TypeError, "engine must be a str, got NoneType"),
+    (lambda c: runtime.ClassifierOptions(bundle=5), TypeError, "bundle must be a path"),
+    (lambda c: runtime.ClassifierOptions(threshold=-0.1), ValueError, "threshold must be a number between 0 and 1"),
     (lambda c: runtime.load(uncertain=(True, 1)), ValueError, "uncertain must be a (low, high) pair"),
     (lambda c: c.explain("good", k=True), ValueError, "k must be a positive integer, got True"),
     (lambda c: c.explain("good", k=2.0), ValueError, "k must be a positive integer, got 2.0"),
@@ -253,8 +259,9 @@ def test_numpy_numbers_are_numbers(clf):
     """numpy scalars are accepted wherever a Python number is (bool is not a number here)."""
     assert runtime.load(threshold=np.float32(0.25)).threshold == 0.25
     assert clf.predict("An awful film", threshold=np.float64(0.0)).label == "positive"
-    assert clf.label(np.float32(0.9)) == "positive" and clf.label(np.float64(0.1)) == "negative"
-    assert clf.label(0.5, uncertain=(np.float32(0.25), np.float32(0.75))) == runtime.UNCERTAIN
+    assert clf.predict_batch(["An awful film"], threshold=np.float32(0.0))[0].label == "positive"
+    assert clf.predict("A wonderful film", threshold=np.float64(1.0)).label == "negative"
+    assert clf.predict("A fine film", uncertain=(np.float32(0.0), np.float32(1.0))).label == runtime.UNCERTAIN
     banded = runtime.load(uncertain=[np.float64(0.4), 0.6])
     assert banded.uncertain == (0.4, 0.6) and type(banded.uncertain[0]) is float
     assert clf.explain("a great film, a dull plot", k=np.int64(1)) == clf.explain("a great film, a dull plot", k=1)
@@ -262,7 +269,7 @@ def test_numpy_numbers_are_numbers(clf):
 
 def test_every_empty_review_is_refused_with_one_message(clf, tmp_path):
     """The API (one review, a batch, a stream), the command and the record readers."""
-    for call in (lambda: clf.predict(" \n"), lambda: clf.probability(""), lambda: clf.explain("\t"),
+    for call in (lambda: clf.predict(" \n"), lambda: clf.predict("").probability, lambda: clf.explain("\t"),
                  lambda: clf.predict_stream(["  "])):
         with pytest.raises(ValueError) as e:
             call()
@@ -300,7 +307,7 @@ def test_explain_refuses_a_text_longer_than_the_command_explains(clf):
 
 def test_every_error_class_of_the_runtime_derives_from_runtime_error():
     found = []
-    for info in pkgutil.walk_packages(runtime.__path__, "runtime."):
+    for info in pkgutil.walk_packages(runtime.__path__, "runtime."):  # every room: encoding, engines, cli...
         module = importlib.import_module(info.name)
         for value in vars(module).values():
             if (isinstance(value, type) and issubclass(value, BaseException)
@@ -308,7 +315,8 @@ def test_every_error_class_of_the_runtime_derives_from_runtime_error():
                     and value.__module__ == module.__name__ and value is not runtime.Error):
                 found.append(value)
     names = {c.__name__ for c in found}
-    assert {"BundleError", "EngineError", "InputError", "WorkerError", "VocabularyError", "CorpusError"} <= names
+    assert {"BundleError", "EngineError", "InputError", "WorkerError", "VocabularyError", "CorpusError",
+            "OnnxFormatError", "UnsafeOutput"} <= names
     assert [c.__name__ for c in found if not issubclass(c, runtime.Error)] == []
     from runtime.engines.base import EngineError
     from runtime.encoding.vocab import VocabularyError

@@ -135,9 +135,9 @@ def test_bundle_formats_3_and_4_load_and_an_output_must_be_known(tmp_path):
         return path
 
     review = "A wonderful, moving film."
-    want = load().probability(review)
+    want = load().predict(review).probability
     old = variant("v3", lambda m: m.update(format_version=3))
-    assert load(old).probability(review) == want
+    assert load(old).predict(review).probability == want
     with pytest.raises(BundleError, match="format version 2 is not supported"):
         load(variant("v2", lambda m: m.update(format_version=2)))
     # Any artifact may end at its logit (export.convert.output_of): read as one, this one's

@@ -61,7 +61,7 @@ def test_manifest_temperature_is_applied_on_every_path(small_ngram_bundle, tmp_p
     assert base.bundle.manifest.calibration["temperature"] == base.temperature
     hot = runtime.load(with_temperature(small_ngram_bundle, tmp_path, 2.0), artifact="tflite-float32")
     raw = base.backend.run(base.encoder.model_inputs(REVIEWS))
-    single = np.array([hot.probability(t) for t in REVIEWS], dtype=np.float32)
+    single = np.array([hot.predict(t).probability for t in REVIEWS], dtype=np.float32)
     np.testing.assert_array_equal(single, tempered_all(raw.tolist(), 2.0))
     assert np.all(np.abs(single - 0.5) < np.abs(raw - 0.5))  # T = 2 pulls every answer towards 0.5
     np.testing.assert_array_equal(single, hot.predict_proba(REVIEWS))

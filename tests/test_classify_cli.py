@@ -75,7 +75,7 @@ def test_many_files_are_batched_and_match_single_runs(tmp_path, corpus):
 
     clf = runtime.load()
     for line, t in zip(many[::50], texts[::50]):
-        assert line.split("\t")[1] == f"{clf.probability(t):.4f}"
+        assert line.split("\t")[1] == f"{clf.predict(t).probability:.4f}"
 
 
 def test_bad_inputs_are_reported_and_the_rest_still_classified(tmp_path, reviews, monkeypatch):

@@ -19,7 +19,7 @@ barrier = threading.Barrier(16)
 def work(i):
     barrier.wait()
     for _ in range(20):
-        clf.probability(f"A fine film number {i}, well acted.")  # each thread creates its interpreters
+        clf.predict(f"A fine film number {i}, well acted.").probability  # each thread creates its interpreters
         os.write(2, b"")
 threads = [threading.Thread(target=work, args=(i,)) for i in range(16)]
 for t in threads: t.start()
@@ -101,7 +101,7 @@ if {enabled}:
     faulthandler.enable()
 sys.stderr = io.StringIO()  # as under pytest's capsys: no file descriptor
 import runtime
-print(runtime.load(artifact="tflite-int8", backend="litert").probability("A wonderful, moving film."))
+print(runtime.load(artifact="tflite-int8", backend="litert").predict("A wonderful, moving film.").probability)
 print(faulthandler.is_enabled())
 """
 
@@ -121,7 +121,7 @@ import faulthandler, sys
 log = open(sys.argv[1], "w")
 faulthandler.enable(file=log)
 import runtime
-runtime.load(artifact="tflite-int8", backend="litert").probability("A wonderful, moving film.")
+runtime.load(artifact="tflite-int8", backend="litert").predict("A wonderful, moving film.").probability
 assert faulthandler.is_enabled()
 faulthandler._sigsegv()
 """
@@ -140,7 +140,7 @@ def test_a_users_faulthandler_file_is_kept(tmp_path):
 @pytest.mark.parametrize("option", ["", "-X faulthandler"])
 def test_loads_with_fd_2_closed(option):
     script = ("import runtime; print(runtime.load(artifact='tflite-int8', backend='litert')"
-              ".probability('A wonderful, moving film.'))")
+              ".predict('A wonderful, moving film.').probability)")
     proc = subprocess.run(["sh", "-c", f'"{sys.executable}" {option} -c "{script}" 2>&-'], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and 0.0 < float(proc.stdout) < 1.0, proc.stdout

@@ -84,7 +84,7 @@ def test_num_threads_is_capped_at_the_cpus():
 def test_a_huge_num_threads_answers_and_exits_cleanly(engine):
     """It made 100,000 engine threads: litert answered, then hung or crashed at exit."""
     script = (f"import runtime; clf = runtime.load(backend={engine!r}, num_threads=100000); "
-              f"print(clf.probability('A wonderful, moving film.'))")
+              f"print(clf.predict('A wonderful, moving film.').probability)")
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert 0.0 < float(proc.stdout) < 1.0

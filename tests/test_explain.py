@@ -91,9 +91,9 @@ def test_occlusion_is_the_logit_without_the_word(request, bundle, artifact):
     clf = runtime.load(request.getfixturevalue(bundle), artifact=artifact)
     e = clf.explain(NEGATIVE, k=3)
     assert e.method == OCCLUSION and e.bias is None
-    assert e.probability == pytest.approx(clf.probability(NEGATIVE), abs=1e-6)
+    assert e.probability == pytest.approx(clf.predict(NEGATIVE).probability, abs=1e-6)
     for t in e.top(4):  # contributions are on the model's logit: a temperature divides the answer's
-        removed = clf.probability(without(NEGATIVE, t.text))
+        removed = clf.predict(without(NEGATIVE, t.text)).probability
         answered = float(logit(e.probability) - logit(removed)) * clf.temperature
         assert t.contribution == pytest.approx(answered, abs=1e-3)
 
@@ -129,7 +129,7 @@ def test_a_changed_golden_explanation_fails_parity(small_ngram_bundle, tmp_path)
 
 def test_empty_reviews_are_refused(small_ngram_bundle):
     clf = runtime.load(small_ngram_bundle)
-    for call in (clf.predict, clf.probability, clf.explain):
+    for call in (clf.predict, lambda t: clf.predict_stream([t]), clf.explain):
         for empty in ("", "  \n\t "):
             with pytest.raises(ValueError, match="empty"):
                 call(empty)
@@ -141,7 +141,7 @@ def test_empty_reviews_are_refused(small_ngram_bundle):
 
 def test_uncertainty_band(small_ngram_bundle):
     clf = runtime.load(small_ngram_bundle)
-    p = clf.probability(NEGATIVE)
+    p = clf.predict(NEGATIVE).probability
     assert clf.predict(NEGATIVE, uncertain=(max(p - 0.01, 0.0), min(p + 0.01, 1.0))).label == runtime.UNCERTAIN
     assert clf.predict(NEGATIVE, uncertain=(min(p + 0.01, 1.0), 1.0)).label in clf.labels
     banded = runtime.load(small_ngram_bundle, uncertain=(0.0, 1.0))
@@ -244,4 +244,4 @@ def test_a_sequence_model_weighs_only_the_words_it_sees(small_lstm_bundle):
     e = clf.explain(early, k=50)
     assert e.terms <= clf.encoder.length
     assert not {"great", "excellent", "wonderful"} & {t.text for t in e.positive + e.negative}
-    assert e.probability == pytest.approx(clf.probability(early), abs=1e-6)
+    assert e.probability == pytest.approx(clf.predict(early).probability, abs=1e-6)

@@ -15,6 +15,7 @@ import runtime
 from conftest import ROOT
 from runtime.bundle.files import BundleError, sha256_file
 from runtime.classifier import DEFAULT_BUNDLE
+from runtime.encoding.text import EMPTY_REVIEW
 
 # Runs runtime.classify in-process and reports the process's own peak memory (VmHWM belongs
 # to the new address space; ru_maxrss would inherit pytest's across exec).
@@ -206,9 +207,9 @@ def test_a_file_outside_the_bundle_is_never_opened(tmp_path, monkeypatch):
     (lambda c: c.predict(None), TypeError, "a review must be a str, got NoneType"),
     (lambda c: c.predict(123), TypeError, "a review must be a str, got int"),
     (lambda c: c.predict(b"great film"), TypeError, "decode bytes first"),
-    (lambda c: c.probability(["great"]), TypeError, "a review must be a str, got list"),
+    (lambda c: c.predict(["great"]), TypeError, "a review must be a str, got list"),
     (lambda c: c.predict_proba(["ok", None]), TypeError, "review 1 must be a str, got NoneType"),
-    (lambda c: c.predict_proba("great film"), TypeError, "for one review use predict or probability"),
+    (lambda c: c.predict_proba("great film"), TypeError, "for one review use predict)"),
     (lambda c: c.predict_proba(np.array(["a", "b"])), TypeError, "reviews must be a list or other sequence of str"),
     (lambda c: c.predict_proba(5), TypeError, "reviews must be a list or other sequence of str, got int"),
     (lambda c: c.predict("good", threshold=5), ValueError, "threshold must be a number between 0 and 1, got 5"),
@@ -232,7 +233,7 @@ def test_the_memo_is_bounded_in_bytes():
     """Distinct whitespace-free megabyte texts must not stay in memory through the memo."""
     clf = runtime.load()
     for i in range(40):
-        clf.probability(f"{i}," + "good," * 200_000)
+        clf.predict(f"{i}," + "good," * 200_000).probability
     memo = clf.encoder._memo
     assert sum(map(len, memo)) <= memo.char_limit
 
@@ -247,7 +248,7 @@ def test_parity_skips_empty_and_binary_data_files(tmp_path):
 
     checks = parity.run(DEFAULT_BUNDLE, data=folder)
     skipped = sorted(c.message for c in checks if c.kind == "corpus" and c.passed is None)
-    assert skipped == ["skipped (not a review): pos/2.txt: empty or whitespace-only",
+    assert skipped == [f"skipped (not a review): pos/2.txt: {EMPTY_REVIEW}",
                        "skipped (not a review): pos/3.txt: binary file (contains NUL bytes), not text"]
 
 

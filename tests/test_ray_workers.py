@@ -86,7 +86,7 @@ except WorkerError as e:
 def test_an_actor_that_cannot_load_fails_the_run_in_one_line():
     done = _run("""
 from dataclasses import replace
-broken = replace(job, spec=replace(job.spec, bundle="/nonexistent/bundle"))
+broken = replace(job, spec=replace(job.spec, options=replace(job.spec.options, bundle="/nonexistent/bundle")))
 pool = RayPool(bulk.BlockScorer, (broken,), 1)
 deadline = time.monotonic() + 300
 try:

@@ -77,9 +77,9 @@ def test_one_classifier_shared_by_threads_matches_serial(small_bundle, corpus):
     texts = corpus.splits["test"].texts[:400]
     for artifact in ("tflite-int8", "onnx-float32"):
         clf = runtime.load(small_bundle, artifact=artifact)
-        serial = [clf.probability(t) for t in texts]
+        serial = [clf.predict(t).probability for t in texts]
         with ThreadPoolExecutor(8) as pool:
-            threaded = list(pool.map(clf.probability, texts * 3))
+            threaded = [p.probability for p in pool.map(clf.predict, texts * 3)]
         assert threaded == serial * 3
         with ThreadPoolExecutor(4) as pool:
             batches = list(pool.map(clf.predict_proba, [texts[i : i + 40] for i in range(0, 400, 40)]))
@@ -171,11 +171,11 @@ def test_a_review_is_not_changed_by_the_reviews_before_it(small_bundle, corpus, 
     """The hot path reuses one input buffer per padded width: ids left by a longer review
     must never leak into a shorter one in the same width."""
     texts = corpus.splits["test"].texts[:300]
-    fresh = [runtime.load(small_bundle, artifact=artifact).probability(t) for t in texts[:20]]
+    fresh = [runtime.load(small_bundle, artifact=artifact).predict(t).probability for t in texts[:20]]
     clf = runtime.load(small_bundle, artifact=artifact)
     by_length = sorted(texts, key=len, reverse=True)
     for t in by_length:
-        clf.probability(t)
-    assert [clf.probability(t) for t in texts[:20]] == fresh
+        clf.predict(t).probability
+    assert [clf.predict(t).probability for t in texts[:20]] == fresh
     widths = {len(clf.encoder.model_input(t)).bit_length() for t in texts}
     assert len(widths) >= 3  # the sample spans several padded widths

@@ -35,6 +35,7 @@ from runtime.bundle.directory import Bundle, open_bundle
 from runtime.bundle.files import BundleError
 from runtime.bundle.manifest import CRITERIA, platform_info
 from runtime.classifier import Classifier
+from runtime.options import ClassifierOptions
 from runtime.explain import OCCLUSION
 from runtime.checks.reviews import CorpusError, read_reviews
 
@@ -59,7 +60,7 @@ class GoldenRun:
     """One artifact's answers on the golden reviews, by every path a review can take."""
 
     want: np.ndarray  # the recorded golden probabilities
-    single: np.ndarray  # Classifier.probability, one review at a time
+    single: np.ndarray  # Classifier.predict, one review at a time
     batch: np.ndarray  # Classifier.predict_proba on all of them
     stream: np.ndarray  # Classifier.predict_stream, each review in pieces
 
@@ -69,7 +70,7 @@ def golden_run(clf: Classifier, golden: list[dict], piece: int = STREAM_PIECE) -
     texts = [g["text"] for g in golden]
     return GoldenRun(
         want=np.array([g["probabilities"][clf.artifact] for g in golden]),
-        single=np.array([clf.probability(t) for t in texts]),
+        single=np.array([clf.predict(t).probability for t in texts]),
         batch=clf.predict_proba(texts).astype(np.float64),
         stream=np.array([clf.predict_stream(t[i : i + piece] for i in range(0, len(t), piece)).probability
                          for t in texts]),
@@ -211,7 +212,8 @@ def run(bundle_path: str | Path, engines: list[str] | None = None, data: str | P
     reference = _float_reference(bundle) if corpus is not None else None
     ref_probs = None
     if corpus is not None and reference is not None:
-        ref_probs = Classifier.from_bundle(bundle, reference).predict_proba(corpus.texts).astype(np.float64)
+        reference_clf = Classifier._from_bundle(bundle, ClassifierOptions(artifact=reference))
+        ref_probs = reference_clf.predict_proba(corpus.texts).astype(np.float64)
     for name, entry in bundle.artifacts.items():
         if name in broken:
             continue
@@ -223,7 +225,7 @@ def run(bundle_path: str | Path, engines: list[str] | None = None, data: str | P
                     checks.append(Check(name, engine, None, "load", None, "skipped (engine not installed)"))
                 continue
             try:
-                clf = Classifier.from_bundle(bundle, name, backend=engine)
+                clf = Classifier._from_bundle(bundle, ClassifierOptions(artifact=name, engine=engine))
             except EngineError as e:
                 known = entry.refuses(engine, version)
                 checks.append(Check(name, engine, version, "load", None if known else False, str(e)))

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.encoding.text import EMPTY_REVIEW, is_blank
 from runtime.errors import Error
 
 LABELS = {"neg": 0, "pos": 1}
@@ -188,6 +189,6 @@ def _unusable(data: bytes) -> str | None:
     """Why a file is not a review (None when it is one)."""
     if b"\0" in data:
         return "binary file (contains NUL bytes), not text"
-    if not data.strip():
-        return "empty or whitespace-only"
+    if is_blank(data):
+        return EMPTY_REVIEW
     return None

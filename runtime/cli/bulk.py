@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from runtime.classifier import Classifier, load
+from runtime.options import ClassifierOptions
 from runtime.encoding.features import BULK_MEMO_SIZE
 from runtime.cli.records import Item, records_of
 from runtime.cli.render import OutputOptions, Renderer, Result, warnings
@@ -29,20 +30,17 @@ from runtime.cli.workers import Pool, Ticket, WorkerPool, available_cores
 
 @dataclass(frozen=True)
 class ScorerSpec:
-    """What a worker needs to load the same classifier: picklable, small."""
+    """What a worker needs to load the same classifier: its options (picklable, small), so
+    that every option reaches a worker process or a Ray actor."""
 
-    bundle: str | None
-    artifact: str | None
-    backend: str
-    threshold: float | None
-    uncertain: tuple[float, float] | None = None
+    options: ClassifierOptions
 
     @classmethod
     def of(cls, clf: Classifier) -> ScorerSpec:
-        return cls(str(clf.bundle.root), clf.artifact, clf.engine, clf.threshold, clf.uncertain)
+        return cls(clf.options)
 
     def load(self) -> Classifier:
-        return load(self.bundle, self.artifact, self.backend, self.threshold, uncertain=self.uncertain)
+        return load(options=self.options)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ import struct
 import sys
 from collections import deque
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from itertools import chain, repeat
 
 import numpy as np
@@ -117,8 +118,14 @@ class _TokenEncoder:
     def model_input(self, text: str) -> np.ndarray:
         raise NotImplementedError
 
-    def _from_token_ids(self, ids: np.ndarray) -> np.ndarray:
-        """``model_input`` from a review's token ids (uint32, ``<unk>`` outside the vocabulary)."""
+    def ids_of(self, text: str) -> np.ndarray:
+        """Every token's id of ``text``, in order (uint32; ``<unk>`` for a word outside the
+        vocabulary): what ``input_of_ids`` takes."""
+        get = self.vocab.index.get
+        return np.array([get(t, UNK_ID) for t in _text.tokenize(text)], dtype=np.uint32)
+
+    def input_of_ids(self, ids: np.ndarray) -> np.ndarray:
+        """``model_input`` from a review's token ids (uint32, as ``ids_of`` gives them)."""
         raise NotImplementedError
 
     def model_input_rows(self, texts: Sequence[str]) -> list[np.ndarray]:
@@ -157,7 +164,7 @@ class _TokenEncoder:
     def _block_inputs(self, ids: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
         """``model_input`` of each review of a block, from all their token ids and each one's count."""
         ends = np.cumsum(counts).tolist()
-        return [self._from_token_ids(ids[end - n : end]) for n, end in zip(counts.tolist(), ends)]
+        return [self.input_of_ids(ids[end - n : end]) for n, end in zip(counts.tolist(), ends)]
 
 
 class MultiHotEncoder(_TokenEncoder):
@@ -207,7 +214,7 @@ class MultiHotEncoder(_TokenEncoder):
             return self.model_input_stream((text,))
         return self._sorted(self._id_set(text))
 
-    def _from_token_ids(self, ids: np.ndarray) -> np.ndarray:
+    def input_of_ids(self, ids: np.ndarray) -> np.ndarray:
         return np.unique(ids[ids != UNK_ID]).astype(np.int32)
 
     def model_inputs(self, texts: Sequence[str]) -> np.ndarray:
@@ -279,7 +286,7 @@ class SequenceEncoder(_TokenEncoder):
             return self.model_input_stream((text,))
         return self._row(self.token_ids(text))
 
-    def _from_token_ids(self, ids: np.ndarray) -> np.ndarray:
+    def input_of_ids(self, ids: np.ndarray) -> np.ndarray:
         return self._row(np.concatenate((_START, ids[-self.length :])))
 
     def model_inputs(self, texts: Sequence[str]) -> np.ndarray:
@@ -315,22 +322,34 @@ _HIGH_HALF = 1 if sys.byteorder == "little" else 0  # where a uint64's high 32 b
 
 def bigram_ids(left: np.ndarray, right: np.ndarray, vocab_size: int, buckets: int,
                out: np.ndarray | None = None) -> np.ndarray:
-    """The feature ids of bigrams ``(left[i], right[i])`` of token ids (unsigned integer arrays).
+    """The feature ids of bigrams ``(left[i], right[i])`` of token ids (1-D unsigned integer
+    arrays), as uint32: the one bigram hash of the n-gram family, used by every road.
 
     ``vocab_size + ((((left * vocab_size + right) * BIGRAM_MULTIPLIER) mod 2^64) >> 32) mod buckets``:
     the pair's unique index, mixed by one 64-bit multiply, its high 32 bits reduced to a bucket.
     Unsigned numpy arithmetic wraps modulo 2^64 on every platform, so the ids are the same
     on x86 and ARM, 32- or 64-bit.
+
+    The product is computed in uint64 whatever the inputs (numpy 1 would pick uint32 for
+    uint32 ids); its high halves are read as a uint32 view instead of shifted, and reduced
+    and offset in uint32 (every id is below ``table_rows`` < 2^31). A review has a few
+    hundred ids, where each numpy call's fixed cost is most of the work, so ``out`` (a uint32
+    array of ``len(left)``) lets a caller have them written where it needs them.
     """
-    # In uint64 whatever the inputs (numpy 1 would pick uint32 for uint32 ids); ``out``: a
-    # uint64 buffer to write into.
-    h = np.multiply(left, np.uint64(vocab_size), out=out, dtype=np.uint64)
+    vocab_u64, buckets_u32, vocab_u32 = _hash_sizes(vocab_size, buckets)
+    h = np.multiply(left, vocab_u64, dtype=np.uint64)
     h += right
     h *= BIGRAM_MULTIPLIER
-    h >>= _HIGH_BITS
-    h %= np.uint64(buckets)
-    h += np.uint64(vocab_size)
-    return h
+    bigrams = np.remainder(h.view(np.uint32)[_HIGH_HALF::2], buckets_u32, out=out)
+    bigrams += vocab_u32
+    return bigrams
+
+
+@lru_cache(maxsize=16)
+def _hash_sizes(vocab_size: int, buckets: int) -> tuple[np.uint64, np.uint32, np.uint32]:
+    """The sizes as the numpy scalars ``bigram_ids`` computes with, made once per encoder
+    (making them costs about as much as one of its numpy calls)."""
+    return np.uint64(vocab_size), np.uint32(buckets), np.uint32(vocab_size)
 
 
 class NgramEncoder(_TokenEncoder):
@@ -356,7 +375,6 @@ class NgramEncoder(_TokenEncoder):
         self.table_rows = self.vocab_size + buckets
         if self.table_rows >= 1 << 31:
             raise ValueError(f"{self.vocab_size} words and {buckets} buckets make more rows than int32 ids can index")
-        self._vocab_u64, self._vocab_u32, self._buckets_u32 = np.uint64(self.vocab_size), np.uint32(self.vocab_size), np.uint32(buckets)
         self._get = vocab.index.get
         self._start_memo(self._chunk_bytes, memo_size)
 
@@ -381,7 +399,7 @@ class NgramEncoder(_TokenEncoder):
         ids = map(self._get, tokens, repeat(UNK_ID))
         return _PACK_IDS[n](*ids) if n < len(_PACK_IDS) else struct.pack(f"<{n}I", *ids)
 
-    def _token_ids(self, text: str) -> np.ndarray:
+    def ids_of(self, text: str) -> np.ndarray:
         """Every token's id in order (uint32, read-only): the memo's bytes of each chunk, joined
         and read by numpy at once (a dictionary look-up per chunk, then one numpy call)."""
         return np.frombuffer(b"".join(map(self._lookup, _text.chunks(text))), dtype=_TOKEN_BYTES)
@@ -389,21 +407,15 @@ class NgramEncoder(_TokenEncoder):
     def _features(self, ids: np.ndarray) -> np.ndarray:
         """The sorted distinct unigram and bigram ids of consecutive token ids (uint32), int32.
 
-        ``bigram_ids`` computed in place for a review of a few hundred ids, where each numpy
-        call's fixed cost is most of the work: the 64-bit products' high halves are read as a
-        uint32 view instead of shifted, and the ids are sorted as uint32 (``table_rows`` < 2^31).
+        The bigrams' ``bigram_ids`` are written beside the unigrams, and the ids are sorted
+        as uint32 (``table_rows`` < 2^31).
         """
         n = len(ids)
         if n < 2:
             return ids.astype(np.int32)
         found = np.empty(2 * n - 1, dtype=np.uint32)
         found[:n] = ids
-        h = np.multiply(ids[:-1], self._vocab_u64, dtype=np.uint64)
-        h += ids[1:]
-        h *= BIGRAM_MULTIPLIER
-        bigrams = found[n:]
-        np.remainder(h.view(np.uint32)[_HIGH_HALF::2], self._buckets_u32, out=bigrams)
-        bigrams += self._vocab_u32
+        bigram_ids(ids[:-1], ids[1:], self.vocab_size, self.buckets, out=found[n:])
         found.sort()
         keep = np.empty(len(found), dtype=bool)
         keep[0] = True
@@ -414,10 +426,14 @@ class NgramEncoder(_TokenEncoder):
         """The distinct unigram and bigram ids of ``text``, int32, ascending."""
         if len(text) > STREAM_OVER:
             return self.model_input_stream((text,))
-        return self._features(self._token_ids(text))
+        return self._features(self.ids_of(text))
 
-    def _from_token_ids(self, ids: np.ndarray) -> np.ndarray:
+    def input_of_ids(self, ids: np.ndarray) -> np.ndarray:
         return self._features(ids)
+
+    def bigrams_of(self, ids: np.ndarray) -> np.ndarray:
+        """The ``bigram_ids`` of every two consecutive token ids, in order (uint32)."""
+        return bigram_ids(ids[:-1], ids[1:], self.vocab_size, self.buckets)
 
     def _block_inputs(self, ids: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
         """``_features`` of every review of a block at once: each feature id is keyed by its
@@ -446,7 +462,7 @@ class NgramEncoder(_TokenEncoder):
         found = np.zeros(0, dtype=np.int32)
         last = np.zeros(0, dtype=_TOKEN_BYTES)  # the segment's previous token, for the bigram across
         for segment in _text.whole_chunks(pieces):
-            ids = np.concatenate((last, self._token_ids(segment)))
+            ids = np.concatenate((last, self.ids_of(segment)))
             found = np.union1d(found, self._features(ids))
             last = ids[-1:]
         return found.astype(np.int32)

@@ -72,9 +72,10 @@ def normalized(text: str) -> str:
     return text
 
 
-def is_blank(text: str) -> bool:
+def is_blank(text: str | bytes) -> bool:
     """Whether a review has nothing to classify (empty, or whitespace only): the one check
-    the API, the commands and the record readers all refuse a review by, with ``EMPTY_REVIEW``.
+    the API, the commands, the record readers and the corpus reader (on a file's bytes:
+    ASCII whitespace) all refuse a review by, with ``EMPTY_REVIEW``.
 
     Only whitespace counts: a review of HTML line breaks alone is text, whose answer is the
     model's prior (and its known-word count 0 says so)."""
