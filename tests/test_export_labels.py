@@ -234,3 +234,40 @@ def test_python_m_export_publishes_seven_gated_forms(model_dir, tmp_path):
     exact = {n for n, a in manifest["artifacts"].items() if a["precision"] in ("float32", "float16")}
     assert [c.message for c in checks if c.passed is False and (c.kind != "explanation" or c.artifact in exact)] == []
     assert {c.artifact for c in checks if c.kind == "explanation" and c.passed} >= exact
+
+
+def test_logit_model_strips_a_final_softmax():
+    import keras
+
+    from export.convert import logit_model
+
+    x = keras.Input((7,))
+    h = keras.layers.Dense(4, activation="relu")(x)
+    split = keras.Model(x, keras.layers.Activation("softmax")(keras.layers.Dense(3, name="logits")(h)))
+    fused = keras.Model(x, keras.layers.Dense(3, activation="softmax")(h))
+    rows = np.random.default_rng(0).normal(size=(16, 7)).astype(np.float32)
+    for model in (split, fused):
+        z = logit_model(model)(rows).numpy()
+        assert z.shape == (16, 3)
+        np.testing.assert_allclose(_softmax(z.astype(np.float64)), model(rows).numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="sigmoid or softmax"):
+        logit_model(keras.Model(x, keras.layers.Dense(3)(h)))
+
+
+def test_goldens_are_chosen_by_top1_margin():
+    from export.golden import PER_KIND, choose
+
+    rng = np.random.default_rng(3)
+    probs = _softmax(rng.normal(scale=3, size=(200, 4)))
+    texts = ["word " * (50 + i % 7) for i in range(200)]  # lengths that leave clear and borderline to the margin
+    gold = choose(texts, [f"t{i}" for i in range(200)], rng.integers(4, size=200), probs, None, names=tuple("abcd"))
+    top2 = np.sort(probs, axis=1)[:, -2:]
+    margin = top2[:, 1] - top2[:, 0]
+    by_id = {g["id"]: g for g in gold}
+    clear = [g for g in gold if g["kind"] == "clear"]
+    borderline = [g for g in gold if g["kind"] == "borderline"]
+    assert clear and borderline
+    assert min(margin[int(g["id"][1:])] for g in clear) >= np.sort(margin)[-2 * PER_KIND]
+    assert max(margin[int(g["id"][1:])] for g in borderline) <= np.sort(margin)[2 * PER_KIND]
+    for rid, g in by_id.items():
+        assert g["float_probabilities"] == pytest.approx(probs[int(rid[1:])].tolist()) and g["label"] in "abcd"
