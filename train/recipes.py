@@ -49,7 +49,7 @@ SEED_MLP = Recipe(
 
 # Embedding + LSTM on front-padded word-id sequences (padding id 0 masked). Validation holds
 # out whole movies; the configuration was chosen on that validation only (the trials are in
-# docs/notes/seed-lstm.md). About 35-45 s an epoch on 2 cores (Intel Xeon).
+# docs/notes/seed-lstm.md, with its training times).
 SEED_LSTM = Recipe(
     name="seed-lstm",
     vocab_size=20_000,
