@@ -17,7 +17,7 @@ class Recipe:
     max_epochs: int
     patience: int
     validation_size: int
-    family: str = MULTI_HOT  # the feature family: runtime.features.MULTI_HOT, SEQUENCE or NGRAM
+    family: str = MULTI_HOT  # the feature family: runtime.encoding.features.MULTI_HOT, SEQUENCE or NGRAM
     sequence_length: int = 0
     embedding_dim: int = 0
     dropout: float = 0.0  # on the LSTM's inputs, or on an n-gram model's features

@@ -30,7 +30,7 @@ from typing import Any
 from runtime.engines.base import usable_cpus as available_cores  # noqa: F401 (the pools' name for it)
 from runtime.errors import Error
 
-PIPE_BYTES = 1 << 20  # pipe capacity asked for: a block of lines (runtime.records.line_blocks) at once; Linux's limit for users
+PIPE_BYTES = 1 << 20  # pipe capacity asked for: a block of lines (runtime.cli.records.line_blocks) at once; Linux's limit for users
 # A worker's environment besides the command's (a variable the user has set is kept): the runtime
 # never calls BLAS, and numpy's OpenBLAS otherwise starts a thread per core, which takes CPU from
 # the core the command scores on while the worker imports (docs/notes/bulk.md).
@@ -64,7 +64,7 @@ class _Worker:
 
 
 class Pool:
-    """Workers the command shares items with (``runtime.bulk._shared``): worker processes
+    """Workers the command shares items with (``runtime.cli.bulk._shared``): worker processes
     here, Ray actors in ``runtime.cli.ray_workers``. Each member has ``ready`` (its scorer is
     built) and ``tickets`` (items sent and not yet answered); at most ``in_flight`` each.
     ``wait`` fails with ``WorkerError`` once a worker has not answered for ``timeout`` seconds

@@ -22,7 +22,7 @@ road to the same ids: reviews whose tokens are ASCII are tokenized together in n
 fraction of the cost.
 
 A text longer than ``STREAM_OVER`` characters is encoded in pieces by every road
-(``model_input_stream``, cut where ``runtime.text.whole_chunks`` cuts), so a 100 MB string
+(``model_input_stream``, cut where ``runtime.encoding.text.whole_chunks`` cuts), so a 100 MB string
 costs memory bounded by the piece size, not by the string.
 """
 
