@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache, partial
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from runtime.bundle.manifest import DEFAULT_THRESHOLD, LABELS
 from runtime.explain import Explanation, explain_linear, explain_occlusion
 from runtime.encoding.features import NGRAM, Encoder, pad_word_ids
 from runtime.options import AUTO, DEFAULT_BUNDLE, ClassifierOptions, check_band, check_threshold
-from runtime.probability import tempered
+from runtime.probability import tempered, tempered_softmax
 from runtime.encoding.text import EMPTY_REVIEW, is_blank
 
 WHOLE_UP_TO = 4 << 20  # characters: a longer review is refused whole (the commands stream it)
@@ -46,16 +46,44 @@ class Prediction:
     """A classifier's answer for one review.
 
     Attributes:
-        label: the negative or positive label of the bundle, or ``UNCERTAIN`` inside an
-            uncertainty band.
-        probability: P(positive), a float between 0 and 1.
+        label: the label of the bundle (two labels: by the threshold; more: the most probable
+            one), or ``UNCERTAIN`` inside an uncertainty band.
+        probability: two labels: P(positive), i.e. of the bundle's second label; more: the
+            probability of the most probable label.
         known_words: distinct vocabulary words the model saw (0: the answer is only the
             model's prior).
+        probabilities: every label's probability, in the bundle's label order (a property).
     """
 
     label: str
     probability: float
     known_words: int
+    labels: tuple[str, ...] = field(default=LABELS, repr=False, compare=False)
+    scores: tuple[float, ...] | None = field(default=None, repr=False)  # N labels: each label's probability
+
+    @property
+    def probabilities(self) -> dict[str, float]:
+        """Every label's probability, in the bundle's label order."""
+        if self.scores is None:
+            return {self.labels[0]: 1.0 - self.probability, self.labels[1]: self.probability}
+        return dict(zip(self.labels, self.scores))
+
+    def top(self, k: int = 1) -> list[tuple[str, float]]:
+        """The ``k`` most probable labels with their probabilities, most probable first.
+
+        Args:
+            k: how many labels (at most the bundle's labels).
+
+        Returns:
+            ``(label, probability)`` pairs.
+
+        Raises:
+            ValueError: ``k`` is not a positive integer.
+        """
+        if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        ranked = sorted(self.probabilities.items(), key=lambda item: -item[1])
+        return ranked[: int(k)]
 
 
 def _check_text(text: object) -> None:
@@ -147,10 +175,20 @@ class Classifier:
         self.encoder = encoder
         self.backend = backend
         self.bundle = bundle
-        # The options as loaded: the engine that runs the artifact, the threshold in use.
+        # The options as loaded: the engine that runs the artifact, the threshold in use (two labels).
+        multi = len(tuple(labels)) > 2
         self._options = replace(options, engine=backend.engine,
-                                threshold=DEFAULT_THRESHOLD if options.threshold is None else options.threshold)
+                                threshold=None if multi else DEFAULT_THRESHOLD if options.threshold is None
+                                else options.threshold)
         self._labels = tuple(labels)
+        self._multi = len(self._labels) > 2
+        expected = len(self._labels) if self._multi else 1
+        if backend.classes != expected:
+            raise BundleError(f"{name}: the model outputs {backend.classes} values a review, but the bundle has "
+                              f"{len(self._labels)} labels")
+        if self._multi and options.threshold is not None:
+            raise ValueError(f"a threshold applies to a bundle of two labels; this one has {len(self._labels)} "
+                             f"(use uncertain=(0, p) to mark a top probability at or below p)")
         self._threshold = self._options.threshold
         self._uncertain = self._options.uncertain
         self._temperature = float(temperature)
@@ -158,7 +196,11 @@ class Classifier:
         # ``tempered`` is pure, and an int8 artifact has at most 256 outputs: it runs once per distinct output.
         self._temper = lru_cache(maxsize=TEMPER_CACHE)(partial(tempered, temperature=self._temperature))
         run_one, temper = backend.run_one, self._temper
-        self._run_one = run_one if self._temperature == 1.0 else (lambda row: temper(run_one(row)))
+        if self._multi:
+            t = self._temperature
+            self._run_one = run_one if t == 1.0 else (lambda row: tempered_softmax(run_one(row), t))
+        else:
+            self._run_one = run_one if self._temperature == 1.0 else (lambda row: temper(run_one(row)))
 
     @classmethod
     def _from_bundle(cls, bundle: Bundle, options: ClassifierOptions) -> Classifier:
@@ -173,7 +215,8 @@ class Classifier:
         # Where to load it again, whatever the working directory then: an absolute path, and
         # the shipped bundle None, so a process elsewhere (a Ray or Spark worker) loads its own copy.
         options = replace(options, bundle=bundle.root, artifact=name,
-                          threshold=m.threshold if options.threshold is None else options.threshold)
+                          threshold=m.threshold if options.threshold is None and len(m.labels) == 2
+                          else options.threshold)
         return cls(bundle.encoder(), loaded, options, labels=m.labels, temperature=m.temperature, bundle=bundle,
                    name=str(path))
 
@@ -190,8 +233,8 @@ class Classifier:
         return self._options
 
     @property
-    def labels(self) -> tuple[str, str]:
-        """The (negative, positive) labels."""
+    def labels(self) -> tuple[str, ...]:
+        """The bundle's labels in its column order: (negative, positive) for two labels."""
         return self._labels
 
     @property
@@ -205,8 +248,8 @@ class Classifier:
         return self._options.artifact
 
     @property
-    def threshold(self) -> float:
-        """P(positive) at or above which a review is positive."""
+    def threshold(self) -> float | None:
+        """P(positive) at or above which a review is positive (None: more than two labels)."""
         return self._threshold
 
     @property
@@ -244,10 +287,25 @@ class Classifier:
         t = self._threshold if threshold is None else threshold
         return self._labels[1] if probability >= t else self._labels[0]
 
-    def _prediction(self, probability: float, row: np.ndarray, threshold: float | None = None,
+    def _prediction(self, probability, row: np.ndarray, threshold: float | None = None,
                     uncertain: tuple[float, float] | None = None) -> Prediction:
+        if self._multi:
+            return self._multi_prediction(probability, int(self.encoder.known_words(row)), uncertain)
         return Prediction(self._label(probability, threshold, uncertain), probability,
-                          int(self.encoder.known_words(row)))
+                          int(self.encoder.known_words(row)), self._labels)
+
+    def _multi_prediction(self, probs: np.ndarray, known: int, uncertain: tuple[float, float] | None = None) -> Prediction:
+        """An N-label prediction: the most probable label (the first of equals), unless its
+        probability lies inside the uncertainty band."""
+        scores = tuple(np.asarray(probs, np.float32).tolist())
+        top = int(np.argmax(probs))
+        band = self._uncertain if uncertain is None else uncertain
+        label = UNCERTAIN if band is not None and band[0] <= scores[top] <= band[1] else self._labels[top]
+        return Prediction(label, scores[top], known, self._labels, scores)
+
+    def _check_call(self, threshold: float | None) -> None:
+        if threshold is not None and self._multi:
+            raise ValueError(f"a threshold applies to a bundle of two labels; this one has {len(self._labels)}")
 
     def predict(self, text: str, *, threshold: float | None = None,
                 uncertain: tuple[float, float] | None = None) -> Prediction:
@@ -269,10 +327,12 @@ class Classifier:
         _check_text(text)
         threshold = check_threshold(threshold)
         uncertain = check_band(uncertain)
+        if threshold is not None and self._multi:
+            self._check_call(threshold)
         row = self._encode_one(text)
         return self._prediction(self._run_one(row), row, threshold, uncertain)
 
-    def explain(self, text: str, k: int = 10) -> Explanation:
+    def explain(self, text: str, k: int = 10, label: str | None = None) -> Explanation:
         """The ``k`` terms of the review that pushed most towards each label (see ``runtime.explain``):
         exact weights read from the artifact for the n-gram family, occlusion in batched engine
         calls for the others. Contributions and ``logit`` are the model's own, before any
@@ -282,14 +342,16 @@ class Classifier:
             text: the review, at most ``WHOLE_UP_TO`` characters (the commands do not explain
                 a review they stream: explain an excerpt of a longer one).
             k: how many terms to name each way.
+            label: for a bundle of more than two labels, the label whose logit to explain
+                (default: the most probable one); two labels explain P(positive) and take None.
 
         Returns:
             The review's ``Explanation``.
 
         Raises:
             TypeError: ``text`` is not a str.
-            ValueError: ``text`` is empty, whitespace-only or too long, or ``k`` is not a
-                positive integer.
+            ValueError: ``text`` is empty, whitespace-only or too long, ``k`` is not a
+                positive integer, or ``label`` is not one of the bundle's labels.
         """
         _check_text(text)
         if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 1:
@@ -298,10 +360,31 @@ class Classifier:
         if len(text) > WHOLE_UP_TO:
             raise ValueError(f"a review of {len(text)} characters is too long to explain (at most "
                              f"{WHOLE_UP_TO}): explain an excerpt of it")
+        if not self._multi:
+            if label is not None:
+                raise ValueError("label= is for a bundle of more than two labels; this one explains P(positive)")
+            if self.encoder.family == NGRAM:
+                weights = self.backend.linear_weights()
+                return explain_linear(self.encoder, text, k, weights.rows_of, weights.bias, self._run_one)
+            return explain_occlusion(self.encoder, text, k, self.backend.run_logits, self._run_one)
+        if label is None:
+            c = int(np.argmax(self._run_one(self._encode_one(text))))
+        elif label in self._labels:
+            c = self._labels.index(label)
+        else:
+            raise ValueError(f"label {label!r} is not one of the bundle's labels: {', '.join(self._labels)}")
+        run_one = self._run_one
+
+        def probability_of(row: np.ndarray) -> float:
+            return float(run_one(row)[c])
+
         if self.encoder.family == NGRAM:
-            weights = self.backend.linear_weights()
-            return explain_linear(self.encoder, text, k, weights.rows_of, weights.bias, self._run_one)
-        return explain_occlusion(self.encoder, text, k, self.backend.run_logits, self._run_one)
+            weights = self.backend.linear_weights().column(c)
+            found = explain_linear(self.encoder, text, k, weights.rows_of, weights.bias, probability_of)
+        else:
+            run_logits = self.backend.run_logits
+            found = explain_occlusion(self.encoder, text, k, lambda batch: run_logits(batch)[:, c], probability_of)
+        return replace(found, label=self._labels[c])
 
     def _batches(self, texts: Sequence[str]) -> Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(positions, model inputs, probabilities) for engine batches of at most ``RUN_BATCH``
@@ -328,16 +411,20 @@ class Classifier:
         probs = self.backend.run(inputs)
         if self._temperature == 1.0:
             return probs
+        if self._multi:
+            return tempered_softmax(probs, self._temperature)
         return np.fromiter(map(self._temper, probs.tolist()), dtype=np.float32, count=len(probs))
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """P(positive) for each review of a batch.
+        """P(positive) for each review of a batch; every label's probability for a bundle of
+        more than two labels.
 
         Args:
             texts: a list (or other sequence) of str, each of any length.
 
         Returns:
-            A float32 array of shape ``(len(texts),)``.
+            A float32 array of shape ``(len(texts),)`` for two labels (P(positive)), or
+            ``(len(texts), N)`` for N > 2 labels, columns in ``labels`` order.
 
         Raises:
             TypeError: ``texts`` is not a sequence of str (a str alone is one review: use ``predict``).
@@ -348,7 +435,8 @@ class Classifier:
     def _score_batch(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """P(positive) (float32) and known-word counts (int32) for each review of a batch."""
         _check_texts(texts)
-        probs, known = np.zeros(len(texts), np.float32), np.zeros(len(texts), np.int32)
+        shape = (len(texts), len(self._labels)) if self._multi else len(texts)
+        probs, known = np.zeros(shape, np.float32), np.zeros(len(texts), np.int32)
         for positions, inputs, p in self._batches(texts):
             probs[positions] = p
             known[positions] = self.encoder.known_words(inputs)
@@ -357,11 +445,15 @@ class Classifier:
     def _predictions(self, probs: np.ndarray, known: np.ndarray, threshold: float | None = None,
                      uncertain: tuple[float, float] | None = None) -> list[Prediction]:
         """``Prediction`` objects from ``_score_batch``'s arrays."""
+        if self._multi:
+            return [self._multi_prediction(p, k, uncertain) for p, k in zip(probs, known.tolist())]
         if uncertain is not None or self._uncertain is not None:
-            return [Prediction(self._label(p, threshold, uncertain), p, k) for p, k in zip(probs.tolist(), known.tolist())]
+            return [Prediction(self._label(p, threshold, uncertain), p, k, self._labels)
+                    for p, k in zip(probs.tolist(), known.tolist())]
         t = self._threshold if threshold is None else threshold
-        negative, positive = self._labels
-        return [Prediction(positive if p >= t else negative, p, k) for p, k in zip(probs.tolist(), known.tolist())]
+        labels = self._labels
+        negative, positive = labels
+        return [Prediction(positive if p >= t else negative, p, k, labels) for p, k in zip(probs.tolist(), known.tolist())]
 
     def predict_batch(self, texts: Sequence[str], *, threshold: float | None = None,
                       uncertain: tuple[float, float] | None = None) -> list[Prediction]:
@@ -382,6 +474,7 @@ class Classifier:
         """
         threshold = check_threshold(threshold)
         uncertain = check_band(uncertain)
+        self._check_call(threshold)
         return self._predictions(*self._score_batch(texts), threshold, uncertain)
 
     def predict_stream(self, pieces: Iterable[str]) -> Prediction:

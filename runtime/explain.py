@@ -62,6 +62,9 @@ class Explanation:
         negative: the strongest pushes towards negative, strongest first.
         terms: how many terms of the review were weighed.
         total: the sum of all their contributions.
+        label: for a bundle of more than two labels, the label explained: ``logit`` is that
+            label's logit, ``probability`` its probability, ``positive`` the terms that pushed
+            towards it and ``negative`` those that pushed away; None for two labels.
     """
 
     method: str  # EXACT or OCCLUSION
@@ -72,6 +75,7 @@ class Explanation:
     negative: tuple[Term, ...]  # the strongest pushes towards negative, strongest first
     terms: int  # how many terms of the review were weighed
     total: float  # the sum of all their contributions
+    label: str | None = None  # N labels: the label whose logit is explained (None: two labels, P(positive))
 
     def top(self, k: int) -> list[Term]:
         """The strongest terms either way.
@@ -95,9 +99,13 @@ class Explanation:
         def terms(ts: tuple[Term, ...]) -> list[dict]:
             return [{"term": t.text, "contribution": round(t.contribution, 6)} for t in ts]
 
-        return {"method": self.method, "logit": round(self.logit, 6),
-                "bias": None if self.bias is None else round(self.bias, 6), "terms": self.terms,
-                "towards_positive": terms(self.positive), "towards_negative": terms(self.negative)}
+        out = {"method": self.method, "logit": round(self.logit, 6),
+               "bias": None if self.bias is None else round(self.bias, 6), "terms": self.terms,
+               "towards_positive": terms(self.positive), "towards_negative": terms(self.negative)}
+        if self.label is not None:
+            out = {"label": self.label, **out, "towards_label": out.pop("towards_positive"),
+                   "away_from_label": out.pop("towards_negative")}
+        return out
 
 
 def _strength(t: Term) -> tuple[float, str]:

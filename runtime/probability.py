@@ -56,3 +56,24 @@ def tempered(p: float, temperature: float) -> float:
 def tempered_all(probs: Iterable[float], temperature: float) -> np.ndarray:
     """``tempered`` of each probability, as a float32 array."""
     return np.array([tempered(p, temperature) for p in probs], dtype=np.float32)
+
+
+def softmax32(z: np.ndarray) -> np.ndarray:
+    """The softmax of each row of logits ``(..., N)`` in float64, rounded to float32: for
+    N-label artifacts that end at the logits, as ``sigmoid32`` is for two labels."""
+    z = np.asarray(z, np.float64)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def label_logits(p: np.ndarray) -> np.ndarray:
+    """N-label logits recovered from probabilities ``(..., N)``: ``log(p)`` with ``p`` clipped
+    to ``[EPS, 1]``, equal to the model's logits up to a constant per row (which a softmax
+    ignores)."""
+    return np.log(np.clip(np.asarray(p, np.float64), EPS, 1.0))
+
+
+def tempered_softmax(p: np.ndarray, temperature: float) -> np.ndarray:
+    """``softmax(log(p) / temperature)`` per row, rounded to float32: the N-label temperature,
+    as ``train.calibration.softmax_tempered`` fits it."""
+    return softmax32(label_logits(p) / temperature)

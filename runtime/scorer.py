@@ -125,8 +125,8 @@ class ReviewScorer:
             values: an array or list of texts (str or UTF-8 bytes; nulls are allowed).
 
         Returns:
-            float32 probabilities (NaN where a value holds no review) and each value's error
-            (None for a scored review).
+            float32 probabilities (NaN where a value holds no review; one column per label for
+            a bundle of more than two labels) and each value's error (None for a scored review).
 
         Raises:
             TypeError: ``values`` is a str, bytes or a dict rather than a batch of texts.
@@ -135,7 +135,8 @@ class ReviewScorer:
             raise TypeError(f"a batch must be an array or list of texts, got {type(values).__name__}"
                             + (" (for one review use classifier.predict)" if isinstance(values, str) else ""))
         read = [text_of(v) for v in values]
-        probabilities = np.full(len(read), np.nan, dtype=np.float32)
+        labels = len(self.classifier.labels)
+        probabilities = np.full((len(read), labels) if labels > 2 else len(read), np.nan, dtype=np.float32)
         positions = [i for i, (text, _) in enumerate(read) if text is not None]
         if positions:
             probabilities[positions] = self.classifier.predict_proba([read[i][0] for i in positions])
@@ -151,7 +152,9 @@ class ReviewScorer:
         Returns:
             For a dict, the same dict with ``probability`` (float32, NaN for a row without a
             review), ``label`` (None for one) and ``error`` (None, or why) added; for an
-            array or list, the float32 probabilities (NaN for a row without a review).
+            array or list, the float32 probabilities (NaN for a row without a review). With
+            more than two labels, ``probability`` and ``label`` are the top label's, the dict
+            gains ``probabilities`` (one column per label), and the array form is ``(n, N)``.
 
         Raises:
             TypeError: ``batch`` is a str (one review is not a batch) or bytes.
@@ -159,6 +162,14 @@ class ReviewScorer:
         """
         if isinstance(batch, dict):
             probabilities, errors = self.score_values(batch[self.column])
+            if probabilities.ndim == 2:  # more than two labels: the top one, and every label's column
+                names = np.array(self.classifier.labels, dtype=object)
+                scored = np.array([e is None for e in errors], dtype=bool)
+                top = np.argmax(np.nan_to_num(probabilities, nan=-1.0), axis=1)
+                labels = np.where(scored, names[top], None)
+                best = np.where(scored, probabilities[np.arange(len(top)), top], np.nan).astype(np.float32)
+                return {**batch, "probability": best, "label": labels, "probabilities": probabilities,
+                        "error": np.array(errors, dtype=object)}
             label = self.classifier._label
             labels = np.array([None if e is not None else label(p) for p, e in zip(probabilities.tolist(), errors)],
                               dtype=object)

@@ -77,7 +77,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model", metavar="BUNDLE", help="bundle directory (default: the bundle shipped with the package)")
     p.add_argument("--artifact", help="artifact of the bundle to run (default: the manifest's default)")
     p.add_argument("--backend", default="auto", choices=["auto", *ENGINES], help="inference engine (default: auto)")
-    p.add_argument("--threshold", type=float, help="P(positive) at or above which a review is positive (default: the bundle's)")
+    p.add_argument("--threshold", type=float, help="P(positive) at or above which a review is positive (default: the "
+                   "bundle's); for a bundle of two labels only")
+    p.add_argument("--top", type=int, metavar="K", help="the K most probable labels with their probabilities "
+                   "(text: label and probability K times, then the name; --json: a 'top' list)")
     p.add_argument("--encoding", default="utf-8", help="text encoding of the inputs (default: utf-8)")
     p.add_argument("--json", action="store_true", help="one JSON object per input instead of text lines")
     formats = p.add_mutually_exclusive_group()
@@ -104,10 +107,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--explain", type=int, nargs="?", const=10, metavar="K",
                    help="show the K terms (default 10) that pushed each review most towards each label")
     p.add_argument("--uncertain", type=_band, metavar="LOW:HIGH",
-                   help="label a review 'uncertain' when LOW <= P(positive) <= HIGH")
+                   help="label a review 'uncertain' when LOW <= P(positive) <= HIGH; with more than two labels, "
+                        "when LOW <= the top label's probability <= HIGH (a single X means 0:X)")
     args = p.parse_args(argv)
     if args.explain is not None and args.explain < 1:
         p.error("--explain K must be at least 1")
+    if args.top is not None and args.top < 1:
+        p.error("--top K must be at least 1")
     if args.explain is not None and (args.ray or (args.jobs is not None and args.jobs != 1)):
         p.error("--explain runs in this process: leave out --jobs and --ray")
     if not is_text_encoding(args.encoding):
@@ -145,9 +151,9 @@ def _seconds(value: str) -> float | None:
 
 
 def _band(value: str) -> tuple[float, float]:
-    """``LOW:HIGH`` as a pair of probabilities, for argparse."""
+    """``LOW:HIGH`` (or ``X``, meaning ``0:X``) as a pair of probabilities, for argparse."""
     try:
-        low, high = (float(v) for v in value.split(":"))
+        low, high = (float(v) for v in (value.split(":") if ":" in value else ("0", value)))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not LOW:HIGH (e.g. 0.4:0.6)") from None
     if not 0.0 <= low <= high <= 1.0:
@@ -210,7 +216,7 @@ def classify_files(clf: Classifier, names: list[str], encoding: str, emit, fail,
 
 
 def _items(names: list[str], args: argparse.Namespace, key: str) -> Iterator[Item]:
-    """The items of every file in turn (see ``runtime.records.read_items``); a file that
+    """The items of every file in turn (see ``runtime.cli.records.read_items``); a file that
     cannot be read is one error record."""
     for name in names:
         if name == "-" and args.stdin_closed:
@@ -448,11 +454,18 @@ def _run(args: argparse.Namespace) -> int:
     except (BundleError, EngineError) as e:
         print(f"error: {e}", file=sys.stderr)
         return exitcodes.UNUSABLE
+    except ValueError as e:  # --threshold with a bundle of more than two labels
+        print(f"python -m runtime.classify: error: --threshold: {e}", file=sys.stderr)
+        return exitcodes.USAGE
+    if args.top is not None and args.top > len(clf.labels):
+        print(f"python -m runtime.classify: error: --top {args.top}: the bundle has {len(clf.labels)} labels",
+              file=sys.stderr)
+        return exitcodes.USAGE
     failed = False
     model = clf.bundle.manifest.recipe or str(clf.bundle.root)
     progress = _Progress()
 
-    options = OutputOptions(args.json, bool(args.format), args.encoding, model, args.explain)
+    options = OutputOptions(args.json, bool(args.format), args.encoding, model, args.explain, args.top)
     renderer = Renderer(clf, options)
 
     def write(out: _Records, text: str, errors: list[str], bad: bool, count: int = 1) -> None:

@@ -6,7 +6,7 @@ Ray actor renders its own records and the reading process only writes what comes
 output is the same bytes wherever a record was scored.
 
 What is rendered is always one line per record (its explanation's indented lines aside) and
-encodes as strict UTF-8: names are written as ``runtime.reading.shown`` writes them; a JSON
+encodes as strict UTF-8: names are written as ``runtime.cli.reading.shown`` writes them; a JSON
 object holding a lone surrogate (a JSON Lines field ``"\\udc80"``) is written with ASCII
 escapes (``\\udc80``), so it stays the same JSON value; in text, a lone surrogate (in an
 explained review) is written as the escape ``\\udc80``. A carried field named as one of the
@@ -24,7 +24,7 @@ from runtime.explain import Explanation, marked
 from runtime.cli.reading import shown
 
 OUTPUT_KEYS = frozenset({"source", "file", "label", "probability", "known_words", "model", "artifact", "engine",
-                         "warnings", "uncertain_band", "explanation", "error"})
+                         "warnings", "uncertain_band", "explanation", "error", "probabilities", "top"})
 _JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
 _ASCII_JSON = json.JSONEncoder(allow_nan=False)
 
@@ -49,6 +49,7 @@ class OutputOptions:
     encoding: str
     model: str  # the manifest's recipe, or the bundle's path, as the command named it
     explain: int | None = None
+    top: int | None = None  # --top K: the K most probable labels with their probabilities
 
 
 def warnings(replaced: bool, known: int, encoding: str) -> list[str]:
@@ -105,6 +106,9 @@ def explanation_text(e: Explanation, text: str) -> str:
 
     how = (f"exact n-gram weights: logit {e.logit:+.2f} = bias {e.bias:+.2f} + {e.terms} terms" if e.bias is not None
            else f"occlusion of each of {e.terms} words: logit {e.logit:+.2f}")
+    if e.label is not None:
+        return (f"  why {e.label}: {how}\n  towards {e.label}: {terms(e.positive)}\n"
+                f"  away from {e.label}: {terms(e.negative)}\n  review: {marked(text, e)}")
     return (f"  why: {how}\n  towards positive: {terms(e.positive)}\n  towards negative: {terms(e.negative)}\n"
             f"  review: {marked(text, e)}")
 
@@ -139,10 +143,18 @@ class Renderer:
                       "engine": self.clf.engine, "warnings": r.warnings}
             if self.clf.uncertain is not None:
                 record["uncertain_band"] = list(self.clf.uncertain)
+            if p.scores is not None:  # more than two labels: every label's probability
+                record["probabilities"] = {k: round(v, 6) for k, v in p.probabilities.items()}
+            if o.top is not None:
+                record["top"] = [[k, round(v, 6)] for k, v in p.top(o.top)]
             if explanation is not None:
                 record["explanation"] = explanation.to_json()
             return _json_line(record), errors, False
-        line = f"{p.label}\t{p.probability:.4f}\t{name}\n"
+        if o.top is not None and o.top > 1:
+            ranked = "\t".join(f"{k}\t{v:.4f}" for k, v in p.top(o.top))
+            line = f"{ranked}\t{name}\n" if p.label != "uncertain" else f"{p.label}\t{p.probability:.4f}\t{ranked}\t{name}\n"
+        else:
+            line = f"{p.label}\t{p.probability:.4f}\t{name}\n"
         if explanation is not None:
             line += _encodable(explanation_text(explanation, r.text)) + "\n"
         return line, errors, False

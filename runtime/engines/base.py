@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.errors import Error
-from runtime.probability import logits, sigmoid32
+from runtime.probability import label_logits, logits, sigmoid32, softmax32
 
 TFLITE, ONNX = "tflite", "onnx"
 PROBABILITY, LOGIT = "probability", "logit"  # what an artifact's output is (the manifest's ``output``)
@@ -51,7 +51,7 @@ class EngineError(Error, RuntimeError):
 def engine_version(engine: str) -> str | None:
     """The installed version of an engine's distribution, or None if it is missing: the
     ``__version__`` of its package once that is imported, else the distribution's metadata
-    (importing ``importlib.metadata`` alone took 17 ms of a 0.16 s cold start)."""
+    (importing ``importlib.metadata`` is a noticeable part of a cold start)."""
     version = getattr(sys.modules.get(ENGINES[engine][1].partition(".")[0]), "__version__", None)
     if isinstance(version, str):
         return version
@@ -111,6 +111,7 @@ class Backend:
     """
 
     batch_invariant = True
+    classes = 1  # outputs per review: 1 (P(labels[1]) of two labels) or N (one per label), from the artifact
     logit_output = False  # the artifact outputs its logit (the manifest's ``output``; set by ``load_backend``)
 
     engine: str
@@ -119,12 +120,14 @@ class Backend:
     vocab_size: int | None  # rows the word ids index (word-id models)
     length: int | None  # the fixed row length (sequence models)
 
-    def run_one(self, row: np.ndarray) -> float:
-        """P(positive) for one review's model input (1-D int32): the hot path."""
+    def run_one(self, row: np.ndarray) -> float | np.ndarray:
+        """P(positive) for one review's model input (1-D int32): the hot path. An N-label
+        artifact gives its ``(N,)`` float32 probabilities instead."""
         raise NotImplementedError
 
     def _outputs(self, batch: np.ndarray) -> np.ndarray:
-        """What the artifact outputs for a batch, as floats ``(n,)``: logits or probabilities."""
+        """What the artifact outputs for a batch, as floats ``(n,)`` (``(n, N)`` for N labels):
+        logits or probabilities."""
         raise NotImplementedError
 
     def _rows(self, batch: np.ndarray) -> np.ndarray:
@@ -134,8 +137,11 @@ class Backend:
         return np.concatenate([self._outputs(batch[i : i + 1]) for i in range(len(batch))])
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """P(positive) for an int32 batch of model inputs, as float32 ``(n,)``."""
+        """P(positive) for an int32 batch of model inputs, as float32 ``(n,)``; an N-label
+        artifact's probabilities as ``(n, N)``."""
         out = self._rows(batch)
+        if self.classes > 1:
+            return softmax32(out) if self.logit_output else out.astype(np.float32, copy=False)
         if self.logit_output:
             return np.fromiter(map(sigmoid32, out.tolist()), dtype=np.float32, count=len(out))
         return out.astype(np.float32, copy=False)
@@ -148,6 +154,8 @@ class Backend:
         """
         if self.logit_output:
             return self._rows(batch).astype(np.float64)
+        if self.classes > 1:
+            return label_logits(self.run(batch))
         return logits(self.run(batch))
 
     def _constants(self) -> dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray | None, int]]:
@@ -168,7 +176,8 @@ class Backend:
                 if missing:
                     raise EngineError(f"{self.path}: no {' or '.join(map(repr, missing))} constant to explain "
                                       f"with (exported by an older version of this project?); export it again")
-                self._weights = LinearWeights(*found[WORD_TABLE], bias=_dequantize(*found[WORD_BIAS]).sum())
+                bias = _dequantize(*found[WORD_BIAS]).reshape(-1)
+                self._weights = LinearWeights(*found[WORD_TABLE], bias=bias.sum() if self.classes == 1 else bias)
             return self._weights
 
 
@@ -191,14 +200,22 @@ class LinearWeights:
     """A linear model's table, dequantized once to float64 exactly as the artifact stores it
     (8 bytes a row: made on the first explanation, not at load), and its float bias."""
 
-    def __init__(self, values: np.ndarray, scales, zeros, axis: int, bias: float):
-        self._table = _dequantize(values.reshape(len(values), -1), scales, zeros, axis).reshape(-1)
+    def __init__(self, values: np.ndarray, scales, zeros, axis: int, bias: float | np.ndarray):
+        table = _dequantize(values.reshape(len(values), -1), scales, zeros, axis)
+        self._table = table.reshape(-1) if table.shape[1] == 1 else table
         self.rows = len(values)
-        self.bias = float(bias)
+        self.bias = float(bias) if np.ndim(bias) == 0 else np.asarray(bias, np.float64)
 
     def rows_of(self, ids: np.ndarray) -> np.ndarray:
-        """float64 weights of table rows ``ids``."""
+        """float64 weights of table rows ``ids``: ``(len(ids),)``, or ``(len(ids), N)`` for N labels."""
         return self._table[ids]
+
+    def column(self, c: int) -> LinearWeights:
+        """The weights of label ``c`` alone, as a one-column model's (an N-label table's column)."""
+        one = LinearWeights.__new__(LinearWeights)
+        one._table = np.ascontiguousarray(self._table[:, c])
+        one.rows, one.bias = self.rows, float(self.bias[c])
+        return one
 
 
 def engine_threads(num_threads: object) -> int:

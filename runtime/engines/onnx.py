@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.engines.base import VOCAB_SIZE_KEY, WORD_BIAS, WORD_TABLE, Backend, EngineError, engine_threads
-from runtime.probability import sigmoid32
+from runtime.probability import sigmoid32, softmax32
 
 
 class OnnxBackend(Backend):
@@ -42,6 +42,9 @@ class OnnxBackend(Backend):
                               f"version of this project?); export it again")
         self.vocab_size = int(size)
         self.length = None if self.word_ids else int(inp.shape[-1])
+        shape = self._session.get_outputs()[0].shape
+        last = shape[-1] if len(shape) == 2 else 1
+        self.classes = last if isinstance(last, int) and last > 1 else 1  # (batch, N): N labels
         self._empty = np.zeros((1, 1), dtype=np.int32)
         self.path = str(path)
 
@@ -63,10 +66,14 @@ class OnnxBackend(Backend):
                 found[n] = (init[f"{n}:0_quantized"], init[f"{n}:0_scale"], init[f"{n}:0_zero_point"], 0)
         return found
 
-    def run_one(self, row: np.ndarray) -> float:
+    def run_one(self, row: np.ndarray) -> float | np.ndarray:
         batch = row.reshape(1, -1) if len(row) else self._empty
+        if self.classes > 1:
+            out = self._session.run(None, {self._input: batch})[0][0]
+            return softmax32(out) if self.logit_output else np.array(out, np.float32)
         out = float(self._session.run(None, {self._input: batch})[0][0, 0])
         return sigmoid32(out) if self.logit_output else out
 
     def _outputs(self, batch: np.ndarray) -> np.ndarray:
-        return self._session.run(None, {self._input: batch})[0].reshape(-1)
+        out = self._session.run(None, {self._input: batch})[0]
+        return out.reshape(-1) if self.classes == 1 else out.reshape(len(batch), self.classes)

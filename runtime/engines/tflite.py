@@ -10,7 +10,7 @@ import numpy as np
 
 from runtime.engines.base import (ENGINES, MIN_WIDTH, WORD_BIAS, WORD_TABLE, Backend, EngineError, engine_threads,
                                   engine_version)
-from runtime.probability import sigmoid32
+from runtime.probability import sigmoid32, softmax32
 from runtime.engines.stderr import _first_interpreter_quietly
 
 
@@ -88,6 +88,8 @@ class TFLiteBackend(Backend):
         self.word_ids = np.dtype(inp["dtype"]) == np.int32 and signature[-1] == -1
         self.vocab_size = _table_rows(interp, self._path) if self.word_ids else None
         self.length = None if self.word_ids else int(inp["shape"][-1])
+        shape = list(out["shape"])
+        self.classes = int(shape[-1]) if len(shape) == 2 and shape[-1] > 1 else 1  # (batch, N): N labels
         self._out_scale, self._out_zero = out["quantization"]
         self._out_quantized = np.dtype(out["dtype"]) != np.float32
 
@@ -117,6 +119,12 @@ class TFLiteBackend(Backend):
             slot.resize(shape)
         return slot
 
+    def _probabilities(self, out: np.ndarray) -> np.ndarray:
+        """An N-label artifact's one row of outputs as its (N,) float32 probabilities."""
+        if self._out_quantized:
+            return ((out.astype(np.float32) - self._out_zero) * np.float32(self._out_scale)).astype(np.float32)
+        return softmax32(out) if self.logit_output else np.array(out, np.float32)
+
     def _probability(self, value) -> float:
         if self._out_quantized:
             return (float(value) - self._out_zero) * self._out_scale
@@ -142,13 +150,16 @@ class TFLiteBackend(Backend):
         del view  # no view of the interpreter's memory may be alive when it runs
         slot.filled = n
         slot.interp.invoke()
+        if self.classes > 1:
+            return self._probabilities(slot.out_view()[0])
         return self._probability(slot.out_view()[0, 0])
 
     def _outputs(self, batch: np.ndarray) -> np.ndarray:
         slot = self._slot("batch", batch.shape)
         slot.interp.set_tensor(slot.inp, batch)
         slot.interp.invoke()
-        out = slot.interp.get_tensor(slot.out).reshape(-1)
+        out = slot.interp.get_tensor(slot.out)
+        out = out.reshape(-1) if self.classes == 1 else out.reshape(len(batch), self.classes)
         if self._out_quantized:
             return (out.astype(np.float32) - self._out_zero) * np.float32(self._out_scale)
         return out
