@@ -21,7 +21,7 @@ from runtime.bundle.manifest import Artifact, DEFAULT_THRESHOLD, EngineRecord, L
 from runtime.classifier import Classifier
 from runtime.options import ClassifierOptions
 from runtime.encoding.features import MULTI_HOT, NGRAM, SEQUENCE, Encoder
-from runtime.probability import logits, tempered_all
+from runtime.probability import label_logits, logits, tempered_all
 from train.corpus import Corpus
 from train.environment import library_versions
 from train.model_dir import METRICS_FILE, VOCAB_FILE, ModelDir, ModelDirError
@@ -147,11 +147,13 @@ def _tempered(probs: np.ndarray, temperature: float) -> np.ndarray:
 
 def _float_probabilities(model, encoder: Encoder, texts: list[str], temperature: float, outputs: int) -> np.ndarray:
     """The float model's tempered probabilities: ``(n,)`` P(labels[1]) for two labels, else
-    ``(n, N)`` ``softmax(logits / T)`` from the Keras logits (not from its probabilities,
-    whose clipping at EPS would move a tempered small probability)."""
+    ``(n, N)``: the softmax of the Keras logits, tempered as the runtime and training's fit
+    temper it (``runtime.probability.tempered_softmax``: ``softmax(log(clip(p, EPS, 1)) / T)``),
+    in float64."""
     if outputs == 1:
         return _tempered(validate.keras_probabilities(model, encoder, texts), temperature)
-    return validate.softmax(validate.keras_logits(model, encoder, texts), temperature)
+    p = validate.softmax(validate.keras_logits(model, encoder, texts))
+    return p if temperature == 1.0 else validate.softmax(label_logits(p), temperature)
 
 
 def model_input(encoder: Encoder, sequence_batch: int | None) -> dict:
@@ -216,9 +218,7 @@ def export_bundle(
     gold = golden.choose(test.texts, test.ids, ref.test_labels, ref.test_probs, ref.threshold, names=labels)
     golden.add_explanations(model, encoder, gold, names=labels)
     gold_texts = [g["text"] for g in gold]
-    # N > 2 labels: the runtime's N-label reading (binary calls stay as they always were)
-    classes = {} if outputs == 1 else {"classes": len(labels)}
-    named = {} if outputs == 1 else {"labels": labels}
+    named = {} if outputs == 1 else {"labels": labels}  # binary calls stay as they always were
 
     entries: dict[str, Artifact] = {}
     refused: list[str] = []
@@ -252,7 +252,7 @@ def export_bundle(
                         convert.to_onnx(serve[logit], onnx_float[output], encoder.table_rows, output)
                     convert.quantize_onnx(onnx_float[output], path, spec.precision, calibration, encoder.table_rows)
             batch_invariant = spec.batch_invariant and not (spec.format == "tflite" and tflite_batch == 1)
-            backend = load_backend(path, spec.format, batch_invariant=batch_invariant, output=output, **classes)
+            backend = load_backend(path, spec.format, batch_invariant=batch_invariant, output=output)
             clf = Classifier(encoder, backend, ClassifierOptions(artifact=name), name=str(path), temperature=temperature,
                              **named)
             figures = validate.measure(clf, ref)

@@ -1,15 +1,12 @@
 """Export of N-label models (N > 2) trained on a user's own data: every artifact form, the
 gate's figures, the format-6 manifest and golden set, and reading the user's files again.
 
-The conversions and the manifest checks need only this package and the engines. The last test
-exports through ``python -m export``, whose gate runs each artifact through the runtime's
-``Classifier``: it needs the runtime's N-label reading (``load_backend(..., classes=N)``) and
-is skipped, saying so, on a runtime without it.
+The conversions and the manifest checks need only this package and the engines; the
+``python -m export`` test runs every artifact through the runtime's N-label ``Classifier``.
 """
 
 import copy
 import csv
-import inspect
 import json
 import re
 import shutil
@@ -22,13 +19,10 @@ import pytest
 from conftest import ROOT
 from runtime.bundle.files import BundleError
 from runtime.bundle.manifest import Manifest, _check_golden
-from runtime.engines.base import LOGIT, load_backend
+from runtime.engines.base import LOGIT
 
 LABELS = ["billing", "delivery", "login", "refund", "warranty"]
 SHARED = "please help me with my order today the a it is was i".split()
-N_RUNTIME = "classes" in inspect.signature(load_backend).parameters
-needs_n_label_runtime = pytest.mark.skipif(
-    not N_RUNTIME, reason="needs the runtime's N-label reading (load_backend(..., classes=N)), not on this branch yet")
 
 
 def _texts(rng: np.random.Generator, n: int) -> list[tuple[str, str]]:
@@ -192,7 +186,6 @@ def test_n_label_golden_checked():
             _check_golden({"reviews": [bad]}, "g", ["x"], 1, labels)
 
 
-@needs_n_label_runtime
 def test_python_m_export_publishes_seven_gated_forms(model_dir, tmp_path):
     """``python -m export MODEL --out BUNDLE`` on a model trained with ``--data``: the seven
     forms pass the gate on the user's test file, and parity holds on the golden set."""
