@@ -22,7 +22,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = exitcodes.parser("python -m export", __doc__)
     p.add_argument("model_dir", type=Path, help="directory written by python -m train")
     p.add_argument("--out", required=True, type=Path, help="bundle directory to publish")
-    p.add_argument("--data", help="aclImdb .tar.gz or directory (default: $IMDB_DATA, else download)")
+    p.add_argument("--data", help="aclImdb .tar.gz or directory (default: $IMDB_DATA, else download); for a model "
+                                  "trained on your own data, its training file (default: the one in its config.json)")
     p.add_argument("--artifacts", help=f"comma-separated subset of: {', '.join(ARTIFACTS)} (default: all)")
     p.add_argument("--default", help="the bundle's default artifact (default: tflite-int8)")
     p.add_argument("--validation-size", type=int, default=2500, help="held-out training reviews compared (>= 2000)")
@@ -82,14 +83,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from export.exporter import export_bundle
+    from export.exporter import export_bundle, load_corpus
     from export.validate import ValidationError
     from runtime.checks.reviews import CorpusError
-    from train import data
     from train.model_dir import ModelDirError
 
     try:
-        corpus = data.load(args.data)
+        corpus = load_corpus(args.model_dir, args.data)
         manifest = export_bundle(
             args.model_dir,
             args.out,

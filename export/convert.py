@@ -135,17 +135,19 @@ def serving_function(model, family: str, input_size: int, batch: int | None = No
 
 
 def logit_model(model):
-    """The Keras model without its final sigmoid: the same layers, ending at the logit.
+    """The Keras model without its final sigmoid or softmax: the same layers, ending at the
+    logit (two labels) or the ``(batch, N)`` logits (N > 2 labels).
 
-    A layered model (multi-hot MLP, LSTM) ends in a ``Dense(1, activation="sigmoid")``: it is
-    replaced by the same weights without the activation. A model ending in a sigmoid
-    ``Activation`` (the n-gram family) ends at that layer's input.
+    A model ending in a sigmoid or softmax ``Activation`` (the n-gram family; the seed MLP and
+    LSTM for N > 2 labels) ends at that layer's input. A layered two-label model (multi-hot
+    MLP, LSTM) ends in a ``Dense(1, activation="sigmoid")``: it is replaced by the same weights
+    without the activation (likewise a ``Dense`` with a softmax).
     """
     import keras
 
     last = model.layers[-1]
-    if keras.activations.serialize(getattr(last, "activation", None)) != "sigmoid":
-        raise ValueError(f"{model.name} does not end in a sigmoid: cannot take its logit")
+    if keras.activations.serialize(getattr(last, "activation", None)) not in ("sigmoid", "softmax"):
+        raise ValueError(f"{model.name} does not end in a sigmoid or softmax: cannot take its logit")
     if isinstance(last, keras.layers.Activation):
         return keras.Model(model.input, last.input, name=f"{model.name}_logit")
     if not isinstance(last, keras.layers.Dense):
@@ -193,25 +195,30 @@ def ngram_function(model, batch: int | None = None, portable: bool = False, logi
     ``logit``, no sigmoid; with ``portable``, a cumulative sum's last element and no sigmoid
     (see ``portable_float``).
 
-    The Naive-Bayes ratios and the learned weights are folded into one ``(rows, 1)`` table,
-    named ``WORD_TABLE`` like the multi-hot one, whose reserved rows are zero; the bias is
-    named ``WORD_BIAS``. Explanations read both from the artifact.
+    The Naive-Bayes ratios and the learned weights are folded into one table, named
+    ``WORD_TABLE`` like the multi-hot one, whose reserved rows are zero; the bias is named
+    ``WORD_BIAS``. Explanations read both from the artifact. Two labels: a ``(rows, 1)`` table
+    and one bias, ending at the ``(batch, 1)`` logit or probability. N > 2 labels: a
+    ``(rows, N)`` table and ``(N,)`` bias, ending at the ``(batch, N)`` logits or their softmax.
     """
     import tensorflow as tf
 
     from train.ngram_model import bag_of
 
     table, bias = bag_of(model).table()
-    table = table.reshape(-1, 1)
+    if table.ndim == 1:
+        table = table.reshape(-1, 1)
+        bias = [bias]
     table[: len(RESERVED)] = 0.0
+    squash = tf.sigmoid if table.shape[1] == 1 else tf.nn.softmax
 
     @tf.function(input_signature=[tf.TensorSpec([batch, None], tf.int32, name="ids")])
     def serve(ids):
         weights = tf.gather(tf.constant(table, name=WORD_TABLE), ids)
         if portable:
-            return tf.cumsum(weights, axis=1)[:, -1] + tf.constant([bias], name=WORD_BIAS)
-        total = tf.reduce_sum(weights, axis=1) + tf.constant([bias], name=WORD_BIAS)
-        return total if logit else tf.sigmoid(total)
+            return tf.cumsum(weights, axis=1)[:, -1] + tf.constant(bias, name=WORD_BIAS)
+        total = tf.reduce_sum(weights, axis=1) + tf.constant(bias, name=WORD_BIAS)
+        return total if logit else squash(total)
 
     return serve
 

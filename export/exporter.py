@@ -40,14 +40,63 @@ def golden_tolerance(precision: str, family: str) -> float:
 
 
 def _select(corpus: Corpus, ids: list[str], n: int, seed: int) -> list[str]:
-    """Texts of a seeded sample of ``n`` of the given training-split ids."""
-    index = {rid: i for i, rid in enumerate(corpus.splits["train"].ids)}
-    missing = [rid for rid in ids[:5] if rid not in index]
+    """Texts of a seeded sample of ``n`` of the given training-split ids (a user's data with a
+    validation file: its ids too, which training joined to the training split)."""
+    splits = [corpus.splits["train"]] + ([corpus.validation] if corpus.validation is not None else [])
+    texts = {rid: text for split in splits for rid, text in zip(split.ids, split.texts)}
+    missing = [rid for rid in ids[:5] if rid not in texts]
     if missing:
         raise ModelDirError(f"the corpus lacks training reviews the model was split on, e.g. {missing[0]}")
     chosen = np.random.default_rng(seed).permutation(len(ids))[:n]
-    texts = corpus.splits["train"].texts
-    return [texts[index[ids[i]]] for i in sorted(chosen)]
+    return [texts[ids[i]] for i in sorted(chosen)]
+
+
+def user_data(md: ModelDir) -> dict | None:
+    """How to read again the user's data a model was trained on (``config.json``'s ``data``),
+    or None for the aclImdb corpus."""
+    data = md.config.get("data") or {}
+    return data if data.get("reading") and data.get("files") else None
+
+
+def load_corpus(model_dir: Path, data: str | None = None) -> Corpus:
+    """The corpus ``model_dir`` was trained on: the user's files named in its ``config.json``
+    (``data``: another path to the training file), else the aclImdb corpus (``train.data.load``).
+
+    Raises:
+        ModelDirError: a user's file that is missing, or differs from the one trained on (its
+            sha256): its ids would not be the ones the model was split on.
+    """
+    from train import data as imdb_data, dataset
+    from train.errors import DataError
+
+    md = ModelDir(model_dir)
+    recorded = user_data(md)
+    if recorded is None:
+        return imdb_data.load(data)
+    files, reading = recorded["files"], recorded["reading"]
+    paths = {name: files[name]["path"] for name in files}
+    if data:
+        paths["train"] = data
+    for name, path in paths.items():
+        if not Path(path).exists():
+            raise ModelDirError(f"{path}: the {name} file the model was trained on is missing; pass --data for "
+                                f"the training file")
+    record = md.splits if md.splits.get("reading") else {}
+    try:
+        corpus = dataset.load(paths["train"], paths.get("test"), paths.get("validation"), reading["format"],
+                              reading["text_column"], reading["label_column"],
+                              float((record.get("test") or {}).get("fraction") or 0.1),
+                              int(record.get("seed", 1337)))
+    except DataError as e:
+        raise ModelDirError(str(e)) from e
+    for name, path in paths.items():
+        now = corpus.split_record["files"][name]["sha256"]
+        if now != files[name]["sha256"]:
+            raise ModelDirError(f"{path}: changed since the model was trained (sha256 {now[:12]}..., trained on "
+                                f"{files[name]['sha256'][:12]}...)")
+    if tuple(corpus.labels) != md.labels:
+        raise ModelDirError(f"{paths['train']}: labels {list(corpus.labels)} differ from the model's {list(md.labels)}")
+    return corpus
 
 
 def _calibration_texts(md: ModelDir, corpus: Corpus, model, n: int, seed: int) -> tuple[list[str], dict]:
@@ -62,8 +111,14 @@ def _calibration_texts(md: ModelDir, corpus: Corpus, model, n: int, seed: int) -
     if not limit:
         return _select(corpus, md.splits["train_ids"], n, seed), {"training_reviews": n}
     pool = _select(corpus, md.splits["train_ids"], 2 * n, seed)
-    p = validate.keras_probabilities(model, md.encoder, pool).astype(np.float64)
-    kept = [t for t, logit in zip(pool, logits(p)) if abs(logit) <= limit][:n]
+    if md.outputs == 1:
+        p = validate.keras_probabilities(model, md.encoder, pool).astype(np.float64)
+        extreme = np.abs(logits(p))
+    else:
+        # N logits share one 8-bit tensor (one range for all N): a text is kept when every one
+        # of its logits lies within ±R, the two-label rule applied to each column.
+        extreme = np.abs(validate.keras_logits(model, md.encoder, pool)).max(axis=1)
+    kept = [t for t, x in zip(pool, extreme) if x <= limit][:n]
     if not kept:
         raise validate.ValidationError(f"no training review has a float logit within ±{limit} to calibrate on")
     return kept, {"training_reviews": len(kept), "max_abs_float_logit": limit}
@@ -83,6 +138,15 @@ def _temperature_of(md: ModelDir) -> dict:
 
 def _tempered(probs: np.ndarray, temperature: float) -> np.ndarray:
     return probs if temperature == 1.0 else tempered_all(probs.tolist(), temperature)
+
+
+def _float_probabilities(model, encoder: Encoder, texts: list[str], temperature: float, outputs: int) -> np.ndarray:
+    """The float model's tempered probabilities: ``(n,)`` P(labels[1]) for two labels, else
+    ``(n, N)`` ``softmax(logits / T)`` from the Keras logits (not from its probabilities,
+    whose clipping at EPS would move a tempered small probability)."""
+    if outputs == 1:
+        return _tempered(validate.keras_probabilities(model, encoder, texts), temperature)
+    return validate.softmax(validate.keras_logits(model, encoder, texts), temperature)
 
 
 def model_input(encoder: Encoder, sequence_batch: int | None) -> dict:
@@ -129,21 +193,27 @@ def export_bundle(
 
     calibration_decision = _temperature_of(md)
     temperature = calibration_decision["temperature"]
+    labels, outputs = md.labels, md.outputs
+    if tuple(corpus.labels) != labels:
+        raise ModelDirError(f"{corpus.source}: labels {list(corpus.labels)} differ from the model's {list(labels)}")
     test = corpus.splits["test"].sample(test_limit, seed)
     val_texts = _select(corpus, md.splits["validation_ids"], validation_size, seed)
     calibration_texts, calibration_record = _calibration_texts(md, corpus, model, calibration_size, seed + 1)
     calibration = encoder.model_inputs(calibration_texts)
     ref = validate.Reference(
         val_texts=val_texts,
-        val_probs=_tempered(validate.keras_probabilities(model, encoder, val_texts), temperature),
+        val_probs=_float_probabilities(model, encoder, val_texts, temperature, outputs),
         test_texts=test.texts,
         test_labels=np.asarray(test.labels),
-        test_probs=_tempered(validate.keras_probabilities(model, encoder, test.texts), temperature),
-        threshold=DEFAULT_THRESHOLD,
+        test_probs=_float_probabilities(model, encoder, test.texts, temperature, outputs),
+        threshold=DEFAULT_THRESHOLD if outputs == 1 else None,
     )
-    gold = golden.choose(test.texts, test.ids, ref.test_labels, ref.test_probs, ref.threshold)
-    golden.add_explanations(model, encoder, gold)
+    gold = golden.choose(test.texts, test.ids, ref.test_labels, ref.test_probs, ref.threshold, names=labels)
+    golden.add_explanations(model, encoder, gold, names=labels)
     gold_texts = [g["text"] for g in gold]
+    # N > 2 labels: the runtime's N-label reading (binary calls stay as they always were)
+    classes = {} if outputs == 1 else {"classes": len(labels)}
+    named = {} if outputs == 1 else {"labels": labels}
 
     entries: dict[str, Artifact] = {}
     refused: list[str] = []
@@ -177,8 +247,9 @@ def export_bundle(
                         convert.to_onnx(serve[logit], onnx_float[output], encoder.table_rows, output)
                     convert.quantize_onnx(onnx_float[output], path, spec.precision, calibration, encoder.table_rows)
             batch_invariant = spec.batch_invariant and not (spec.format == "tflite" and tflite_batch == 1)
-            backend = load_backend(path, spec.format, batch_invariant=batch_invariant, output=output)
-            clf = Classifier(encoder, backend, ClassifierOptions(artifact=name), name=str(path), temperature=temperature)
+            backend = load_backend(path, spec.format, batch_invariant=batch_invariant, output=output, **classes)
+            clf = Classifier(encoder, backend, ClassifierOptions(artifact=name), name=str(path), temperature=temperature,
+                             **named)
             figures = validate.measure(clf, ref)
             tqdm.write(f"  {name}: max|dp| {figures['max_abs_diff']:.2e}, agreement {figures['label_agreement']:.4f}, "
                        f"test accuracy {figures['test_accuracy']:.4f} ({figures['test_accuracy_delta'] * 100:+.2f} pts)")
@@ -187,7 +258,7 @@ def export_bundle(
                 refused.append(f"{name} failed validation: {'; '.join(failed)}")
                 continue
             for g, p in zip(gold, clf.predict_proba(gold_texts)):
-                g["probabilities"][name] = float(p)
+                g["probabilities"][name] = float(p) if outputs == 1 else [float(x) for x in p]
             entries[name] = Artifact(
                 name=name, file=spec.file, format=spec.format, precision=spec.precision,
                 description=spec.description, size_bytes=path.stat().st_size, sha256=sha256_file(path),
@@ -212,6 +283,7 @@ def export_bundle(
                 "int8_calibration": calibration_record,
                 "float_test_accuracy": ref.test_accuracy,
                 "test_reviews": len(test),
+                **({"user_data": True} if user_data(md) else {}),
                 "training": {k: md.config[k] for k in ("recipe", "seed", "data")},
             },
             producer=library_versions(),
@@ -219,9 +291,13 @@ def export_bundle(
             vocabulary={"file": VOCAB_FILE, "size": len(md.vocab), "sha256": sha256_file(stage / VOCAB_FILE)},
             features=encoder.spec(),
             input=model_input(encoder, tflite_batch),
-            output={"name": "probability", "dtype": "float32", "shape": [None, 1],
-                    "meaning": "probability that the review is positive"},
-            labels=LABELS,
+            output=({"name": "probability", "dtype": "float32", "shape": [None, 1],
+                     "meaning": "probability that the review is positive"} if outputs == 1 and labels == LABELS else
+                    {"name": "probability", "dtype": "float32", "shape": [None, 1],
+                     "meaning": f"probability of the label {labels[1]!r}"} if outputs == 1 else
+                    {"name": "probabilities", "dtype": "float32", "shape": [None, len(labels)],
+                     "meaning": "the probability of each label, in the order of labels"}),
+            labels=labels,
             threshold=ref.threshold,
             default_artifact=default,
             validation_criteria=validate.criteria(md.family),

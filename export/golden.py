@@ -4,6 +4,11 @@ Chosen deterministically from the float model's test predictions to cover what p
 must hold for: the shortest and longest reviews, the clearest, the most borderline, and
 a seeded sample of ordinary ones. Each also records the float Keras model's explanation
 (its top terms), which parity compares every artifact's explanation with.
+
+For N > 2 labels the probabilities are rows of N: "clear" and "borderline" are by the top-1
+margin (top probability minus the second), each review records ``float_probabilities`` and
+one list of N probabilities per artifact, and its explanation is of the float model's top
+label (named in ``explanation.label``).
 """
 
 from __future__ import annotations
@@ -18,11 +23,17 @@ from runtime.checks.parity import EXPLANATION_TERMS
 PER_KIND = 8
 
 
-def choose(texts: list[str], ids: list[str], labels: np.ndarray, probs: np.ndarray, threshold: float,
-           seed: int = 0) -> list[dict]:
-    """Up to ``5 * PER_KIND`` distinct reviews, each with its float probability."""
+def choose(texts: list[str], ids: list[str], labels: np.ndarray, probs: np.ndarray, threshold: float | None,
+           seed: int = 0, names: tuple[str, ...] = LABELS) -> list[dict]:
+    """Up to ``5 * PER_KIND`` distinct reviews, each with its float probability (two labels:
+    ``probs`` is ``(n,)`` P(names[1])) or probabilities (N > 2: ``probs`` is ``(n, N)``)."""
+    probs = np.asarray(probs)
     lengths = np.array([len(t) for t in texts])
-    margin = np.abs(probs - threshold)
+    if probs.ndim == 2:
+        top2 = np.sort(probs, axis=1)[:, -2:]
+        margin = top2[:, 1] - top2[:, 0]
+    else:
+        margin = np.abs(probs - threshold)
     picks = {
         "short": np.argsort(lengths, kind="stable")[:PER_KIND],
         "long": np.argsort(-lengths, kind="stable")[:PER_KIND],
@@ -34,11 +45,15 @@ def choose(texts: list[str], ids: list[str], labels: np.ndarray, probs: np.ndarr
     for kind, idx in picks.items():
         for i in idx:
             chosen.setdefault(int(i), kind)
+    if probs.ndim == 2:
+        return [{"id": ids[i], "kind": kind, "label": names[int(labels[i])], "text": texts[i],
+                 "float_probabilities": [float(p) for p in probs[i]], "probabilities": {}}
+                for i, kind in chosen.items()]
     return [
         {
             "id": ids[i],
             "kind": kind,
-            "label": LABELS[int(labels[i])],
+            "label": names[int(labels[i])],
             "text": texts[i],
             "float_probability": float(probs[i]),
             "probabilities": {},
@@ -47,9 +62,10 @@ def choose(texts: list[str], ids: list[str], labels: np.ndarray, probs: np.ndarr
     ]
 
 
-def _keras_logits(model, encoder: Encoder):
+def _keras_logits(model, encoder: Encoder, column: int | None = None):
     """The Keras model as ``run(model inputs) -> logits``, the interface explanations take
-    (``Backend.run_logits``): read before the sigmoid, so that they do not saturate.
+    (``Backend.run_logits``): read before the sigmoid or softmax, so that they do not
+    saturate. ``column``: for an N-label model, the logit of that label.
 
     A multi-hot model trains on dense rows: the padded word ids become them here.
     """
@@ -63,26 +79,34 @@ def _keras_logits(model, encoder: Encoder):
             rows, cols = np.nonzero(batch)
             dense[rows, batch[rows, cols]] = 1.0
             batch = dense
-        return logits(batch, training=False).numpy().astype(np.float64).reshape(-1)
+        out = logits(batch, training=False).numpy().astype(np.float64)
+        return out.reshape(-1) if column is None else out[:, column]
 
     return run
 
 
-def add_explanations(model, encoder: Encoder, gold: list[dict], k: int = EXPLANATION_TERMS) -> None:
+def add_explanations(model, encoder: Encoder, gold: list[dict], k: int = EXPLANATION_TERMS,
+                     names: tuple[str, ...] = LABELS) -> None:
     """Record the float model's top ``k`` explanation terms on each golden review, by the
-    runtime's own explanation code (exact for the n-gram family, occlusion otherwise)."""
+    runtime's own explanation code (exact for the n-gram family, occlusion otherwise). For
+    N > 2 labels, of the float model's top label: the contributions to that label's logit."""
     if encoder.family == NGRAM:
         from train.ngram_model import bag_of
 
         table, bias = bag_of(model).table()
         table = table.astype(np.float64)
-    else:
-        run = _keras_logits(model, encoder)
     for g in gold:
-        probability = lambda row: g["float_probability"]  # noqa: E731
+        many = "float_probabilities" in g
+        column = int(np.argmax(g["float_probabilities"])) if many else None
+        p = g["float_probabilities"][column] if many else g["float_probability"]
+        probability = lambda row, p=p: p  # noqa: E731
         if encoder.family == NGRAM:
-            e = explain_linear(encoder, g["text"], k, lambda ids: table[ids], bias, probability)
+            if many:
+                e = explain_linear(encoder, g["text"], k, lambda ids, c=column: table[ids, c], float(bias[column]),
+                                   probability)
+            else:
+                e = explain_linear(encoder, g["text"], k, lambda ids: table[ids], bias, probability)
         else:
-            e = explain_occlusion(encoder, g["text"], k, run, probability)
-        g["explanation"] = {"method": e.method, "logit": e.logit,
+            e = explain_occlusion(encoder, g["text"], k, _keras_logits(model, encoder, column), probability)
+        g["explanation"] = {"method": e.method, **({"label": names[column]} if many else {}), "logit": e.logit,
                             "top": [[t.text, t.contribution] for t in e.top(k)]}

@@ -2,7 +2,9 @@
 
 Figures: on held-out validation reviews (training split, never fitted) the maximum and
 mean absolute probability difference and label agreement; on the test split, accuracy
-and its difference from the float model's. Every artifact runs through the runtime's
+and its difference from the float model's. For N > 2 labels the probabilities are
+``(n, N)`` rows: the differences run over every probability, and a text's label is its
+arg-max (agreement: the same top label as the float model's). Every artifact runs through the runtime's
 ``Classifier`` from raw text, as a user's would. The exporter collects the failures of every
 artifact and raises one ``ValidationError`` naming them all.
 """
@@ -40,18 +42,47 @@ class Reference:
     test_texts: list[str]
     test_labels: np.ndarray
     test_probs: np.ndarray
-    threshold: float
+    threshold: float | None  # two labels: P(labels[1]) at or above it; None for N > 2 (arg-max)
 
     @property
     def test_accuracy(self) -> float:
-        return float(np.mean((self.test_probs >= self.threshold) == (self.test_labels == 1)))
+        return float(np.mean(decide(self.test_probs, self.threshold) == self.test_labels))
+
+
+def decide(probs: np.ndarray, threshold: float | None) -> np.ndarray:
+    """Each text's label index: ``P(labels[1]) >= threshold`` for a two-label ``(n,)`` array,
+    the arg-max of each row of an ``(n, N)`` one."""
+    probs = np.asarray(probs)
+    if probs.ndim == 2:
+        return probs.argmax(axis=1)
+    return (probs >= threshold).astype(np.int64)
 
 
 def keras_probabilities(model, encoder: Encoder, texts: list[str], batch: int = BATCH) -> np.ndarray:
-    """The Keras model's P(positive) for ``texts``, encoded batch by batch (bounded memory)."""
-    parts = [model(encoder.keras_inputs(texts[i : i + batch]), training=False).numpy().reshape(-1)
+    """The Keras model's P(labels[1]) ``(n,)`` for a two-label model, or its ``(n, N)``
+    probabilities for N > 2, for ``texts``, encoded batch by batch (bounded memory)."""
+    width = int(model.outputs[0].shape[-1])
+    shape = (-1,) if width == 1 else (-1, width)
+    parts = [model(encoder.keras_inputs(texts[i : i + batch]), training=False).numpy().reshape(shape)
              for i in range(0, len(texts), batch)]
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+    return np.concatenate(parts) if parts else np.zeros((0,) if width == 1 else (0, width), dtype=np.float32)
+
+
+def keras_logits(model, encoder: Encoder, texts: list[str], batch: int = BATCH) -> np.ndarray:
+    """The Keras model's ``(n, N)`` float64 logits (before its softmax) for ``texts``."""
+    from export.convert import logit_model
+
+    head = logit_model(model)
+    parts = [head(encoder.keras_inputs(texts[i : i + batch]), training=False).numpy().astype(np.float64)
+             for i in range(0, len(texts), batch)]
+    return np.concatenate(parts) if parts else np.zeros((0, int(head.outputs[0].shape[-1])))
+
+
+def softmax(z: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise ``softmax(z / temperature)`` in float64."""
+    z = np.asarray(z, np.float64) / temperature
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
 
 
 def measure(clf: Classifier, ref: Reference) -> dict:
@@ -59,16 +90,19 @@ def measure(clf: Classifier, ref: Reference) -> dict:
     val = clf.predict_proba(ref.val_texts)
     test = clf.predict_proba(ref.test_texts)
     t = ref.threshold
+    if val.shape[1:] != ref.val_probs.shape[1:]:
+        raise ValidationError(f"the artifact gives {val.shape[1:] or 'one'} probabilities per text, the float model "
+                              f"{ref.val_probs.shape[1:] or 'one'}")
     diff = np.abs(val - ref.val_probs)
-    test_acc = float(np.mean((test >= t) == (ref.test_labels == 1)))
+    test_acc = float(np.mean(decide(test, t) == ref.test_labels))
     return {
         "validation_reviews": int(len(val)),
         "max_abs_diff": float(diff.max()),
         "mean_abs_diff": float(diff.mean()),
-        "label_agreement": float(np.mean((val >= t) == (ref.val_probs >= t))),
+        "label_agreement": float(np.mean(decide(val, t) == decide(ref.val_probs, t))),
         "test_reviews": int(len(test)),
         "test_max_abs_diff": float(np.abs(test - ref.test_probs).max()),
-        "test_label_agreement": float(np.mean((test >= t) == (ref.test_probs >= t))),
+        "test_label_agreement": float(np.mean(decide(test, t) == decide(ref.test_probs, t))),
         "test_accuracy": test_acc,
         "float_test_accuracy": ref.test_accuracy,
         "test_accuracy_delta": test_acc - ref.test_accuracy,

@@ -126,7 +126,7 @@ class Bundle:
             parsed = json.loads(data.decode("utf-8"))
         except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
             raise BundleError(f"{path}: not a golden set ({e})") from e
-        return _check_golden(parsed, str(path), list(self.artifacts), info.get("reviews"))
+        return _check_golden(parsed, str(path), list(self.artifacts), info.get("reviews"), self.manifest.labels)
 
     def verify_all(self) -> list[Problem]:
         """Check every file the manifest lists; the problems, each with its artifact (empty when sound)."""

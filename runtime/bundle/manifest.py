@@ -31,9 +31,11 @@ FORMAT = "imdb-edge-bundle"
 FORMAT_VERSION = 5  # 2: multi-hot models take word ids; 3: every artifact records its vocabulary size;
 # 4: a TFLite artifact may output its logit (``Artifact.output``), which format-3 runtimes would
 # misread; 5: an ONNX artifact may too, which format-4 runtimes refuse field by field
-READABLE_VERSIONS = (3, 4, 5)  # each is the next one with fewer artifacts outputting a logit
+FORMAT_VERSION_LABELS = 6  # 6: more than two labels (N probabilities a text); two-label bundles stay 5
+READABLE_VERSIONS = (3, 4, 5, 6)  # each is the next one with fewer artifacts outputting a logit
 MANIFEST = "manifest.json"
 LABELS = ("negative", "positive")
+MAX_LABELS = 1000
 DEFAULT_THRESHOLD = 0.5  # P(positive) at or above which a review is positive, unless a manifest says otherwise
 FORMATS = ("tflite", "onnx")
 MAX_MANIFEST_BYTES = 16 << 20
@@ -146,12 +148,27 @@ def _check_features(f: _Fields) -> None:
         f.whole("order", 1, 8)
 
 
-def _check_golden(data: object, where: str, artifacts: list[str], expected: int | None) -> list[dict]:
+def _check_probabilities(f: _Fields, key: str, n: int, optional: bool = False) -> None:
+    """``f[key]``: a list of ``n`` probabilities, each a number in [0, 1]."""
+    expected = f"a list of {n} probabilities in [0, 1]"
+    values = f.get(key, list, expected, optional)
+    if values is None:
+        return
+    if len(values) != n or not all(type(v) in (int, float) and 0.0 <= v <= 1.0 for v in values):
+        raise f._fail(key, expected, values)
+
+
+def _check_golden(data: object, where: str, artifacts: list[str], expected: int | None,
+                  labels: tuple[str, ...] = LABELS) -> list[dict]:
     """The golden set's reviews, every field parity uses checked: an id and a text, a
-    probability in [0, 1] for every artifact, and an explanation's top terms when recorded."""
+    probability in [0, 1] for every artifact, and an explanation's top terms when recorded.
+
+    For N > 2 ``labels``: a list of N probabilities (``float_probabilities`` and one per
+    artifact), the review's ``label`` and the explanation's ``label`` among ``labels``."""
     if not isinstance(data, dict):
         raise BundleError(f"{where}: not a golden set (a JSON object with 'reviews' expected, got "
                           f"{type(data).__name__})")
+    many = len(labels) > 2
     f = _Fields(data, where, "")
     reviews = f.get("reviews", list, "a non-empty list of reviews")
     if not reviews:
@@ -161,15 +178,28 @@ def _check_golden(data: object, where: str, artifacts: list[str], expected: int 
     for i, item in enumerate(reviews):
         r = _Fields(item, where, f"reviews[{i}]")
         r.text("id"), r.text("text")
-        r.number("float_probability", 0.0, 1.0, optional=True)
-        probabilities = r.sub("probabilities")
-        for name in artifacts:
-            probabilities.number(name, 0.0, 1.0)
+        if many:
+            label = r.get("label", str, f"one of the {len(labels)} labels", optional=True)
+            if label is not None and label not in labels:
+                raise r._fail("label", f"one of the {len(labels)} labels", label)
+            _check_probabilities(r, "float_probabilities", len(labels), optional=True)
+            probabilities = r.sub("probabilities")
+            for name in artifacts:
+                _check_probabilities(probabilities, name, len(labels))
+        else:
+            r.number("float_probability", 0.0, 1.0, optional=True)
+            probabilities = r.sub("probabilities")
+            for name in artifacts:
+                probabilities.number(name, 0.0, 1.0)
         if item.get("explanation") is None:
             continue
         e = r.sub("explanation")
         e.text("method")
         e.number("logit", optional=True)
+        if many:
+            explained = e.get("label", str, f"one of the {len(labels)} labels")
+            if explained not in labels:
+                raise e._fail("label", f"one of the {len(labels)} labels", explained)
         top = e.get("top", list, "a non-empty list of [term, contribution] pairs")
         if not top:
             raise e._fail("top", "a non-empty list of [term, contribution] pairs", top)
@@ -178,6 +208,27 @@ def _check_golden(data: object, where: str, artifacts: list[str], expected: int 
                     and type(pair[1]) in (int, float) and -sys.float_info.max <= pair[1] <= sys.float_info.max):
                 raise e._fail(f"top[{j}]", "a [term, contribution] pair", pair)
     return reviews
+
+
+def _check_labels(f: _Fields, version: int) -> tuple[str, ...]:
+    """The manifest's ``labels``: 2 to ``MAX_LABELS`` distinct non-empty strings, more than two
+    only from format version ``FORMAT_VERSION_LABELS`` on."""
+    expected = f"a list of 2 to {MAX_LABELS} distinct non-empty strings"
+    labels = f.get("labels", list, expected)
+    if not 2 <= len(labels) <= MAX_LABELS or not all(isinstance(x, str) and x for x in labels) or len(
+            set(labels)) != len(labels):
+        raise f._fail("labels", expected, labels)
+    if len(labels) > 2 and version < FORMAT_VERSION_LABELS:
+        raise f._fail("labels", f"two labels in a format version {version} manifest", labels)
+    return tuple(labels)
+
+
+def _check_output(f: _Fields, labels: int) -> dict:
+    """The manifest's ``output`` (optional); for N > 2 labels, its shape must be ``[null, N]``."""
+    output = f.get("output", dict, "an object", optional=True) or {}
+    if labels > 2 and "shape" in output and output["shape"] != [None, labels]:
+        raise _Fields(output, f.where, "output")._fail("shape", f"[null, {labels}]", output["shape"])
+    return output
 
 
 @dataclass
@@ -314,8 +365,8 @@ class Manifest:
     features: dict  # the encoder's spec
     input: dict  # the exported models' input: name, dtype, shape, meaning
     output: dict
-    labels: tuple[str, str]
-    threshold: float
+    labels: tuple[str, ...]  # column order of an N-label artifact's output; two: P(labels[1])
+    threshold: float | None  # two labels: P(labels[1]) at or above it; None (absent) for N > 2
     default_artifact: str
     validation_criteria: dict
     golden: dict  # file, sha256, reviews
@@ -355,9 +406,7 @@ class Manifest:
         vocab.whole("size", 1, MAX_IDS, optional=True)
         golden.whole("reviews", 1, MAX_GOLDEN_REVIEWS, optional=True)
         _check_features(inp.sub("features"))
-        labels = f.get("labels", list, "a list of two different strings")
-        if len(labels) != 2 or not all(isinstance(x, str) and x for x in labels) or labels[0] == labels[1]:
-            raise f._fail("labels", "a list of two different strings", labels)
+        labels = _check_labels(f, version)
         entries = f.get("artifacts", dict, "a non-empty object of artifacts")
         if not entries:
             raise f._fail("artifacts", "a non-empty object of artifacts", entries)
@@ -373,8 +422,8 @@ class Manifest:
             _Fields(calibration, where, "calibration").number("temperature", _temperature.LOW, _temperature.HIGH)
         return cls(
             vocabulary=data["vocabulary"], features=data["input"]["features"], input=data["input"],
-            output=f.get("output", dict, "an object", optional=True) or {}, labels=(labels[0], labels[1]),
-            threshold=f.number("threshold", 0.0, 1.0), default_artifact=default,
+            output=_check_output(f, len(labels)), labels=labels,
+            threshold=f.number("threshold", 0.0, 1.0, optional=len(labels) > 2), default_artifact=default,
             validation_criteria=criteria,
             golden=data["golden"], artifacts=artifacts, tokenizer=data["tokenizer"],
             recipe=f.get("recipe", str, "a string", optional=True) or "",
@@ -385,12 +434,18 @@ class Manifest:
             extra={k: v for k, v in data.items() if k not in cls._KNOWN},
         )
 
+    @property
+    def format_version(self) -> int:
+        """The version this manifest is written with: 6 for more than two labels, else 5."""
+        return FORMAT_VERSION_LABELS if len(self.labels) > 2 else FORMAT_VERSION
+
     def to_dict(self) -> dict:
         return {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "created": self.created, "recipe": self.recipe,
+            "format": FORMAT, "format_version": self.format_version, "created": self.created, "recipe": self.recipe,
             "model": self.model, "producer": self.producer, "tokenizer": self.tokenizer,
             "vocabulary": self.vocabulary, "input": {**self.input, "features": self.features},
-            "output": self.output, "labels": list(self.labels), "threshold": self.threshold,
+            "output": self.output, "labels": list(self.labels),
+            **({} if self.threshold is None and len(self.labels) > 2 else {"threshold": self.threshold}),
             "default_artifact": self.default_artifact, "validation_criteria": self.validation_criteria,
             "golden": self.golden, "artifacts": {n: a.to_dict() for n, a in self.artifacts.items()},
             **({"calibration": self.calibration} if self.calibration else {}), **self.extra,

@@ -6,7 +6,9 @@ Checks, without TensorFlow: every file's sha256 against the manifest; every arti
 every installed engine against the golden set (the manifest's tolerances; single reviews,
 batches and streamed text alike); and with --data, every quantized artifact against the
 bundle's float artifact on that corpus (label agreement, largest probability difference,
-accuracy when labels are known). An artifact whose engine is not installed is reported as
+accuracy when labels are known). For a bundle of N > 2 labels every check compares all N
+probabilities of a text, and a text's label is its top one (arg-max); explanations are of
+the golden review's recorded label. An artifact whose engine is not installed is reported as
 skipped; asking for an engine that is not installed, or checking nothing, is a failure.
 
 exit status (as for every command, see runtime.exitcodes): 0 all checks passed; 3 some
@@ -65,14 +67,33 @@ class GoldenRun:
     stream: np.ndarray  # Classifier.predict_stream, each review in pieces
 
 
+def _many(clf: Classifier) -> bool:
+    """Whether ``clf`` has more than two labels (``(n, N)`` probabilities, arg-max labels)."""
+    return len(clf.labels) > 2
+
+
+def _answer(clf: Classifier, prediction) -> float | list[float]:
+    """A prediction as the golden set records it: P(labels[1]) for two labels, else the N
+    probabilities in the order of ``clf.labels``."""
+    if _many(clf):
+        return [prediction.probabilities[label] for label in clf.labels]
+    return prediction.probability
+
+
+def decide(probs: np.ndarray, threshold: float | None) -> np.ndarray:
+    """Each text's label index: ``P(labels[1]) >= threshold`` for ``(n,)`` probabilities, the
+    arg-max of each row for ``(n, N)`` ones."""
+    return probs.argmax(axis=1) if probs.ndim == 2 else (probs >= threshold)
+
+
 def golden_run(clf: Classifier, golden: list[dict], piece: int = STREAM_PIECE) -> GoldenRun:
     """The golden reviews through ``clf`` as single reviews, one batch and streams."""
     texts = [g["text"] for g in golden]
     return GoldenRun(
         want=np.array([g["probabilities"][clf.artifact] for g in golden]),
-        single=np.array([clf.predict(t).probability for t in texts]),
+        single=np.array([_answer(clf, clf.predict(t)) for t in texts]),
         batch=clf.predict_proba(texts).astype(np.float64),
-        stream=np.array([clf.predict_stream(t[i : i + piece] for i in range(0, len(t), piece)).probability
+        stream=np.array([_answer(clf, clf.predict_stream(t[i : i + piece] for i in range(0, len(t), piece)))
                          for t in texts]),
     )
 
@@ -89,16 +110,23 @@ def check_golden(clf: Classifier, golden: list[dict]) -> Check:
     tol = clf.bundle.artifacts[name].golden_tolerance
     run = golden_run(clf, golden)
     diff = np.abs(run.single - run.want)
-    worst = int(diff.argmax())
+    worst, column = np.unravel_index(int(diff.argmax()), diff.shape) + (() if diff.ndim == 2 else (None,))
+    worst = int(worst)
     batch_gap = float(np.abs(run.batch - run.single).max())
     stream_gap = float(np.abs(run.stream - run.single).max())
     figures = {"reviews": len(golden), "max_abs_diff": float(diff.max()), "tolerance": tol,
                "worst_review": golden[worst]["id"], "batch_vs_single_max_diff": batch_gap,
                "stream_vs_single_max_diff": stream_gap, "outputs_sha256": outputs_digest(run)}
+    if diff.ndim == 2:
+        # within the tolerance a top label may change only where the golden top-1 margin is under 2 * tol
+        figures["top_label_agreement"] = float(np.mean(decide(run.single, None) == decide(run.want, None)))
     version = clf.backend.version
     if diff.max() > tol:
-        msg = (f"{name} on {clf.engine}: review {golden[worst]['id']} gives {run.single[worst]:.6f}, golden "
-               f"{run.want[worst]:.6f} (|diff| {diff.max():.3g} > tolerance {tol:g})")
+        what = f"P({clf.labels[column]}) " if column is not None else ""
+        got, want = (run.single[worst], run.want[worst]) if column is None else (
+            run.single[worst, column], run.want[worst, column])
+        msg = (f"{name} on {clf.engine}: review {golden[worst]['id']} gives {what}{got:.6f}, golden "
+               f"{want:.6f} (|diff| {diff.max():.3g} > tolerance {tol:g})")
         return Check(name, clf.engine, version, "golden", False, msg, figures)
     for path, gap in (("batched", batch_gap), ("streamed", stream_gap)):
         if gap > tol:
@@ -116,10 +144,16 @@ def check_explanations(clf: Classifier, golden: list[dict]) -> Check | None:
     if not recorded:
         return None
     name, version = clf.artifact, clf.backend.version
+
+    def explain(g: dict):
+        # an N-label golden records which label the float model's explanation is of
+        label = {"label": g["explanation"]["label"]} if _many(clf) else {}
+        return clf.explain(g["text"], EXPLANATION_TERMS, **label)
+
     shared = []
     for g in recorded:
         want = {t for t, _ in g["explanation"]["top"]}
-        got = {t.text for t in clf.explain(g["text"], EXPLANATION_TERMS).top(EXPLANATION_TERMS)}
+        got = {t.text for t in explain(g).top(EXPLANATION_TERMS)}
         shared.append(len(want & got))
     worst = int(np.argmin(shared))
     need = [min(EXPLANATION_AGREE, len(g["explanation"]["top"])) for g in recorded]
@@ -135,7 +169,7 @@ def check_explanations(clf: Classifier, golden: list[dict]) -> Check | None:
                      f"explain with the float16 or dynamic-int8 artifact", figures)
     if failing:
         i = failing[0]
-        got = [t.text for t in clf.explain(recorded[i]["text"], EXPLANATION_TERMS).top(EXPLANATION_TERMS)]
+        got = [t.text for t in explain(recorded[i]).top(EXPLANATION_TERMS)]
         want = [t for t, _ in recorded[i]["explanation"]["top"]]
         return Check(name, clf.engine, version, "explanation", False,
                      f"{name} on {clf.engine}: review {recorded[i]['id']} shares {shared[i]} of the float model's top "
@@ -156,10 +190,11 @@ def check_corpus(clf: Classifier, ids: list[str], probs_ref: np.ndarray, texts: 
     name = clf.artifact
     probs = clf.predict_proba(texts).astype(np.float64)
     diff = np.abs(probs - probs_ref)
-    t = clf.threshold
-    agree = (probs >= t) == (probs_ref >= t)
+    t = None if _many(clf) else clf.threshold
+    agree = decide(probs, t) == decide(probs_ref, t)
+    worst = int(np.unravel_index(int(diff.argmax()), diff.shape)[0])
     figures = {"reviews": len(texts), "reference": reference, "label_agreement": float(agree.mean()),
-               "max_abs_diff": float(diff.max()), "worst_review": ids[int(diff.argmax())]}
+               "max_abs_diff": float(diff.max()), "worst_review": ids[worst]}
     failures = []
     if clf.bundle.artifacts[name].is_float32:
         if diff.max() > criteria["float32_max_abs_diff"]:
@@ -169,9 +204,10 @@ def check_corpus(clf: Classifier, ids: list[str], probs_ref: np.ndarray, texts: 
         first = ids[int(np.flatnonzero(~agree)[0])]
         failures.append(f"label agreement {agree.mean():.4f} < {criteria['min_label_agreement']} "
                         f"(first disagreement: review {first})")
-    if labels is not None:
-        acc = float(np.mean((probs >= t) == (labels == 1)))
-        ref_acc = float(np.mean((probs_ref >= t) == (labels == 1)))
+    if labels is not None and not _many(clf):  # the reader's labels are aclImdb's pos and neg folders
+        # labels: indexes of clf.labels (0 negative, 1 positive)
+        acc = float(np.mean(decide(probs, t) == labels))
+        ref_acc = float(np.mean(decide(probs_ref, t) == labels))
         figures.update(accuracy=acc, reference_accuracy=ref_acc)
         if acc < ref_acc - criteria["max_test_accuracy_drop"]:
             failures.append(f"accuracy {acc:.4f} is {(ref_acc - acc) * 100:.2f} points below {reference}")
