@@ -1,6 +1,9 @@
 """``python -m benchmarks --bundle BUNDLE --model-dir MODEL_DIR --out DIR [--quick]``.
 
-Writes benchmark.json, benchmark.md and PNG plots to DIR. exit status (as for every
+Writes benchmark.json, benchmark.md and PNG plots to DIR. A model trained on your own data
+(``python -m train --data FILE``) is benchmarked on its own split, read again from the files
+its config.json names, with per-label figures and a confusion matrix plot per artifact and
+peer (``benchmarks.own_data``). exit status (as for every
 command, see runtime.exitcodes): 0 written; 4 the bundle, model directory or corpus is
 missing or unusable; 64 usage error; 1 internal error.
 """
@@ -22,12 +25,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = exitcodes.parser("python -m benchmarks", __doc__)
     p.add_argument("--bundle", required=True, type=Path, help="bundle written by python -m export")
     p.add_argument("--model-dir", required=True, type=Path, help="the model directory the bundle was exported from")
-    p.add_argument("--data", help="aclImdb .tar.gz or directory (default: $IMDB_DATA, else download)")
+    p.add_argument("--data", help="aclImdb .tar.gz or directory (default: $IMDB_DATA, else download); "
+                                       "not for a model trained on your own data, which names its files")
     p.add_argument("--out", required=True, type=Path, help="report directory")
     p.add_argument("--quick", action="store_true", help="a sample of reviews and fewer repetitions (CI)")
     p.add_argument("--peers", action=argparse.BooleanOptionalAction, default=None,
                    help="train and score the desktop peers (scikit-learn, fastText) on the model's split "
-                        "(default: in full mode only; about two minutes)")
+                        "(default: IMDB: in full mode only, about two minutes; a model trained on "
+                        "your own data: always)")
     p.add_argument("--volume-copies", type=int, metavar="N",
                    help="write the archive's reviews N times into the volume section's lines file (default: 10 in "
                         "full mode, the 1,000,000-review job the volume goals are judged on; 1 in quick mode)")
@@ -155,8 +160,9 @@ def main(argv: list[str] | None = None) -> int:
             raise BundleError(f"{model_dir.model_file}: not the model {args.bundle} was exported from (sha256 differs)")
         if own_data.is_user_model(model_dir):
             if args.data is not None:
-                raise BundleError(f"{args.model_dir}: trained on a user's data, which its config.json names; "
-                                  "--data is for the IMDB benchmark only")
+                print(f"python -m benchmarks: error: --data is for the IMDB benchmark; {args.model_dir} was trained "
+                      "on your own data, which its config.json names", file=sys.stderr)
+                return exitcodes.USAGE
             return _own_data(args, bundle, model_dir)
         with_peers = (not args.quick) if args.peers is None else args.peers
         corpus = data.load(args.data, splits=("train", "test") if with_peers else ("test",))

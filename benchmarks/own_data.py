@@ -59,6 +59,12 @@ def load_split(model_dir: ModelDir):
     reading, files = data["reading"], data.get("files") or {}
     if "train" not in files:
         raise DataError(f"{model_dir.path / 'config.json'}: data.files has no training file")
+    for name, f in files.items():
+        path = Path(f.get("path", ""))
+        if not path.exists():
+            where = "" if path.is_absolute() else " (a path relative to where python -m train ran)"
+            raise DataError(f"{path}: the {name} data {model_dir.path} was trained on{where} is not there; run "
+                            "from that directory, or put the file back")
     splits = model_dir.splits
     hold_out = (splits.get("test") or {}).get("fraction") or 0.1
     corpus = dataset.load(files["train"]["path"], files.get("test", {}).get("path"),
