@@ -106,7 +106,7 @@ def _own_data(args: argparse.Namespace, bundle, model_dir) -> int:
     result["latency_e2e"], result["floors"], result["latency_model"] = measure.latency(
         clfs, keras_ref, None, lat_texts, s)
     result["throughput"] = measure.batch_throughput(clfs, keras_ref, lat_texts, s)
-    result["explanation_cost"] = measure.explanation_cost(clfs[default_key], lat_texts, s)
+    result["explanation_cost"] = {**measure.explanation_cost(clfs[default_key], lat_texts, s), "artifact": default_key}
     with staging_dir(args.out) as stage:
         median_text = sorted(lat_texts, key=len)[len(lat_texts) // 2]
         sample = stage / "text.txt"

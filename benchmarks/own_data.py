@@ -269,7 +269,7 @@ def markdown(result: dict) -> str:
             lines.append(f"| {name} | {c['median_s']:.3f} | {c['min_s']:.3f} | "
                          f"{c['median_peak_rss_kb'] / 1024:.1f} |")
     c = result["explanation_cost"]
-    lines += ["", f"## Explanations ({c['method']}, top {c['k']} each way, {c['reviews']} texts)", "",
+    lines += ["", f"## Explanations ({c['artifact']}, {c['method']}, top {c['k']} each way, {c['reviews']} texts)", "",
               "| call | p50 µs | p90 µs | p99 µs |", "|---|---|---|---|"]
     for call in ("classify", "explain"):
         lines.append(f"| {call} | {_fmt_us(c[call]['p50_us'])} | {_fmt_us(c[call]['p90_us'])} | "
