@@ -87,6 +87,9 @@ def output_of(spec: ArtifactSpec) -> str:
     (``runtime.explain``) gave every word the same clipped contribution. The full-integer
     forms keep their 8-bit probability: a logit in 8 bits would step far more coarsely at
     the decision boundary than a probability does.
+
+    For N > 2 labels the same holds column by column: the float forms end at the ``(batch, N)``
+    logits (the runtime applies the softmax), the full-integer ones at the 8-bit softmax.
     """
     return PROBABILITY if spec.precision == "int8" else LOGIT
 

@@ -106,6 +106,11 @@ def _calibration_texts(md: ModelDir, corpus: Corpus, model, n: int, seed: int) -
     within ±R. A full-integer linear model holds its logit in 8 bits, with a range calibrated
     on these reviews: a few extreme ones would make the step coarse at the decision boundary.
     Beyond R the logit saturates, which moves a probability by at most 1 - sigmoid(R).
+
+    For N > 2 labels the full-integer model holds all N logits in one 8-bit tensor with one
+    range, so a text is kept when its largest |logit| is within ±R: the same bound on every
+    column. (Bounding the spread around each text's mean instead would ignore the bias, which
+    the tensor holds too.)
     """
     limit = md.config["recipe"].get("calibration_logit_range")
     if not limit:

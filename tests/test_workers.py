@@ -1,4 +1,4 @@
-"""Worker processes (runtime.cli.workers) and how the command shares items with them (runtime.bulk._shared):
+"""Worker processes (runtime.cli.workers) and how the command shares items with them (runtime.cli.bulk._shared):
 order, the command scoring while workers start or are busy, bounded memory, failures in one line."""
 
 import multiprocessing

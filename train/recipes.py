@@ -17,7 +17,7 @@ class Recipe:
     max_epochs: int
     patience: int
     validation_size: int
-    family: str = MULTI_HOT  # the feature family: runtime.features.MULTI_HOT, SEQUENCE or NGRAM
+    family: str = MULTI_HOT  # the feature family: runtime.encoding.features.MULTI_HOT, SEQUENCE or NGRAM
     sequence_length: int = 0
     embedding_dim: int = 0
     dropout: float = 0.0  # on the LSTM's inputs, or on an n-gram model's features
@@ -49,7 +49,7 @@ SEED_MLP = Recipe(
 
 # Embedding + LSTM on front-padded word-id sequences (padding id 0 masked). Validation holds
 # out whole movies; the configuration was chosen on that validation only (the trials are in
-# docs/notes/seed-lstm.md). About 35-45 s an epoch on 2 cores (Intel Xeon).
+# docs/notes/seed-lstm.md, with its training times).
 SEED_LSTM = Recipe(
     name="seed-lstm",
     vocab_size=20_000,

@@ -216,7 +216,7 @@ def classify_files(clf: Classifier, names: list[str], encoding: str, emit, fail,
 
 
 def _items(names: list[str], args: argparse.Namespace, key: str) -> Iterator[Item]:
-    """The items of every file in turn (see ``runtime.records.read_items``); a file that
+    """The items of every file in turn (see ``runtime.cli.records.read_items``); a file that
     cannot be read is one error record."""
     for name in names:
         if name == "-" and args.stdin_closed:

@@ -1,4 +1,4 @@
-"""Ray actors that score items for the command, with the interface of ``runtime.workers.WorkerPool``.
+"""Ray actors that score items for the command, with the interface of ``runtime.cli.workers.WorkerPool``.
 
 Connecting to a cluster (or starting a local one) and starting its actors takes a second or
 more; a thread of the command does it while the command scores the first items itself, and

@@ -9,7 +9,7 @@ ends is skipped, not stored, and a CSV quote that is never closed (or runs on pa
 read again as records of their own. A whole-file problem (a CSV without the named column,
 UTF-16 or UTF-32 text, an over-long line of binary data such as /dev/zero) is an ``InputError``.
 
-Sources are ``file:line`` with the file name as ``runtime.reading.shown`` writes it (one
+Sources are ``file:line`` with the file name as ``runtime.cli.reading.shown`` writes it (one
 field on one line, always encodable).
 
 Lines and JSON Lines are read as blocks of whole lines (``read_items``) and parsed into

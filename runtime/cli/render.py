@@ -6,7 +6,7 @@ Ray actor renders its own records and the reading process only writes what comes
 output is the same bytes wherever a record was scored.
 
 What is rendered is always one line per record (its explanation's indented lines aside) and
-encodes as strict UTF-8: names are written as ``runtime.reading.shown`` writes them; a JSON
+encodes as strict UTF-8: names are written as ``runtime.cli.reading.shown`` writes them; a JSON
 object holding a lone surrogate (a JSON Lines field ``"\\udc80"``) is written with ASCII
 escapes (``\\udc80``), so it stays the same JSON value; in text, a lone surrogate (in an
 explained review) is written as the escape ``\\udc80``. A carried field named as one of the

@@ -6,8 +6,8 @@ The command scores items too (``runtime.cli.bulk``), so between two items of its
 without waiting, which workers are ready and have room: it reads their answers straight from
 each worker's pipe (``concurrent.futures.ProcessPoolExecutor`` cannot tell a loading worker
 from a busy one). Items are written by one thread of the command into pipes widened where the
-system allows (Linux) to hold a whole block, so a worker reads its next block at once (its idle
-time in a run of the 100,000 reviews fell from 0.09 to 0.04 s). Memory stays bounded: at most
+system allows (Linux) to hold a whole block, so a worker reads its next block at once rather
+than in pipe-sized pieces. Memory stays bounded: at most
 ``in_flight`` items per worker are sent and not yet answered. A worker that does not answer
 (stopped with SIGSTOP, or stuck) is named in a note after ``NOTE_SECONDS`` and fails the run
 after the pool's ``timeout``.
@@ -30,10 +30,10 @@ from typing import Any
 from runtime.engines.base import usable_cpus as available_cores  # noqa: F401 (the pools' name for it)
 from runtime.errors import Error
 
-PIPE_BYTES = 1 << 20  # pipe capacity asked for: a block of lines (runtime.records.line_blocks) at once; Linux's limit for users
+PIPE_BYTES = 1 << 20  # pipe capacity asked for: a block of lines (runtime.cli.records.line_blocks) at once; Linux's limit for users
 # A worker's environment besides the command's (a variable the user has set is kept): the runtime
-# never calls BLAS, and numpy's OpenBLAS otherwise starts a thread per core, which used CPU while
-# the worker imported (0.21 against 0.12 s of CPU to start a worker, on the core the command scores on).
+# never calls BLAS, and numpy's OpenBLAS otherwise starts a thread per core, which takes CPU from
+# the core the command scores on while the worker imports (docs/notes/bulk.md).
 WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1"}
 NOTE_SECONDS = 30.0  # a worker that has not answered for this long (or half the timeout) is named on stderr
 
@@ -64,7 +64,7 @@ class _Worker:
 
 
 class Pool:
-    """Workers the command shares items with (``runtime.bulk._shared``): worker processes
+    """Workers the command shares items with (``runtime.cli.bulk._shared``): worker processes
     here, Ray actors in ``runtime.cli.ray_workers``. Each member has ``ready`` (its scorer is
     built) and ``tickets`` (items sent and not yet answered); at most ``in_flight`` each.
     ``wait`` fails with ``WorkerError`` once a worker has not answered for ``timeout`` seconds

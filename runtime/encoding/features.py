@@ -22,7 +22,7 @@ road to the same ids: reviews whose tokens are ASCII are tokenized together in n
 fraction of the cost.
 
 A text longer than ``STREAM_OVER`` characters is encoded in pieces by every road
-(``model_input_stream``, cut where ``runtime.text.whole_chunks`` cuts), so a 100 MB string
+(``model_input_stream``, cut where ``runtime.encoding.text.whole_chunks`` cuts), so a 100 MB string
 costs memory bounded by the piece size, not by the string.
 """
 
@@ -51,8 +51,8 @@ _START = np.array([START_ID], dtype=np.uint32)
 MEMO_CHUNK_CHARS = 100  # longer chunks (rare: no word is that long) are never kept
 MEMO_CHARS = 8 << 20  # the most chunk text the memo keeps
 MEMO_SIZE = 400_000  # the most chunks a memo keeps (all 236k distinct chunks of the test split)
-# A bulk worker's memo (worker processes, Ray actors, ReviewScorer): on the archive's 100,000
-# reviews (575k distinct chunks) it scored as fast as MEMO_SIZE and held about 30 MiB less.
+# A bulk worker's memo (worker processes, Ray actors, ReviewScorer): smaller than MEMO_SIZE, as a
+# worker sees only its share of a run's distinct chunks (docs/notes/bulk.md).
 BULK_MEMO_SIZE = 200_000
 BLOCK_CHARS = 1 << 16  # the most review text tokenized in one block: bounds its arrays to about 2 MB
 MIN_BLOCK = 4  # fewer reviews than this go through the memo (a block's numpy calls cost more)
