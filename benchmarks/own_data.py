@@ -25,6 +25,9 @@ from runtime.classifier import Classifier
 from train.errors import DataError
 from train.model_dir import ModelDir
 
+KERAS = "keras float32"
+WIDE_TABLE_LABELS = 8  # more labels: the per-label table has a row per label instead of a column
+
 NOT_RUN = {
     "volume": "its goals are stated on IMDB (1,000,000 reviews: ten copies of the aclImdb archive); a user's test "
               "split is too small to say anything about bulk scoring that the throughput section does not",
@@ -140,7 +143,7 @@ def accuracy(clfs: dict[str, Classifier], keras_ref, texts: list[str], y: np.nda
     n = len(labels)
     ref = _batched(keras_ref.predict_proba, texts, n)
     ref_pred = predicted(ref, threshold)
-    out = {"keras float32": {**figures(ref, y, labels, threshold, ref_pred, ref), "size_bytes": keras_ref.size_bytes,
+    out = {KERAS: {**figures(ref, y, labels, threshold, ref_pred, ref), "size_bytes": keras_ref.size_bytes,
                              "temperature": keras_ref.temperature}}
     for key, clf in tqdm(clfs.items(), desc="accuracy", unit="candidate"):
         out[key] = {**figures(_batched(clf.predict_proba, texts, n), y, labels, threshold, ref_pred, ref),
@@ -243,15 +246,23 @@ def markdown(result: dict) -> str:
             lines.append(f"| {name} | {_pct(p['accuracy'])} | {p['macro_f1']:.4f} | {_pct(p['validation_accuracy'])} | "
                          f"{p['size_bytes'] / 1024:,.0f} | {p['latency_p50_us']:.1f} | "
                          f"{p['batch_reviews_per_s']:,.0f} | `{p['settings']}` | [png]({plots['peer: ' + name]}) |")
-    lines += ["", "## Per label (precision / recall / F1; support = test examples)", ""]
     rows = {**result["accuracy"], **{f"peer: {k}": v for k, v in result.get("peers", {}).items()}}
-    lines += ["| candidate | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
     support = next(iter(rows.values()))["per_label"]
-    lines.append("| support | " + " | ".join(f"{support[lab]['support']:,}" for lab in labels) + " |")
-    for name, a in rows.items():
-        cells = [f"{p['precision']:.3f} / {p['recall']:.3f} / {p['f1']:.3f}"
-                 for p in (a["per_label"][lab] for lab in labels)]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if len(labels) <= WIDE_TABLE_LABELS:
+        lines += ["", "## Per label (precision / recall / F1; support = test examples)", "",
+                  "| candidate | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+        lines.append("| support | " + " | ".join(f"{support[lab]['support']:,}" for lab in labels) + " |")
+        for name, a in rows.items():
+            cells = [f"{p['precision']:.3f} / {p['recall']:.3f} / {p['f1']:.3f}"
+                     for p in (a["per_label"][lab] for lab in labels)]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    else:  # one row per label, F1 only (every figure is in benchmark.json)
+        shown = [n for n in rows if n == KERAS or n == result["recommended_default"] or n.startswith("peer: ")]
+        lines += ["", "## Per label: F1 (precision and recall in benchmark.json)", "",
+                  "| label | support | " + " | ".join(shown) + " |", "|---" * (len(shown) + 2) + "|"]
+        for lab in labels:
+            lines.append(f"| {lab} | {support[lab]['support']:,} | "
+                         + " | ".join(f"{rows[n]['per_label'][lab]['f1']:.3f}" for n in shown) + " |")
     lines += ["", "## Single-text latency on the test texts, raw text to probabilities (µs)", "",
               "| candidate | p50 | p90 | p99 | model only p50 |", "|---|---|---|---|---|"]
     for name, s in sorted({**result["floors"], **result["latency_e2e"]}.items(), key=lambda kv: kv[1]["p50_us"]):

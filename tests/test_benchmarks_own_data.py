@@ -60,7 +60,7 @@ def trained(tmp_path_factory):
     return root, model, bundle
 
 
-def test_every_artifact_and_peer_gets_per_label_figures_and_a_confusion_plot(trained, tmp_path):
+def test_every_artifact_and_peer_gets_per_label_figures_and_a_confusion_plot(trained, tmp_path, monkeypatch):
     root, model, bundle = trained
     out = tmp_path / "bench"
     done = _run("benchmarks", "--bundle", str(bundle), "--model-dir", str(model), "--out", str(out), "--quick")
@@ -96,6 +96,17 @@ def test_every_artifact_and_peer_gets_per_label_figures_and_a_confusion_plot(tra
     md = (out / "benchmark.md").read_text()
     assert "## Not run" in md and "volume" in r["not_run"]
     assert "volume" not in r
+    for lab in LABELS:  # few labels: a column each
+        assert f"| {lab} |" in md.splitlines()[md.splitlines().index("## Per label (precision / recall / F1; "
+                                                                     "support = test examples)") + 2]
+    from benchmarks import own_data
+
+    monkeypatch.setattr(own_data, "WIDE_TABLE_LABELS", 2)
+    many = own_data.markdown(r).splitlines()  # many labels: a row each, with its support and F1s
+    for lab in LABELS:
+        row = next(x for x in many if x.startswith(f"| {lab} | "))
+        f1 = r["accuracy"]["keras float32"]["per_label"][lab]["f1"]
+        assert row.split(" | ")[1] == str(r["data"]["test_examples"] // 4) and f"{f1:.3f}" in row
 
 
 def test_a_changed_data_file_is_refused_in_one_line(trained, tmp_path):
