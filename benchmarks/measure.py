@@ -20,7 +20,7 @@ from runtime.encoding.text import tokenize
 from runtime.engines.base import EngineError, installed_engines
 from runtime.bundle.directory import Bundle
 from runtime.classifier import Classifier
-from runtime.probability import tempered_all
+from runtime.probability import tempered_all, tempered_softmax
 from train.calibration import reliability
 from train.model_dir import ModelDir
 
@@ -84,11 +84,17 @@ class KerasReference:
         return float(self.model.predict(self.encoder.keras_inputs([text]), verbose=0)[0, 0])
 
     def raw_proba(self, texts) -> np.ndarray:
-        return self.model(self.encoder.keras_inputs(texts), training=False).numpy().reshape(-1)
+        """Two labels: ``(n,)`` P(second label); more: ``(n, N)`` softmax probabilities."""
+        probs = self.model(self.encoder.keras_inputs(texts), training=False).numpy()
+        return probs.reshape(-1) if probs.shape[1] == 1 else probs
 
     def predict_proba(self, texts) -> np.ndarray:
         probs = self.raw_proba(texts)
-        return probs if self.temperature == 1.0 else tempered_all(probs.tolist(), self.temperature)
+        if self.temperature == 1.0:
+            return probs
+        if probs.ndim == 2:  # N labels: the temperature divides the logits, as the runtime's does
+            return tempered_softmax(probs, self.temperature)
+        return tempered_all(probs.tolist(), self.temperature)
 
 
 def _batched(run, texts: list[str], batch: int = 1000) -> np.ndarray:
@@ -125,7 +131,7 @@ def latency(clfs: dict[str, Classifier], keras_ref: KerasReference, tutorial: pe
     # The floors get an encoder of their own: sharing a candidate's would warm its memo for
     # every review before that candidate is timed, and favour it.
     encoder = next(iter(clfs.values())).bundle.encoder()
-    e2e = {f"runtime {k}": c.probability for k, c in clfs.items()}
+    e2e = {f"runtime {k}": c._probability for k, c in clfs.items()}
     floors = {"lower().split()": peers.split_floor, LOOKUP_FLOOR: peers.LookupFloor(encoder.vocab),
               "tokenize (runtime)": tokenize,
               "tokenize + encode (runtime)": encoder.model_input}

@@ -31,14 +31,19 @@ FASTTEXT_SETTINGS = ({"lr": 0.1, "epoch": 5}, {"lr": 0.5, "epoch": 5}, {"lr": 0.
 
 
 class SklearnPeer:
-    def __init__(self, c: float):
+    def __init__(self, c: float, n_labels: int = 2):
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
 
-        self.settings = {"C": c, "ngram_range": [1, 2], "min_df": 2, "sublinear_tf": True}
+        # More than two labels: one multinomial (softmax) regression, as the toolkit's model is,
+        # rather than liblinear's one-against-the-rest.
+        solver = "liblinear" if n_labels == 2 else "lbfgs"
+        self.settings = {"C": c, "ngram_range": [1, 2], "min_df": 2, "sublinear_tf": True, "solver": solver}
+        if n_labels == 2:
+            del self.settings["solver"]  # as the IMDB report has always shown it
         self.pipeline = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
-                                      LogisticRegression(C=c, solver="liblinear"))
+                                      LogisticRegression(C=c, solver=solver, max_iter=100 if n_labels == 2 else 1000))
 
     def fit(self, texts: Sequence[str], labels: np.ndarray) -> SklearnPeer:
         self.pipeline.fit(list(texts), labels)
@@ -46,6 +51,10 @@ class SklearnPeer:
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         return self.pipeline.predict_proba(list(texts))[:, 1]
+
+    def label_probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        """``(n, N)``: each label's probability, in label index order."""
+        return self.pipeline.predict_proba(list(texts))
 
     def size_bytes(self) -> int:
         return len(pickle.dumps(self.pipeline, protocol=pickle.HIGHEST_PROTOCOL))
@@ -56,9 +65,10 @@ class FastTextPeer:
     shared weights (Hogwild), so with more than one the chosen settings and figures change
     from run to run."""
 
-    def __init__(self, lr: float, epoch: int, seed: int = 0):
+    def __init__(self, lr: float, epoch: int, seed: int = 0, n_labels: int = 2):
         self.settings = {"lr": lr, "epoch": epoch, "wordNgrams": 2, "dim": 10, "bucket": 2_000_000, "thread": 1}
         self.seed = seed
+        self.n_labels = n_labels
         self.model = None
 
     @staticmethod
@@ -84,6 +94,16 @@ class FastTextPeer:
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         labels, probs = self.model.predict([self.line(t) for t in texts], k=2)
         return np.array([dict(zip(ls, ps)).get("__label__1", 0.0) for ls, ps in zip(labels, probs)])
+
+    def label_probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        """``(n, N)``: each label's probability, in label index order (0 for a label fastText
+        never saw in training)."""
+        names, probs = self.model.predict([self.line(t) for t in texts], k=-1)
+        out = np.zeros((len(names), self.n_labels))
+        for row, (ls, ps) in enumerate(zip(names, probs)):
+            for label, p in zip(ls, ps):
+                out[row, int(label[len("__label__"):])] = p
+        return out
 
     def size_bytes(self) -> int:
         with tempfile.TemporaryDirectory() as tmp:

@@ -88,10 +88,17 @@ def plot_history(history: dict, best_epoch: int, monitor: str, path: Path, loss_
     save(fig, path)
 
 
-def plot_confusion(metrics: dict, path: Path) -> None:
+def _title(text: str, width: int) -> str:
+    """``text`` broken into lines of at most ``width`` characters (a long title would be cut)."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
+
+
+def plot_confusion(metrics: dict, path: Path, title: str = "Test confusion matrix") -> None:
     cm = np.asarray(metrics["confusion_matrix"]["rows_true_cols_predicted"])
     if len(cm) > 2:
-        return plot_confusion_multiclass(metrics, path)
+        return plot_confusion_multiclass(metrics, path, title)
     plt = pyplot()
     labels = metrics["confusion_matrix"]["labels"]
     fig, ax = plt.subplots(figsize=(5, 4.4))
@@ -104,12 +111,12 @@ def plot_confusion(metrics: dict, path: Path) -> None:
     ax.set_yticks([0, 1], labels)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(f"Test confusion matrix (accuracy {metrics['test_accuracy']:.2%})")
+    ax.set_title(_title(f"{title} (accuracy {metrics['test_accuracy']:.2%})", 48))
     fig.colorbar(im, ax=ax, fraction=0.046)
     save(fig, path)
 
 
-def plot_confusion_multiclass(metrics: dict, path: Path) -> None:
+def plot_confusion_multiclass(metrics: dict, path: Path, title: str = "Test confusion matrix") -> None:
     """The N x N test confusion matrix, coloured by the share of each true label's row (so rare
     labels show as clearly as common ones), with the counts written in when N <= 25."""
     plt = pyplot()
@@ -131,7 +138,8 @@ def plot_confusion_multiclass(metrics: dict, path: Path) -> None:
         ax.set_yticks(range(n), labels)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(f"Test confusion matrix (accuracy {metrics['test_accuracy']:.2%}, macro-F1 {metrics['macro_f1']:.3f})")
+    ax.set_title(_title(f"{title} (accuracy {metrics['test_accuracy']:.2%}, macro-F1 {metrics['macro_f1']:.3f})",
+                        int(side * 11)))
     fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true label's examples")
     save(fig, path)
 
