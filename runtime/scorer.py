@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.classifier import Classifier, Prediction, load
+from runtime.classifier import UNCERTAIN, Classifier, Prediction, load
 from runtime.options import AUTO, ClassifierOptions
 from runtime.encoding.features import BULK_MEMO_SIZE
 from runtime.encoding.text import EMPTY_REVIEW, is_blank
@@ -168,6 +168,9 @@ class ReviewScorer:
                 top = np.argmax(np.nan_to_num(probabilities, nan=-1.0), axis=1)
                 labels = np.where(scored, names[top], None)
                 best = np.where(scored, probabilities[np.arange(len(top)), top], np.nan).astype(np.float32)
+                band = self.classifier.uncertain
+                if band is not None:  # a top probability inside the band, as Classifier.predict labels it
+                    labels = np.where(scored & (band[0] <= best) & (best <= band[1]), UNCERTAIN, labels)
                 return {**batch, "probability": best, "label": labels, "probabilities": probabilities,
                         "error": np.array(errors, dtype=object)}
             label = self.classifier._label

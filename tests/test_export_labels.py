@@ -264,3 +264,67 @@ def test_goldens_are_chosen_by_top1_margin():
     assert max(margin[int(g["id"][1:])] for g in borderline) <= np.sort(margin)[2 * PER_KIND]
     for rid, g in by_id.items():
         assert g["float_probabilities"] == pytest.approx(probs[int(rid[1:])].tolist()) and g["label"] in "abcd"
+
+
+def test_runtime_and_command_line_on_an_n_label_bundle(model_dir, tmp_path):
+    """What an app and a user see of a five-label bundle: the top label and every label's
+    probability, per-label exact explanations, --top, --json, --threshold refused, --uncertain
+    on the top probability, worker processes and pickling giving the same answers."""
+    import pickle
+
+    import runtime
+    from runtime.scorer import ReviewScorer
+
+    bundle = tmp_path / "bundle"
+    done = subprocess.run([sys.executable, "-m", "export", str(model_dir), "--out", str(bundle), "--artifacts",
+                           "tflite-int8,onnx-float32"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    texts = [t for t, _ in _texts(np.random.default_rng(11), 40)]
+    for artifact in ("tflite-int8", "onnx-float32"):
+        clf = runtime.load(bundle, artifact=artifact)
+        probs = clf.predict_proba(texts)
+        assert probs.shape == (40, 5) and np.allclose(probs.sum(axis=1), 1.0, atol=0.02)
+        for text, row in zip(texts[:10], probs):
+            p = clf.predict(text)
+            assert p.label == LABELS[int(np.argmax(row))] and p.probability == pytest.approx(float(row.max()))
+            assert list(p.probabilities) == LABELS and p.top(2)[0] == (p.label, p.probability)
+            assert p.top(2)[1][1] <= p.probability
+        assert [q.label for q in clf.predict_batch(texts)] == [LABELS[i] for i in np.argmax(probs, axis=1)]
+        with pytest.raises(ValueError, match="two labels"):
+            clf.predict(texts[0], threshold=0.5)
+        assert pickle.loads(pickle.dumps(clf)).predict(texts[1]) == clf.predict(texts[1])
+    with pytest.raises(ValueError, match="two labels"):
+        runtime.load(bundle, threshold=0.5)
+    clf = runtime.load(bundle, artifact="onnx-float32")
+    for label in LABELS:  # exact: the label's logit is its bias plus every contribution
+        e = clf.explain(texts[2], 3, label=label)
+        assert e.label == label and e.logit == pytest.approx(e.bias + e.total, abs=1e-5)
+        assert e.probability == pytest.approx(clf.predict(texts[2]).probabilities[label], abs=1e-6)
+    assert clf.explain(texts[2]).label == clf.predict(texts[2]).label
+    band = runtime.load(bundle, artifact="onnx-float32", uncertain=(0.0, 0.999))
+    assert all(p.label == "uncertain" for p in band.predict_batch(texts) if p.probability <= 0.999)
+    scored = ReviewScorer(bundle, artifact="onnx-float32")({"text": np.array(texts[:5] + [None], dtype=object)})
+    assert scored["probabilities"].shape == (6, 5) and scored["label"][5] is None
+    assert list(scored["label"][:5]) == [clf.predict(t).label for t in texts[:5]]
+    scored = ReviewScorer(bundle, artifact="onnx-float32", uncertain=(0.0, 0.999))({"text": np.array(texts[:5])})
+    assert list(scored["label"]) == [band.predict(t).label for t in texts[:5]]
+
+    lines = tmp_path / "texts.txt"
+    lines.write_text("\n".join(texts) + "\n", encoding="utf-8")
+
+    def command(*args):
+        return subprocess.run([sys.executable, "-m", "runtime.classify", "--model", str(bundle), *args], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)
+
+    top = command("--lines", "--top", "2", str(lines))
+    assert top.returncode == 0, top.stderr
+    first = top.stdout.splitlines()[0].split("\t")
+    assert len(first) == 5 and first[0] in LABELS and float(first[1]) >= float(first[3])
+    js = command("--lines", "--json", str(lines))
+    record = json.loads(js.stdout.splitlines()[0])
+    assert list(record["probabilities"]) == LABELS and record["label"] == max(record["probabilities"],
+                                                                                key=record["probabilities"].get)
+    refused = command("--threshold", "0.5", str(lines))
+    assert refused.returncode == 64 and len(refused.stderr.strip().splitlines()) == 1
+    assert "two labels" in refused.stderr and "Traceback" not in refused.stderr
+    assert command("--lines", "--jobs", "2", str(lines)).stdout == command("--lines", str(lines)).stdout
