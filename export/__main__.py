@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from runtime import exitcodes
+from runtime.atomic import UnsafeOutput, check_output_dir
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -81,6 +82,17 @@ def main(argv: list[str] | None = None) -> int:
             sys.unraisablehook = previous_unraisable
 
 
+def _data_files(model_dir: Path) -> list[str]:
+    """The data files a model directory was trained on, as its config.json names them (none if unreadable)."""
+    import json
+
+    try:
+        files = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))["data"]["files"]
+        return [f["path"] for f in files.values() if isinstance(f, dict) and isinstance(f.get("path"), str)]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
+
+
 def _export(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from export.exporter import export_bundle, load_corpus
@@ -88,6 +100,12 @@ def _export(args: argparse.Namespace) -> int:
     from runtime.checks.reviews import CorpusError
     from train.model_dir import ModelDirError
 
+    try:  # the bundle replaces --out whole: never the model directory, its data, or another kind of directory
+        check_output_dir(args.out, [args.model_dir, *_data_files(args.model_dir), *([args.data] if args.data else [])],
+                         "manifest.json", "bundle")
+    except UnsafeOutput as e:
+        print(f"python -m export: error: --out {e}", file=sys.stderr)
+        return exitcodes.USAGE
     try:
         corpus = load_corpus(args.model_dir, args.data)
         manifest = export_bundle(

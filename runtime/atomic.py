@@ -213,6 +213,37 @@ def _remove_stale(out: Path) -> None:
                 shutil.rmtree(stale, ignore_errors=True)
 
 
+def check_output_dir(out: str | os.PathLike, inputs: Iterable[str | os.PathLike], marker: str, what: str) -> None:
+    """Refuse an output directory that would destroy what the user did not name as output.
+
+    ``staging_dir`` replaces ``out`` whole, so ``out`` must not be an input, hold an input or
+    lie inside one; an existing ``out`` must be a directory that this kind of command wrote
+    (it holds ``marker``, e.g. ``config.json`` of a model directory) or empty.
+
+    Args:
+        out: the directory the command will publish.
+        inputs: the files and directories the command reads.
+        marker: the file that every directory of this kind holds.
+        what: what the directory is, for the message ("model directory", "bundle").
+
+    Raises:
+        UnsafeOutput: one line naming ``out`` and the cause.
+    """
+    target = Path(out).resolve()
+    for given in inputs:
+        source = Path(given).resolve()
+        if target == source or target in source.parents:
+            raise UnsafeOutput(f"{out}: it holds the input {given}, which writing the {what} would delete")
+        if source in target.parents:
+            raise UnsafeOutput(f"{out}: it lies inside the input {given}; write the {what} elsewhere")
+    if target.exists() or target.is_symlink():
+        if not target.is_dir():
+            raise UnsafeOutput(f"{out}: exists and is not a directory; name a new path for the {what}")
+        if not (target / marker).is_file() and any(target.iterdir()):
+            raise UnsafeOutput(f"{out}: an existing directory that is not a {what} (no {marker}); it would be "
+                               f"replaced whole: name a new or empty directory")
+
+
 @contextmanager
 def staging_dir(out: str | os.PathLike) -> Iterator[Path]:
     """Yield a fresh sibling directory of ``out``; on success it replaces ``out``.

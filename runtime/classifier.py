@@ -188,7 +188,7 @@ class Classifier:
                               f"{len(self._labels)} labels")
         if self._multi and options.threshold is not None:
             raise ValueError(f"a threshold applies to a bundle of two labels; this one has {len(self._labels)} "
-                             f"(use uncertain=(0, p) to mark a top probability at or below p)")
+                             f"(an uncertainty band marks a top probability at or below p instead)")
         self._threshold = self._options.threshold
         self._uncertain = self._options.uncertain
         self._temperature = float(temperature)

@@ -328,3 +328,53 @@ def test_runtime_and_command_line_on_an_n_label_bundle(model_dir, tmp_path):
     assert refused.returncode == 64 and len(refused.stderr.strip().splitlines()) == 1
     assert "two labels" in refused.stderr and "Traceback" not in refused.stderr
     assert command("--lines", "--jobs", "2", str(lines)).stdout == command("--lines", str(lines)).stdout
+
+
+def test_outputs_never_replace_inputs_or_other_directories(model_dir, tmp_path):
+    """train and export replace --out whole: an --out that is an input, holds one, or is a
+    directory of another kind is refused in one line (64), and nothing is touched."""
+    data = tmp_path / "data.csv"
+    _write(data, _texts(np.random.default_rng(3), 60))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    cases = [
+        (["-m", "train", "--data", str(data), "--out", str(data)], data),
+        (["-m", "train", "--data", str(data), "--out", str(tmp_path)], data),
+        (["-m", "train", "--data", str(data), "--out", str(mine)], mine / "notes.txt"),
+        (["-m", "export", str(model_dir), "--out", str(model_dir)], model_dir / "config.json"),
+        (["-m", "export", str(model_dir), "--out", str(model_dir.parent)], model_dir / "config.json"),
+        (["-m", "export", str(model_dir), "--out", str(mine)], mine / "notes.txt"),
+    ]
+    for args, kept in cases:
+        before = kept.read_bytes()
+        done = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 64, (args, done.stderr[-500:])
+        assert len(done.stderr.strip().splitlines()) == 1 and "--out" in done.stderr, done.stderr
+        assert kept.read_bytes() == before
+
+
+def test_label_names_that_would_break_the_output_are_refused(tmp_path):
+    """A label with a tab or line break, or named as the command's own words, is refused
+    when read (4), and in a manifest (BundleError naming the field)."""
+    from runtime.bundle.manifest import label_problem
+
+    assert label_problem(" padded") and label_problem("") and label_problem("a\x85b")
+    assert label_problem("NUM") is None and label_problem("négatif") is None
+    for bad in ("a\tb", "uncertain", "error", "z" * 201):  # (a CSV field may hold a line break too)
+        assert label_problem(bad), bad
+        rows = [(f"text {i} words", bad if i % 2 else "fine") for i in range(40)]
+        data = tmp_path / "bad.csv"
+        _write(data, rows)
+        done = subprocess.run([sys.executable, "-m", "train", "--data", str(data), "--out", str(tmp_path / "m")],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 4 and len(done.stderr.strip().splitlines()) == 1, (bad, done.stderr[-500:])
+        assert not (tmp_path / "m").exists()
+    manifest = _n_label_manifest()
+    manifest["labels"][2] = "uncertain"
+    with pytest.raises(BundleError, match="labels"):
+        Manifest.from_dict(manifest, "manifest.json")
+    manifest = _n_label_manifest()
+    manifest["threshold"] = 0.5
+    with pytest.raises(BundleError, match="threshold"):
+        Manifest.from_dict(manifest, "manifest.json")

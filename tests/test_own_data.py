@@ -209,6 +209,16 @@ def test_fasttext_lines_without_text_or_with_several_labels_are_refused(tmp_path
     _refused(tmp_path, capsys, ["--data", str(jl)], UNUSABLE, "multi.jsonl:1", "multi-label")
 
 
+def test_json_labels_of_two_types_that_read_alike_are_refused(tmp_path, capsys):
+    """1 and "1" would silently become one label; NaN is not JSON."""
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text('{"text": "a b", "label": 1}\n{"text": "c d", "label": "1"}\n{"text": "e f", "label": 2}\n')
+    _refused(tmp_path, capsys, ["--data", str(mixed)], UNUSABLE, "mixed.jsonl:2", "same label '1'")
+    nan = tmp_path / "nan.jsonl"
+    nan.write_text('{"text": "a b", "label": NaN}\n')
+    _refused(tmp_path, capsys, ["--data", str(nan)], UNUSABLE, "nan.jsonl:1", "NaN")
+
+
 def test_a_test_label_unknown_to_training_is_refused(tmp_path, capsys):
     train = _csv(tmp_path / "train.csv", _rows(5))
     test = _csv(tmp_path / "test.csv", [("delta text", "delta")])

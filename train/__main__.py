@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from runtime import exitcodes
+from runtime.atomic import UnsafeOutput, check_output_dir
 from runtime.checks.reviews import CorpusError
 
 
@@ -71,6 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     if not own and (args.test or args.validation or args.format):
         print("python -m train: error: --test, --validation and --format are for your own data; the aclImdb "
               "corpus has its own split", file=sys.stderr)
+        return exitcodes.USAGE
+    try:  # the model directory replaces --out whole: never an input, nor a directory of something else
+        check_output_dir(args.out, [x for x in (args.data, args.test, args.validation) if x], "config.json",
+                         "model directory")
+    except UnsafeOutput as e:
+        print(f"python -m train: error: --out {e}", file=sys.stderr)
         return exitcodes.USAGE
     recipe = RECIPES[args.recipe or ("ngram" if own else "seed-mlp")]
     # The command (not the library) raises the csv module's process-wide field cap to the

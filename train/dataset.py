@@ -96,7 +96,7 @@ def load(data: str | Path, test: str | Path | None = None, validation: str | Pat
     if len(names) < 2:
         raise DataError(f"{data}: every example has the label {names[0]!r}; a classifier needs 2 or more labels")
     index = {name: i for i, name in enumerate(names)}
-    files = {"train": {"path": str(data), "sha256": train.sha256, "examples": len(train), "skipped": train.skipped}}
+    files = {"train": {"path": str(Path(data).resolve()), "sha256": train.sha256, "examples": len(train), "skipped": train.skipped}}
     # how to read the files again (export draws goldens and int8 calibration from them)
     reading = {"format": userdata.detect_format(Path(data), fmt), "text_column": text_column,
                "label_column": label_column}
@@ -119,7 +119,7 @@ def load(data: str | Path, test: str | Path | None = None, validation: str | Pat
         record["test"] = {"source": "hold-out", "fraction": test_fraction, "of": "train"}
     else:
         test_records = _read(test, options)
-        files["test"] = {"path": str(test), "sha256": test_records.sha256, "examples": len(test_records),
+        files["test"] = {"path": str(Path(test).resolve()), "sha256": test_records.sha256, "examples": len(test_records),
                          "skipped": test_records.skipped}
         _check_known(test, test_records, index)
         train_split, test_split = _split(train, index), _split(test_records, index, prefix="test:")
@@ -127,7 +127,7 @@ def load(data: str | Path, test: str | Path | None = None, validation: str | Pat
     val_split = None
     if validation is not None:
         val_records = _read(validation, options)
-        files["validation"] = {"path": str(validation), "sha256": val_records.sha256, "examples": len(val_records),
+        files["validation"] = {"path": str(Path(validation).resolve()), "sha256": val_records.sha256, "examples": len(val_records),
                                "skipped": val_records.skipped}
         _check_known(validation, val_records, index)
         val_split = _split(val_records, index, prefix="validation:")

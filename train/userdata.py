@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runtime.bundle.manifest import label_problem
 from train.errors import DataError, UsageError
 
 FORMATS = ("csv", "tsv", "jsonl", "fasttext", "folder")
@@ -54,6 +55,7 @@ class Records:
     sha256: str = ""  # of the file's bytes (of every example file, in order, for a folder)
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
     first_skipped: dict[str, str] = field(default_factory=dict)  # reason -> id of the first
+    _seen: set[str] = field(default_factory=set, repr=False)  # distinct labels already checked
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -68,8 +70,14 @@ class Records:
         elif not text.strip():
             self.skip("no text", where)
         else:
+            label = label.strip()
+            if label not in self._seen:  # each distinct label is checked once
+                problem = label_problem(label)
+                if problem:
+                    raise DataError(f"{self.source}: {where}: {problem}")
+                self._seen.add(label)
             self.texts.append(text)
-            self.labels.append(label.strip())
+            self.labels.append(label)
             self.ids.append(where)
             if len(self.labels) % 4096 == 0:
                 _check_label_count(self)
@@ -223,13 +231,18 @@ def _read_csv(lines: _Lines, records: Records, delimiter: str, text_column: str,
         raise DataError(f"{lines.path}:{lines.number}: malformed {'TSV' if delimiter == chr(9) else 'CSV'} ({e})") from None
 
 
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 def _read_jsonl(lines: _Lines, records: Records, text_field: str, label_field: str) -> None:
+    kinds: dict[str, tuple[str, int]] = {}  # label name -> (JSON type it was read as, first line)
     for line in lines:
         if not line.strip():
             continue
         where = f"line {lines.number}"
         try:
-            obj = json.loads(line)
+            obj = json.loads(line, parse_constant=_no_constant)
         except ValueError as e:
             raise DataError(f"{lines.path}:{lines.number}: not JSON ({e})") from None
         if not isinstance(obj, dict):
@@ -245,7 +258,13 @@ def _read_jsonl(lines: _Lines, records: Records, text_field: str, label_field: s
                             f"text (multi-label) is not supported")
         if isinstance(label, dict):
             raise DataError(f"{lines.path}:{lines.number}: field {label_field!r} is an object, not a label")
-        records.add(text, "" if label is None else str(label).lower() if isinstance(label, bool) else str(label), where)
+        name = "" if label is None else str(label).lower() if isinstance(label, bool) else str(label)
+        kind = type(label).__name__
+        seen = kinds.setdefault(name, (kind, lines.number))
+        if seen[0] != kind:  # 1 and "1" would silently become one label
+            raise DataError(f"{lines.path}:{lines.number}: label {label!r} ({kind}) and the {seen[0]} on line "
+                            f"{seen[1]} would be the same label {name!r}; write every label as one JSON type")
+        records.add(text, name, where)
 
 
 def _read_fasttext(lines: _Lines, records: Records) -> None:

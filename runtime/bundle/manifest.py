@@ -210,6 +210,25 @@ def _check_golden(data: object, where: str, artifacts: list[str], expected: int 
     return reviews
 
 
+MAX_LABEL_CHARS = 200
+RESERVED_LABELS = ("uncertain", "error")  # what the command prints in a label's place
+
+
+def label_problem(label: str) -> str | None:
+    """Why ``label`` cannot be a label name (None if it can): the command prints labels in
+    tab-separated lines, so no control characters, no surrounding whitespace, at most
+    ``MAX_LABEL_CHARS`` characters, and not a word the command prints in a label's place."""
+    if not label or label != label.strip():
+        return f"label {label[:40]!r} is empty or has surrounding whitespace"
+    if len(label) > MAX_LABEL_CHARS:
+        return f"label {label[:40]!r}... is longer than {MAX_LABEL_CHARS} characters"
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in label):
+        return f"label {label[:40]!r} holds a control character (a tab or line break would break the output lines)"
+    if label in RESERVED_LABELS:
+        return f"label {label!r} is a word the command prints in a label's place ({', '.join(RESERVED_LABELS)})"
+    return None
+
+
 def _check_labels(f: _Fields, version: int) -> tuple[str, ...]:
     """The manifest's ``labels``: 2 to ``MAX_LABELS`` distinct non-empty strings, more than two
     only from format version ``FORMAT_VERSION_LABELS`` on."""
@@ -218,9 +237,23 @@ def _check_labels(f: _Fields, version: int) -> tuple[str, ...]:
     if not 2 <= len(labels) <= MAX_LABELS or not all(isinstance(x, str) and x for x in labels) or len(
             set(labels)) != len(labels):
         raise f._fail("labels", expected, labels)
+    for label in labels:
+        problem = label_problem(label)
+        if problem:
+            raise BundleError(f"{f.where}: field 'labels': {problem}")
     if len(labels) > 2 and version < FORMAT_VERSION_LABELS:
         raise f._fail("labels", f"two labels in a format version {version} manifest", labels)
     return tuple(labels)
+
+
+def _threshold_of(f: _Fields, labels: tuple[str, ...]) -> float | None:
+    """The manifest's ``threshold``: required for two labels, absent (or null) for more."""
+    if len(labels) > 2:
+        if f.data.get("threshold") is not None:
+            raise BundleError(f"{f.where}: field 'threshold' must be absent or null for a bundle of "
+                              f"{len(labels)} labels, got {f.data['threshold']!r}")
+        return None
+    return f.number("threshold", 0.0, 1.0)
 
 
 def _check_output(f: _Fields, labels: int) -> dict:
@@ -423,7 +456,7 @@ class Manifest:
         return cls(
             vocabulary=data["vocabulary"], features=data["input"]["features"], input=data["input"],
             output=_check_output(f, len(labels)), labels=labels,
-            threshold=f.number("threshold", 0.0, 1.0, optional=len(labels) > 2), default_artifact=default,
+            threshold=_threshold_of(f, labels), default_artifact=default,
             validation_criteria=criteria,
             golden=data["golden"], artifacts=artifacts, tokenizer=data["tokenizer"],
             recipe=f.get("recipe", str, "a string", optional=True) or "",

@@ -217,7 +217,7 @@ def check_corpus(clf: Classifier, ids: list[str], probs_ref: np.ndarray, texts: 
     if failures:
         return Check(name, clf.engine, clf.backend.version, "corpus", False,
                      f"{name} on {clf.engine} against {reference}: " + "; ".join(failures), figures)
-    accuracy = f", accuracy {figures['accuracy']:.4f} ({reference} {figures['reference_accuracy']:.4f})" if labels is not None else ""
+    accuracy = f", accuracy {figures['accuracy']:.4f} ({reference} {figures['reference_accuracy']:.4f})" if "accuracy" in figures else ""
     return Check(name, clf.engine, clf.backend.version, "corpus", True,
                  f"agreement {agree.mean():.4f}, max |diff| {diff.max():.2g}{accuracy}", figures)
 

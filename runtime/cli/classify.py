@@ -454,8 +454,14 @@ def _run(args: argparse.Namespace) -> int:
     except (BundleError, EngineError) as e:
         print(f"error: {e}", file=sys.stderr)
         return exitcodes.UNUSABLE
-    except ValueError as e:  # --threshold with a bundle of more than two labels
-        print(f"python -m runtime.classify: error: --threshold: {e}", file=sys.stderr)
+    except ValueError:  # --threshold with a bundle of more than two labels
+        print("python -m runtime.classify: error: --threshold is for a bundle of two labels; --uncertain P marks "
+              "a top probability at or below P", file=sys.stderr)
+        return exitcodes.USAGE
+    if args.out is not None and clf.bundle is not None and Path(clf.bundle.root).resolve() in (
+            Path(args.out).resolve().parents):
+        print(f"python -m runtime.classify: error: --out {args.out}: inside the bundle in use; write it elsewhere",
+              file=sys.stderr)
         return exitcodes.USAGE
     if args.top is not None and args.top > len(clf.labels):
         print(f"python -m runtime.classify: error: --top {args.top}: the bundle has {len(clf.labels)} labels",

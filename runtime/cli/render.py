@@ -152,7 +152,7 @@ class Renderer:
             return _json_line(record), errors, False
         if o.top is not None and o.top > 1:
             ranked = "\t".join(f"{k}\t{v:.4f}" for k, v in p.top(o.top))
-            line = f"{ranked}\t{name}\n" if p.label != "uncertain" else f"{p.label}\t{p.probability:.4f}\t{ranked}\t{name}\n"
+            line = f"{ranked}\t{name}\n"  # always K pairs: the band shows in --json's label and without --top
         else:
             line = f"{p.label}\t{p.probability:.4f}\t{name}\n"
         if explanation is not None:
