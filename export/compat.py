@@ -145,8 +145,7 @@ def matrix(bundle: Bundle) -> str:
 
 def wheel_main(wheel: Path, sample: Path) -> int:
     """``--arm64 --wheel``: the wheel on emulated Debian 12 against this checkout's answers."""
-    from export import arm64
-    from export.wheel import WheelError, reference
+    from export.wheel import WheelError, arm64_check, reference
 
     for path, what in ((wheel, "wheel"), (sample, "sample")):
         if not path.is_file():
@@ -154,7 +153,7 @@ def wheel_main(wheel: Path, sample: Path) -> int:
             return exitcodes.UNUSABLE
     try:
         with exitcodes.stop_signals_interrupt():
-            problems = arm64.wheel_check(wheel.resolve(), sample.resolve(), reference(sample.resolve()),
+            problems = arm64_check(wheel.resolve(), sample.resolve(), reference(sample.resolve()),
                                          log=lambda line: print(line, file=sys.stderr))
     except (WheelError, Arm64Error) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -15,7 +15,8 @@ from tqdm import tqdm
 from export import convert, golden, validate
 from runtime.encoding.text import settings as tokenizer_settings
 from runtime.atomic import staging_dir
-from runtime.engines.base import LOGIT, load_backend
+from runtime.engines.base import LOGIT
+from runtime.engines.load import load_backend
 from runtime.bundle.files import sha256_file
 from runtime.bundle.manifest import Artifact, DEFAULT_THRESHOLD, EngineRecord, LABELS, MANIFEST, Manifest, platform_info
 from runtime.classifier import Classifier

@@ -42,8 +42,11 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from export.arm64 import TARGETS, Arm64Error, Target, cache_dir, qemu, userland, wheels
+from export.arm64 import _run as _arm64_run
 from runtime import exitcodes
 from runtime.atomic import atomic_file
+from runtime.engines.base import ENGINES
 
 ROOT = Path(__file__).resolve().parent.parent
 ENGINE, ENGINE_DIST = "litert", "ai-edge-litert"
@@ -275,7 +278,6 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, UnicodeDecodeError) as e:
         print(f"error: sample {args.sample}: {getattr(e, 'strerror', None) or e}", file=sys.stderr)
         return exitcodes.UNUSABLE
-    from export.arm64 import Arm64Error
 
     try:
         with exitcodes.stop_signals_interrupt(), tempfile.TemporaryDirectory(prefix="imdb-edge-wheel-") as tmp:
@@ -285,9 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             if not problems:
                 problems += check_installed(built, work, sample, args.offline)
             if not problems and args.arm64:
-                from export import arm64
-
-                problems += arm64.wheel_check(built.wheel, sample, reference(sample),
+                problems += arm64_check(built.wheel, sample, reference(sample),
                                               log=lambda line: print(line, file=sys.stderr))
             for line in problems:
                 print(f"wheel check: {line}", file=sys.stderr)
@@ -312,3 +312,43 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def arm64_check(wheel: Path, sample: Path, want: dict[str, str], target: Target = TARGETS[0],
+                engine: str = "litert", log=print) -> list[str]:
+    """The built wheel on emulated ``target`` (Debian 12 on a Pi 4's CPU unless told), with one
+    engine's aarch64 wheels: ``imdb-classify``, ``python -m runtime.classify`` and
+    ``runtime.load().predict`` classify ``sample``; how their output differs from ``want``
+    (this machine's, see ``export.wheel.reference``), one line each."""
+    cache = cache_dir() / "arm64"
+    cache.mkdir(parents=True, exist_ok=True)
+    qemu_binary, qemu_version = qemu(cache)
+    tree = userland(target, cache)
+    requirement = engine_requirement(ENGINES[engine][2])
+    found = wheels(target, [requirement], cache)
+    if found is None:
+        raise Arm64Error(f"{target.label}: no aarch64 wheel of {requirement}")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        site = work / "site"
+        # A pure-Python wheel: this machine's pip unpacks it as the guest's would, with its
+        # console script in site/bin (run below by the guest's python, not its #! line).
+        _arm64_run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
+             f"pip install --target {wheel.name}")
+        (work / "elsewhere").mkdir()
+        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": os.pathsep.join(map(str, (site, found))),
+               "PYTHONNOUSERSITE": "1", "QEMU_CPU": target.cpu, "QEMU_LD_PREFIX": str(tree),
+               "HOME": str(work), "LANG": "C.UTF-8"}
+        guest = [str(qemu_binary), str(tree / "usr" / "bin" / f"python{target.python}")]
+        installed = commands(site / "bin" / "python")  # the paths of the console script and python
+        cmds = {"imdb-classify": [*guest, installed["imdb-classify"][0], *installed["imdb-classify"][1:]],
+                **{what: [*guest, *cmd[1:]] for what, cmd in installed.items() if what != "imdb-classify"}}
+        try:
+            got = {what: answer(cmd, sample, work / "elsewhere", f"{what} on {target.name}", env, timeout=900)
+                   for what, cmd in cmds.items()}
+        except WheelError as e:
+            raise Arm64Error(str(e)) from None
+    problems = compare(got, want, f"{target.name} (qemu {qemu_version.split('+')[0].split(':')[-1]})", str(site))
+    log(f"{target.label}: {wheel.name} with {requirement}: "
+        + ("classifies as this machine does" if not problems else f"{len(problems)} differences"))
+    return problems

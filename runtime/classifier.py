@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.engines.base import ENGINES, Backend, engine_version, installed_engines, load_backend
+from runtime.engines.base import ENGINES, Backend, engine_version, installed_engines
+from runtime.engines.load import load_backend
 from runtime.bundle.directory import Bundle, open_bundle
 from runtime.bundle.files import BundleError
 from runtime.bundle.manifest import DEFAULT_THRESHOLD, LABELS

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ROOT
 from export.convert import ARTIFACTS, FAMILY_ARTIFACTS
-from runtime.engines.base import load_backend
+from runtime.engines.load import load_backend
 from runtime.bundle.directory import open_bundle
 from runtime.bundle.files import BundleError, sha256_file
 from runtime.probability import tempered_all

@@ -131,10 +131,9 @@ def _cannot_emulate() -> str | None:
 def test_the_wheel_classifies_on_emulated_arm64_debian_12(built_wheel):
     """The same wheel on Debian 12 under qemu (Pi 4 CPU) with ai-edge-litert's aarch64 wheels:
     imdb-classify, python -m runtime.classify and runtime.load() as on this machine."""
-    from export import arm64
 
     lines = []
-    problems = arm64.wheel_check(built_wheel.wheel, SAMPLE, wheel_check.reference(SAMPLE), log=lines.append)
+    problems = wheel_check.arm64_check(built_wheel.wheel, SAMPLE, wheel_check.reference(SAMPLE), log=lines.append)
     assert problems == []
     assert lines and "classifies as this machine does" in lines[0] and "bookworm" in lines[0]
 

@@ -12,10 +12,11 @@ from tqdm import tqdm
 from runtime.encoding.text import settings as tokenizer_settings
 from runtime.encoding.features import NGRAM, SEQUENCE, Encoder, MultiHotEncoder, NgramEncoder, SequenceEncoder, pad_word_ids
 from runtime.encoding.vocab import Vocabulary
-from train import calibration, model_dir, report
+from train import calibration, model_dir, report, tuning
 from train.corpus import Corpus, Split
 from train.environment import library_versions
 from train.recipes import Recipe, build_model
+from train.tuning import best_epoch_of
 
 
 @dataclass
@@ -190,12 +191,6 @@ def _compiled(recipe: Recipe, encoder: Encoder, width: int, x: np.ndarray, y: np
     return model
 
 
-def best_epoch_of(history: dict, monitor: str) -> int:
-    """The 1-based epoch early stopping kept: lowest loss, or highest accuracy."""
-    values = history[monitor]
-    return int(np.argmax(values) if "accuracy" in monitor else np.argmin(values)) + 1
-
-
 def run(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose: int = 2,
         time_budget: float | None = None, keep: frozenset[str] = frozenset()) -> dict:
     """Train, evaluate on the test split, and publish the model directory at ``out``.
@@ -276,7 +271,6 @@ def _run_user_data(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose
     """``run`` on a user's data: N labels, stratified validation, settings chosen on validation."""
     import time
 
-    from train import tuning
     from train.dataset import VALIDATION_FRACTION, stratified_split
 
     started = time.monotonic()

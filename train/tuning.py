@@ -26,6 +26,12 @@ TABLE_BUDGET = 1 << 24  # n-gram table cells (rows x labels): 64 MiB of float32 
 DEFAULT_TIME_BUDGET = 60.0  # seconds for the search; the final refit comes after it
 
 
+def best_epoch_of(history: dict, monitor: str) -> int:
+    """The 1-based epoch early stopping kept: lowest loss, or highest accuracy."""
+    values = history[monitor]
+    return int(np.argmax(values) if "accuracy" in monitor else np.argmin(values)) + 1
+
+
 def _next_pow2(n: int) -> int:
     return 1 << max(int(n) - 1, 1).bit_length()
 
@@ -83,7 +89,6 @@ def candidates(recipe: Recipe, keep: frozenset[str] = frozenset()) -> list[Recip
 
 def score(history: dict, monitor: str) -> tuple[float, float]:
     """A trial's sort key (lower is better): best validation accuracy first, then its loss."""
-    from train.trainer import best_epoch_of
 
     best = best_epoch_of(history, monitor) - 1
     return (-history["val_accuracy"][best], history["val_loss"][best])

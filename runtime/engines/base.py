@@ -20,7 +20,6 @@ import numbers
 import os
 import sys
 import threading
-from pathlib import Path
 
 import numpy as np
 
@@ -244,25 +243,3 @@ def usable_cpus() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
-
-
-def load_backend(path: Path, fmt: str, backend: str = "auto", num_threads: int | None = None,
-                 batch_invariant: bool = True, output: str = PROBABILITY, content: bytes | None = None) -> Backend:
-    """Load the artifact at ``path`` (format ``fmt``) on the chosen or best engine.
-
-    ``content``, the file's bytes when the caller has read (and verified) them, is loaded
-    instead of ``path``, which then only names the artifact in messages.
-
-    ``batch_invariant=False`` (from the manifest) makes the backend run one row at a time;
-    ``output="logit"`` applies ``sigmoid32`` to what the model returns.
-    """
-    if output not in (PROBABILITY, LOGIT):
-        raise EngineError(f"{path}: an artifact outputs a {PROBABILITY} or a {LOGIT}, not {output!r}")
-    engine = choose_engine(fmt, backend)
-    if fmt == ONNX:
-        from runtime.engines.onnx import OnnxBackend as kind
-    else:
-        from runtime.engines.tflite import TFLiteBackend as kind
-    loaded: Backend = kind(path, engine, num_threads, batch_invariant, content)
-    loaded.logit_output = output == LOGIT
-    return loaded
