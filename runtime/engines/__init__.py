@@ -1,1 +1,1 @@
-"""Inference engines behind one interface: base (registry, Backend, load_backend), tflite, onnx."""
+"""Inference engines behind one interface: base (registry, Backend), load (load_backend), tflite, onnx."""
