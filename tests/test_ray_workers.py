@@ -100,3 +100,34 @@ except WorkerError as e:
 """)
     assert done.returncode == 0, done.stderr[-3000:]
     assert len(done.stdout.splitlines()) == 1 and done.stdout.startswith("error: a Ray worker died"), done.stdout
+
+
+def test_a_local_cluster_that_fails_to_start_is_started_once_more(monkeypatch):
+    """A local cluster's GCS may fail to come up on a loaded machine: the command's own cluster
+    is shut down and started again, once; a second failure is one WorkerError line."""
+    import ray
+
+    from runtime.cli import ray_workers
+    from runtime.cli.workers import WorkerError
+
+    calls = []
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: calls.append("init") or (_ for _ in ()).throw(
+        RuntimeError("Failed to start GCS.\nmore")))
+    monkeypatch.setattr(ray, "shutdown", lambda: calls.append("shutdown"))
+    with pytest.raises(WorkerError, match="cannot start or reach a local Ray cluster \\(Failed to start GCS.\\)"):
+        ray_workers.start_ray(1)
+    assert calls == ["init", "shutdown", "init"]
+    calls.clear()
+    started = iter([RuntimeError("Failed to start GCS."), None])
+
+    def init(**kw):
+        calls.append("init")
+        failure = next(started)
+        if failure:
+            raise failure
+
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 1.0})
+    assert ray_workers.start_ray(1) == (1, True) and calls == ["init", "shutdown", "init"]

@@ -35,6 +35,9 @@ def cluster_name() -> str:
     return f"the Ray cluster at {address}" if address else "a local Ray cluster"
 
 
+LOCAL_STARTS = 2  # tries to start a local cluster
+
+
 def start_ray(workers: int) -> tuple[int, bool]:
     """Connect to the cluster ``RAY_ADDRESS`` names, else start a local one with ``workers``
     CPUs (0: all; never more than this process may use) that listens on the loopback interface
@@ -48,16 +51,24 @@ def start_ray(workers: int) -> tuple[int, bool]:
 
     for name, quiet in _FILTERS.items():
         logging.getLogger(name).addFilter(quiet)  # the same filter object: added once however many runs
-    try:
-        connected = not ray.is_initialized()
-        if connected:
-            # address "local": a cluster of this command's own, even where `ray start` runs one
-            ray.init(address="local" if local else None,
-                     num_cpus=(min(workers, available_cores()) or None) if local else None, include_dashboard=False,
-                     log_to_driver=False, logging_level=logging.ERROR, configure_logging=False)
-        return int(ray.cluster_resources().get("CPU", 1)), connected
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        raise WorkerError(f"cannot start or reach {cluster_name()} ({str(e).splitlines()[0]})") from None
+    connected = not ray.is_initialized()
+    for attempt in range(LOCAL_STARTS if local and connected else 1):
+        try:
+            if connected:
+                # address "local": a cluster of this command's own, even where `ray start` runs one
+                ray.init(address="local" if local else None,
+                         num_cpus=(min(workers, available_cores()) or None) if local else None,
+                         include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+                         configure_logging=False)
+            return int(ray.cluster_resources().get("CPU", 1)), connected
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            if local and connected and attempt + 1 < LOCAL_STARTS:
+                # A local cluster's control store (GCS) may fail to come up on a loaded machine;
+                # the cluster is this command's own, so it is shut down and started again.
+                ray.shutdown()
+                continue
+            raise WorkerError(f"cannot start or reach {cluster_name()} ({str(e).splitlines()[0]})") from None
+    raise AssertionError("unreachable")
 
 
 def _not_notice(notice: str, record: logging.LogRecord) -> bool:
