@@ -52,17 +52,7 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
         s = z / np.exp(log_t)
         return float(np.mean(np.logaddexp(0.0, s) - y * s))
 
-    lo, hi = np.log(LOW), np.log(HIGH)
-    g = (np.sqrt(5) - 1) / 2
-    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
-    for _ in range(60):
-        if loss(a) < loss(b):
-            hi, b = b, a
-            a = hi - g * (hi - lo)
-        else:
-            lo, a = a, b
-            b = lo + g * (hi - lo)
-    return float(np.exp((lo + hi) / 2))
+    return _minimize_temperature(loss)
 
 
 def temperature_decision(val_probs: np.ndarray, val_labels: np.ndarray, min_gain: float = 0.002) -> dict:
@@ -102,17 +92,7 @@ def fit_multiclass_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
         lse = m[:, 0] + np.log(np.exp(s - m).sum(axis=1))
         return float(np.mean(lse - s[np.arange(len(y)), y]))
 
-    lo, hi = np.log(LOW), np.log(HIGH)
-    g = (np.sqrt(5) - 1) / 2
-    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
-    for _ in range(60):
-        if loss(a) < loss(b):
-            hi, b = b, a
-            a = hi - g * (hi - lo)
-        else:
-            lo, a = a, b
-            b = lo + g * (hi - lo)
-    return float(np.exp((lo + hi) / 2))
+    return _minimize_temperature(loss)
 
 
 def top_label_reliability(probs: np.ndarray, labels: np.ndarray, bins: int = BINS) -> dict:
@@ -165,3 +145,19 @@ def plot_reliability(curves: dict[str, dict], path: Path, title: str, top_label:
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
     save(fig, path)
+
+
+def _minimize_temperature(loss) -> float:
+    """The temperature in [LOW, HIGH] minimizing ``loss(log T)``, a unimodal function of log T
+    (golden-section search, 60 steps)."""
+    lo, hi = np.log(LOW), np.log(HIGH)
+    g = (np.sqrt(5) - 1) / 2
+    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+    for _ in range(60):
+        if loss(a) < loss(b):
+            hi, b = b, a
+            a = hi - g * (hi - lo)
+        else:
+            lo, a = a, b
+            b = lo + g * (hi - lo)
+    return float(np.exp((lo + hi) / 2))
