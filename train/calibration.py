@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.probability import logits as _logits
-from runtime.probability import EPS, HIGH, LOW, tempered_all
+from runtime.probability import HIGH, LOW, label_logits, tempered_all
 
 BINS = 10
 
@@ -74,7 +74,7 @@ def softmax_tempered(probs: np.ndarray, temperature: float) -> np.ndarray:
     clipping, ``runtime.probability.EPS``): they equal the model's logits up to a constant per
     row, which a softmax ignores.
     """
-    z = np.log(np.clip(np.asarray(probs, np.float64), EPS, 1.0)) / temperature
+    z = label_logits(probs) / temperature
     z -= z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
@@ -83,7 +83,7 @@ def softmax_tempered(probs: np.ndarray, temperature: float) -> np.ndarray:
 def fit_multiclass_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
     """The temperature in [LOW, HIGH] that minimizes the negative log-likelihood of
     ``softmax(z / T)`` (golden-section search on log T; the NLL is convex in 1/T)."""
-    z = np.log(np.clip(np.asarray(probs, np.float64), EPS, 1.0))
+    z = label_logits(probs)
     y = np.asarray(labels, np.int64)
 
     def loss(log_t: float) -> float:
