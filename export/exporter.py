@@ -21,7 +21,7 @@ from runtime.bundle.files import sha256_file
 from runtime.bundle.manifest import Artifact, DEFAULT_THRESHOLD, EngineRecord, LABELS, MANIFEST, Manifest, platform_info
 from runtime.classifier import Classifier
 from runtime.options import ClassifierOptions
-from runtime.encoding.features import MULTI_HOT, NGRAM, SEQUENCE, Encoder
+from runtime.encoding.features import MULTI_HOT, NGRAM, NGRAM_SEQUENCE, SEQUENCE, Encoder
 from runtime.probability import label_logits, logits, tempered_all
 from train.corpus import Corpus
 from train.environment import library_versions
@@ -165,6 +165,10 @@ def model_input(encoder: Encoder, sequence_batch: int | None) -> dict:
     if encoder.family == NGRAM:
         return {"name": "ids", "dtype": "int32", "shape": [None, None],
                 "meaning": "each review's distinct unigram and hashed bigram ids, ascending, padded with 0"}
+    if encoder.family == NGRAM_SEQUENCE:
+        return {"name": "ids", "dtype": "int32", "shape": [None, None],
+                "meaning": f"each text's first {encoder.length} token ids (padded with 0), then its distinct "
+                           f"unigram and hashed bigram ids, ascending, padded with 0"}
     return {"name": "features", "dtype": "int32", "shape": [sequence_batch, encoder.length],
             "meaning": "token ids, <start> first, padded and truncated at the front"}
 

@@ -6,7 +6,8 @@ positive label. Two methods, named in every ``Explanation``:
 * ``exact`` (the n-gram family, a linear model): a present n-gram's contribution is its
   weight, read from the artifact itself (dequantized as the artifact stores it), and the
   contributions of all the review's n-grams plus the bias make up the logit.
-* ``occlusion`` (multi-hot MLP, LSTM): a word's contribution is the logit of the whole
+* ``occlusion`` (multi-hot MLP, LSTM, the order-aware ngram-sequence model: its convolution
+  is not linear in the words): a word's contribution is the logit of the whole
   review minus the logit without every occurrence of that word, all computed by the
   engine in batched calls. The logits are the artifact's own when it outputs one (every
   float artifact does: the manifest's ``output: logit``), so a very confident review's
@@ -26,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from runtime.encoding import text as _text
-from runtime.encoding.features import NgramEncoder, SequenceEncoder, pad_word_ids
+from runtime.encoding.features import NgramEncoder, NgramSequenceEncoder, SequenceEncoder, pad_word_ids
 from runtime.encoding.vocab import UNK_ID
 
 EXACT, OCCLUSION = "exact", "occlusion"
@@ -168,6 +169,8 @@ def explain_occlusion(encoder, text: str, k: int, run: Callable[[np.ndarray], np
     and the occluded copies go through ``run`` in batches of ``OCCLUSION_BATCH``. A sequence
     model sees only the last ``length`` tokens, so only the words there can move it: the
     others contribute exactly 0 and are not run, which keeps a long review's cost bounded.
+    The order-aware model (``NgramSequenceEncoder``) sees the text again without the word:
+    its n-grams and the convolution's windows that held it all change.
     """
     tokens = encoder.ids_of(text).tolist()
     if isinstance(encoder, SequenceEncoder):
@@ -183,6 +186,12 @@ def explain_occlusion(encoder, text: str, k: int, run: Callable[[np.ndarray], np
             return encoder.input_of_ids(np.array(kept[::-1], dtype=np.uint32))
 
         rows = [row(None)] + [row(w) for w in words]
+    elif isinstance(encoder, NgramSequenceEncoder):
+        # the order-aware model: the text again without every occurrence of the word, so its
+        # unigram, its bigrams and the windows that held it all go
+        ids = np.asarray(tokens, dtype=np.uint32)
+        words = sorted({t for t in tokens if t > UNK_ID})
+        rows = [encoder.input_of_ids(ids)] + [encoder.input_of_ids(ids[ids != w]) for w in words]
     else:
         words = sorted({t for t in tokens if t > UNK_ID})
         full = np.array(words, dtype=np.int32)

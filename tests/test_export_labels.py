@@ -52,8 +52,8 @@ def model_dir(tmp_path_factory):
     _write(root / "train.csv", _texts(rng, 1500))
     _write(root / "test.csv", _texts(rng, 400))
     out = root / "model"
-    done = subprocess.run([sys.executable, "-m", "train", "--data", str(root / "train.csv"), "--test",
-                           str(root / "test.csv"), "--out", str(out), "--time-budget", "5", "--max-epochs", "8",
+    done = subprocess.run([sys.executable, "-m", "train", "--recipe", "ngram", "--data", str(root / "train.csv"),
+                           "--test", str(root / "test.csv"), "--out", str(out), "--time-budget", "5", "--max-epochs", "8",
                            "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads((out / "config.json").read_text())["labels"] == LABELS

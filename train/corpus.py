@@ -90,13 +90,18 @@ def _directory_members(root: Path) -> Iterator[tuple[str, bytes]]:
 _ANY_REVIEW = re.compile(r"(?:^|/)(?:train|test)/(?:pos|neg|unsup)/\d+_\d+\.txt$")
 
 
-def all_review_texts(path: str | Path) -> Iterator[str]:
+_TRAINING_REVIEW = re.compile(r"(?:^|/)train/(?:pos|neg|unsup)/\d+_\d+\.txt$")
+
+
+def all_review_texts(path: str | Path, training_only: bool = False) -> Iterator[str]:
     """Every review of the archive or directory, labelled or not (train, test and unsup:
-    100,000 in the real corpus), streamed in archive order; for volume measurements."""
+    100,000 in the real corpus), streamed in archive order; for volume measurements.
+    ``training_only``: the training split's labelled and unlabelled reviews (75,000), never
+    the test split's (what word vectors learn from)."""
     path = Path(path)
     if path.is_dir():
         root = _directory_root(path)
-        for split in SPLITS:
+        for split in ("train",) if training_only else SPLITS:
             for label in (*LABELS, "unsup"):
                 folder = root / split / label
                 if folder.is_dir():
@@ -108,7 +113,8 @@ def all_review_texts(path: str | Path) -> Iterator[str]:
     except OSError as e:
         raise CorpusError(f"{path}: cannot open ({e.strerror})") from e
     with f:
-        for _, data in archive_members(path, HashingReader(f, None), _ANY_REVIEW):
+        pattern = _TRAINING_REVIEW if training_only else _ANY_REVIEW
+        for _, data in archive_members(path, HashingReader(f, None), pattern):
             yield data.decode("utf-8", "replace")
 
 

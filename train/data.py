@@ -55,3 +55,13 @@ def load(data: str | None, splits: tuple[str, ...] = ("train", "test")) -> Corpu
     size = path.stat().st_size if path.is_file() else None
     with tqdm(total=size, unit="B", unit_scale=True, desc=f"read {path.name}", disable=size is None) as bar:
         return read_corpus(path, splits, on_bytes=bar.update)
+
+
+def local_archive() -> Path | None:
+    """The aclImdb corpus already on this machine, without downloading: ``IMDB_DATA``, else the
+    download cache's archive; None if neither is there (for word vectors on a user's data)."""
+    chosen = os.environ.get("IMDB_DATA")
+    if chosen and Path(chosen).exists():
+        return Path(chosen)
+    cached = cache_dir() / ARCHIVE_NAME
+    return cached if cached.exists() else None

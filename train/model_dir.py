@@ -26,7 +26,7 @@ from pathlib import Path
 from runtime.encoding.text import settings as tokenizer_settings
 from runtime.atomic import staging_dir
 from runtime.bundle.files import sha256_file
-from runtime.encoding.features import NGRAM, SEQUENCE, Encoder, encoder_from_spec
+from runtime.encoding.features import NGRAM, NGRAM_SEQUENCE, SEQUENCE, Encoder, encoder_from_spec
 from runtime.encoding.vocab import Vocabulary, VocabularyError
 
 MODEL_FILE = "model.keras"
@@ -121,6 +121,9 @@ class ModelDir:
 
         from train.ngram_model import NgramBag
 
+        if self.family == NGRAM_SEQUENCE:
+            import train.order_model  # noqa: F401  (registers its layers for loading)
+
         try:
             model = keras.models.load_model(self.model_file, custom_objects={"NgramBag": NgramBag})
         except Exception as e:  # Keras raises many types for a bad file
@@ -131,7 +134,7 @@ class ModelDir:
                                 f"(batch, {self.outputs}) output for {len(self.labels)} labels, got inputs "
                                 f"{[tuple(i.shape) for i in model.inputs]} and outputs "
                                 f"{[tuple(o.shape) for o in model.outputs]}")
-        if self.family == NGRAM:
+        if self.family in (NGRAM, NGRAM_SEQUENCE):  # the order-aware model holds the same bag
             return self._checked_ngram(model)
         width = self.encoder.length if self.family == SEQUENCE else self.encoder.vocab_size
         if shape[1] != width:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
-from runtime.encoding.features import MULTI_HOT, NGRAM, SEQUENCE
+from runtime.encoding.features import MULTI_HOT, NGRAM, NGRAM_SEQUENCE, SEQUENCE
 
 
 @dataclass(frozen=True)
@@ -30,9 +30,34 @@ class Recipe:
     validation_by: str = "review"  # or "movie": hold out whole movies (see trainer.validation_split)
     refit: bool = False  # after early stopping, train again on all training reviews for the kept epochs
     calibration_logit_range: float | None = None  # int8 calibration: only reviews with |float logit| <= this
+    # ngram-sequence family (train.order_model): the convolution branch beside the n-gram table;
+    # ``hidden`` holds its filters per width, ``embedding_dim`` its word vectors' dimension.
+    widths: tuple[int, ...] = ()  # window widths of the convolution
+    branch_learning_rate: float = 0.0
+    branch_batch_size: int = 0
+    branch_max_epochs: int = 0
+    branch_dropout: float = 0.0
+
+    _BRANCH_FIELDS = ("widths", "branch_learning_rate", "branch_batch_size", "branch_max_epochs", "branch_dropout")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The recipe as config.json and manifests record it; the branch's fields only for the
+        ngram-sequence family (so every other recipe's record stays as it always was)."""
+        record = asdict(self)
+        if self.family != NGRAM_SEQUENCE:
+            for name in self._BRANCH_FIELDS:
+                record.pop(name)
+        return record
+
+    @classmethod
+    def from_dict(cls, record: dict) -> Recipe:
+        """The recipe ``to_dict`` wrote (lists back to tuples)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in record.items() if k in known}
+        for name in ("hidden", "widths"):
+            if name in values:
+                values[name] = tuple(values[name])
+        return cls(**values)
 
 
 # Chollet, Deep Learning with Python, ch. 3/4: multi-hot 10,000 -> 16 -> 16 -> 1.
@@ -94,7 +119,35 @@ NGRAM_RECIPE = Recipe(
     calibration_logit_range=12.0,
 )
 
-RECIPES = {r.name: r for r in (SEED_MLP, SEED_LSTM, NGRAM_RECIPE)}
+# The order-aware model (train.order_model): the n-gram table above beside a convolution over
+# word vectors learned from raw text (train.word_vectors), added at the logit with a weight
+# chosen on validation. The default for a user's own data; its sizes are fitted to the data
+# (train.tuning.adapt) and its settings come from docs/notes/order-aware-prototype.md.
+NGRAM_CNN = Recipe(
+    name="ngram-cnn",
+    vocab_size=100_000,
+    hidden=(100,),
+    learning_rate=1e-2,
+    batch_size=256,
+    max_epochs=20,
+    patience=3,
+    validation_size=5_000,
+    family=NGRAM_SEQUENCE,
+    sequence_length=128,
+    embedding_dim=64,
+    dropout=0.3,
+    buckets=1_000_000,
+    l2=1e-5,
+    optimizer="adam",
+    monitor="val_loss",
+    widths=(3,),
+    branch_learning_rate=1e-3,
+    branch_batch_size=32,
+    branch_max_epochs=30,
+    branch_dropout=0.5,
+)
+
+RECIPES = {r.name: r for r in (SEED_MLP, SEED_LSTM, NGRAM_RECIPE, NGRAM_CNN)}
 
 
 LOGITS_LAYER = "logits"  # N > 2 labels, seed MLP and LSTM: the Dense layer of the N logits
@@ -115,7 +168,7 @@ def build_model(recipe: Recipe, input_size: int, vocab_size: int, dropout: float
 
     rate = recipe.dropout if dropout is None else dropout
     name = recipe.name.replace("-", "_")
-    if recipe.family == NGRAM:
+    if recipe.family in (NGRAM, NGRAM_SEQUENCE):  # the order-aware model's n-gram part
         from train import ngram_model
 
         model = ngram_model.build(input_size, rate, recipe.l2, name, labels)

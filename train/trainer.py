@@ -10,7 +10,8 @@ import numpy as np
 from tqdm import tqdm
 
 from runtime.encoding.text import settings as tokenizer_settings
-from runtime.encoding.features import NGRAM, SEQUENCE, Encoder, MultiHotEncoder, NgramEncoder, SequenceEncoder, pad_word_ids
+from runtime.encoding.features import (NGRAM, NGRAM_SEQUENCE, SEQUENCE, Encoder, MultiHotEncoder, NgramEncoder,
+                                       NgramSequenceEncoder, SequenceEncoder, pad_word_ids)
 from runtime.encoding.vocab import Vocabulary
 from train import calibration, model_dir, report, tuning
 from train.corpus import Corpus, Split
@@ -33,6 +34,7 @@ class Trained:
     y: np.ndarray | None = None
     labels: int = 2
     refitted: bool = False
+    order: dict | None = None  # the order-aware model's choices (train.order_training)
 
 
 def validation_split(n: int, size: int, seed: int, groups: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -76,6 +78,8 @@ def encoder_for_recipe(recipe: Recipe, vocab: Vocabulary) -> Encoder:
         return SequenceEncoder(vocab, recipe.sequence_length)
     if recipe.family == NGRAM:
         return NgramEncoder(vocab, recipe.buckets)
+    if recipe.family == NGRAM_SEQUENCE:
+        return NgramSequenceEncoder(vocab, recipe.buckets, recipe.sequence_length)
     return MultiHotEncoder(vocab)
 
 
@@ -88,7 +92,7 @@ def keras_inputs(encoder: Encoder, texts: list[str], desc: str, chunk: int = 100
              for i in tqdm(range(0, len(texts), chunk), desc=desc, unit="k reviews", mininterval=1.0)]
     if not parts:
         return encoder.keras_inputs([])
-    if encoder.family == NGRAM:
+    if encoder.family in (NGRAM, NGRAM_SEQUENCE):
         return pad_word_ids([row for part in parts for row in part])
     return np.concatenate(parts)
 
@@ -130,6 +134,13 @@ def fit(train: Split, recipe: Recipe, seed: int, verbose: int = 2, labels: int =
         train_idx = np.setdiff1d(np.arange(len(y)), val_idx)
         held_out = "examples"
 
+    if encoder.family == NGRAM_SEQUENCE:
+        from train import order_training
+
+        model, hist, val_probs, order = order_training.fit(x, y, train_idx, val_idx, train.texts, encoder, recipe,
+                                                           labels, seed, verbose)
+        return Trained(model, vocab, encoder, hist, train_idx, val_idx, held_out, val_probs, x, y, labels,
+                       order=order)
     width = encoder.length if encoder.family == SEQUENCE else encoder.table_rows
     model = _compiled(recipe, encoder, width, x[train_idx], y[train_idx], labels)
     stop = keras.callbacks.EarlyStopping(
@@ -225,6 +236,7 @@ def run(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose: int = 2,
                    best_val_loss=float(val_loss[best_epoch - 1]),
                    best_val_accuracy=float(trained.history["val_accuracy"][best_epoch - 1]),
                    refit=recipe.refit, final_model_reviews=len(train) if recipe.refit else int(len(trained.train_idx)))
+    _add_order_record(metrics, trained)
     y_val = np.asarray(train.labels)[trained.val_idx]
     metrics["calibration"] = {**calibration.temperature_decision(trained.val_probs, y_val),
                               "test_ece": calibration.expected_calibration_error(probs, y_test),
@@ -260,6 +272,14 @@ def run(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose: int = 2,
              "test (final model)": calibration.reliability(probs, y_test)},
             writer.path / "reliability.png", f"Reliability of {recipe.name}")
     return metrics
+
+
+def _add_order_record(metrics: dict, trained: Trained) -> None:
+    """The order-aware model's choices; its validation accuracy is the combined model's (the
+    per-epoch history is the convolution branch's)."""
+    if trained.order is not None:
+        metrics["order_aware"] = trained.order
+        metrics["best_val_accuracy"] = trained.order["validation_accuracy"]["combined"]
 
 
 def _joined(a: Split, b: Split) -> Split:
@@ -333,6 +353,7 @@ def _run_user_data(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose
                    best_val_accuracy=float(trained.history["val_accuracy"][best_epoch - 1]),
                    refit=trained.refitted, final_model_reviews=len(train) if trained.refitted else int(len(trained.train_idx)),
                    training_seconds=round(seconds, 1), tuning=tuning.record(trials, best, budget))
+    _add_order_record(metrics, trained)
     config = {
         "recipe": chosen.to_dict(),
         "seed": seed,

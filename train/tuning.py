@@ -18,11 +18,12 @@ import time
 
 import numpy as np
 
-from runtime.encoding.features import MULTI_HOT, NGRAM, SEQUENCE
+from runtime.encoding.features import MULTI_HOT, NGRAM, NGRAM_SEQUENCE, SEQUENCE, token_counts
 from train.recipes import Recipe
 
 MIN_BUCKETS = 1 << 14
 TABLE_BUDGET = 1 << 24  # n-gram table cells (rows x labels): 64 MiB of float32 per weight array
+SAMPLE_TEXTS = 20_000  # texts whose token counts set the ngram-sequence family's length
 DEFAULT_TIME_BUDGET = 60.0  # seconds for the search; the final refit comes after it
 
 
@@ -59,7 +60,7 @@ def adapt(recipe: Recipe, texts: list[str], labels: int, keep: frozenset[str] = 
         "monitor": "val_loss",
         "validation_by": "review",
     }
-    if recipe.family == NGRAM:
+    if recipe.family in (NGRAM, NGRAM_SEQUENCE):
         buckets = min(recipe.buckets, max(MIN_BUCKETS, _next_pow2(int(words.sum()))))
         columns = 1 if labels == 2 else labels
         vocab = recipe.vocab_size
@@ -71,6 +72,11 @@ def adapt(recipe: Recipe, texts: list[str], labels: int, keep: frozenset[str] = 
     if recipe.family == SEQUENCE:
         length = int(np.percentile(words, 95)) + 8 if n else recipe.sequence_length
         changes["sequence_length"] = int(min(recipe.sequence_length, max(16, length)))
+    if recipe.family == NGRAM_SEQUENCE:  # the convolution sees all of nearly every text
+        sample = texts[:: max(1, n // SAMPLE_TEXTS)]
+        tokens = token_counts(sample)
+        length = int(np.percentile(tokens, 99)) + 2 if len(sample) else recipe.sequence_length
+        changes["sequence_length"] = int(min(recipe.sequence_length, max(8, length)))
     return dataclasses.replace(recipe, **{k: v for k, v in changes.items() if k not in keep})
 
 
@@ -126,6 +132,9 @@ def search(fit_trial, recipes: list[Recipe], budget: float, log) -> tuple[int, l
 
 
 def _describe(recipe: Recipe) -> str:
+    if recipe.family == NGRAM_SEQUENCE:
+        return f"l2 {recipe.l2:g}, {recipe.hidden[0]} filters of widths {', '.join(map(str, recipe.widths))}, " \
+               f"{recipe.sequence_length} tokens"
     if recipe.family == NGRAM:
         return f"l2 {recipe.l2:g}, dropout {recipe.dropout:g}"
     if recipe.family == MULTI_HOT:

@@ -25,14 +25,15 @@ from runtime.encoding import text as _text
 from runtime.atomic import write_atomic
 from runtime.engines.base import LOGIT, PROBABILITY
 from runtime.bundle.files import BundleError
-from runtime.encoding.features import FAMILIES, NGRAM, SEQUENCE
+from runtime.encoding.features import FAMILIES, MAX_LENGTH, NGRAM, NGRAM_SEQUENCE, SEQUENCE
 
 FORMAT = "imdb-edge-bundle"
 FORMAT_VERSION = 5  # 2: multi-hot models take word ids; 3: every artifact records its vocabulary size;
 # 4: a TFLite artifact may output its logit (``Artifact.output``), which format-3 runtimes would
 # misread; 5: an ONNX artifact may too, which format-4 runtimes refuse field by field
 FORMAT_VERSION_LABELS = 6  # 6: more than two labels (N probabilities a text); two-label bundles stay 5
-READABLE_VERSIONS = (3, 4, 5, 6)  # each is the next one with fewer artifacts outputting a logit
+FORMAT_VERSION_ORDER = 7  # 7: the ngram-sequence feature family (token ids then n-gram ids in one row)
+READABLE_VERSIONS = (3, 4, 5, 6, 7)  # each is the next one with fewer artifacts outputting a logit
 MANIFEST = "manifest.json"
 LABELS = ("negative", "positive")
 MAX_LABELS = 1000
@@ -142,10 +143,12 @@ def _check_features(f: _Fields) -> None:
     f.whole("vocab_size", 1, MAX_IDS)
     if family == SEQUENCE:
         f.whole("length", 1, MAX_SEQUENCE_LENGTH)
-    elif family == NGRAM:
+    elif family in (NGRAM, NGRAM_SEQUENCE):
         f.whole("buckets", 1, MAX_IDS)
         f.whole("rows", 1, MAX_IDS)
         f.whole("order", 1, 8)
+        if family == NGRAM_SEQUENCE:
+            f.whole("length", 1, MAX_LENGTH)
 
 
 def _check_probabilities(f: _Fields, key: str, n: int, optional: bool = False) -> None:
@@ -439,6 +442,9 @@ class Manifest:
         vocab.whole("size", 1, MAX_IDS, optional=True)
         golden.whole("reviews", 1, MAX_GOLDEN_REVIEWS, optional=True)
         _check_features(inp.sub("features"))
+        if inp.sub("features").data.get("family") == NGRAM_SEQUENCE and version < FORMAT_VERSION_ORDER:
+            raise BundleError(f"{where}: field 'input.features.family': ngram-sequence in a format version "
+                              f"{version} manifest")
         labels = _check_labels(f, version)
         entries = f.get("artifacts", dict, "a non-empty object of artifacts")
         if not entries:
@@ -469,7 +475,10 @@ class Manifest:
 
     @property
     def format_version(self) -> int:
-        """The version this manifest is written with: 6 for more than two labels, else 5."""
+        """The version this manifest is written with: 7 for the ngram-sequence family, 6 for more
+        than two labels, else 5 (so an older runtime refuses what it cannot read by its version)."""
+        if self.features.get("family") == NGRAM_SEQUENCE:
+            return FORMAT_VERSION_ORDER
         return FORMAT_VERSION_LABELS if len(self.labels) > 2 else FORMAT_VERSION
 
     def to_dict(self) -> dict:

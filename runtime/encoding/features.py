@@ -9,6 +9,9 @@ One encoder per feature family, shared by training and serving:
 * ``ngram``: a review's distinct word ids and hashed word-bigram ids, for linear models
   over a table of ``vocab_size + buckets`` rows (see ``NgramEncoder``). Like multi-hot, the
   exported models and Keras both take the ids, padded with 0.
+* ``ngram-sequence``: the text's first ``length`` token ids in order, then its n-gram ids,
+  in one row (see ``NgramSequenceEncoder``), for the order-aware model: a convolution over
+  the tokens beside the linear n-gram table.
 
 Encoders memoize ``chunk -> token ids`` (see ``runtime.encoding.text``): a chunk's ids depend on
 that chunk alone, so the memo is exact, and a review costs little more than
@@ -44,7 +47,8 @@ from runtime.encoding.vocab import PAD_ID, START_ID, UNK_ID, Vocabulary
 MULTI_HOT = "multi_hot"
 SEQUENCE = "sequence"
 NGRAM = "ngram"
-FAMILIES = (MULTI_HOT, SEQUENCE, NGRAM)
+NGRAM_SEQUENCE = "ngram-sequence"
+FAMILIES = (MULTI_HOT, SEQUENCE, NGRAM, NGRAM_SEQUENCE)
 _START = np.array([START_ID], dtype=np.uint32)
 
 
@@ -59,6 +63,7 @@ MIN_BLOCK = 4  # fewer reviews than this go through the memo (a block's numpy ca
 # A longer text is encoded in pieces (``model_input_stream``), to the same ids: memory stays
 # bounded whatever the text's length, as when the commands stream a long file.
 STREAM_OVER = _text.MAX_CHUNK
+MAX_LENGTH = 1 << 16  # the most sequence columns an ngram-sequence spec may ask for
 
 
 class _ChunkMemo(dict):
@@ -86,6 +91,12 @@ def known_words(inputs: np.ndarray) -> np.ndarray:
     """How many vocabulary words each multi-hot or sequence model input holds (not padding,
     start or unknown): word ids are never reserved ids, and padding is id 0."""
     return np.count_nonzero(np.asarray(inputs) > UNK_ID, axis=-1)
+
+
+def token_counts(texts: Sequence[str]) -> np.ndarray:
+    """How many tokens the tokenizer makes of each text (int64): what a sequence's length is
+    fitted to."""
+    return np.fromiter((len(_text.tokenize(t)) for t in texts), np.int64, count=len(texts))
 
 
 def pad_word_ids(rows: Sequence[np.ndarray]) -> np.ndarray:
@@ -473,7 +484,74 @@ class NgramEncoder(_TokenEncoder):
         return np.count_nonzero((inputs > UNK_ID) & (inputs < self.vocab_size), axis=-1)
 
 
-Encoder = MultiHotEncoder | SequenceEncoder | NgramEncoder
+class NgramSequenceEncoder(NgramEncoder):
+    """The order-aware model's input: token ids in order, then the n-gram ids, in one int32 row.
+
+    A row is ``length`` columns of the text's first ``length`` token ids (``<unk>`` for a word
+    outside the vocabulary), padded with 0 at the end, followed by ``NgramEncoder``'s sorted
+    distinct unigram and bigram ids of the whole text. One row keeps one model input, so a
+    batch is padded with 0 at the end like the n-gram family's (padding ids add nothing). The
+    model reads columns ``[:length]`` as the sequence and the rest as the n-gram ids.
+    """
+
+    family = NGRAM_SEQUENCE
+
+    def __init__(self, vocab: Vocabulary, buckets: int, length: int, memo_size: int = MEMO_SIZE):
+        if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+            raise ValueError(f"sequence length must be a positive integer, got {length!r}")
+        super().__init__(vocab, buckets, memo_size)
+        self.length = length
+
+    def spec(self) -> dict:
+        return {**super().spec(), "family": self.family, "length": self.length,
+                "sequence": "first tokens, padded with 0 at the end"}
+
+    def _row(self, ids: np.ndarray) -> np.ndarray:
+        row = np.zeros(self.length, dtype=np.int32)
+        kept = ids[: self.length]
+        row[: len(kept)] = kept
+        return row
+
+    def model_input(self, text: str) -> np.ndarray:
+        """``length`` token ids, then the distinct unigram and bigram ids of ``text``, int32."""
+        if len(text) > STREAM_OVER:
+            return self.model_input_stream((text,))
+        ids = self.ids_of(text)
+        return np.concatenate((self._row(ids), self._features(ids)))
+
+    def input_of_ids(self, ids: np.ndarray) -> np.ndarray:
+        return np.concatenate((self._row(ids), self._features(ids)))
+
+    def _block_inputs(self, ids: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
+        features = super()._block_inputs(ids, counts)
+        ends = np.cumsum(counts).tolist()
+        return [np.concatenate((self._row(ids[end - n : end]), f))
+                for n, end, f in zip(counts.tolist(), ends, features)]
+
+    def model_input_stream(self, pieces: Iterable[str]) -> np.ndarray:
+        """``model_input`` of one text given in pieces (memory bounded by the table)."""
+        found = np.zeros(0, dtype=np.int32)
+        first = np.zeros(0, dtype=_TOKEN_BYTES)
+        last = np.zeros(0, dtype=_TOKEN_BYTES)
+        for segment in _text.whole_chunks(pieces):
+            ids = np.concatenate((last, self.ids_of(segment)))
+            if len(first) < self.length:
+                first = np.concatenate((first, ids[len(last):][: self.length - len(first)]))
+            found = np.union1d(found, self._features(ids))
+            last = ids[-1:]
+        return np.concatenate((self._row(first), found.astype(np.int32)))
+
+    def parts(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A batch's (or a row's) sequence columns and n-gram ids."""
+        inputs = np.asarray(inputs)
+        return inputs[..., : self.length], inputs[..., self.length :]
+
+    def known_words(self, inputs: np.ndarray) -> np.ndarray:
+        """How many vocabulary words (unigram ids) each input holds."""
+        return super().known_words(self.parts(inputs)[1])
+
+
+Encoder = MultiHotEncoder | SequenceEncoder | NgramEncoder | NgramSequenceEncoder
 
 
 def encoder_from_spec(spec: dict, vocab: Vocabulary) -> Encoder:
@@ -485,7 +563,7 @@ def encoder_from_spec(spec: dict, vocab: Vocabulary) -> Encoder:
         raise ValueError(f"the features index {spec.get('vocab_size')} words but the vocabulary has {len(vocab)} tokens")
     if family == SEQUENCE:
         return SequenceEncoder(vocab, int(spec["length"]))
-    if family == NGRAM:
+    if family in (NGRAM, NGRAM_SEQUENCE):
         for field, expected in (("order", NgramEncoder.order), ("hash", NGRAM_HASH)):
             if spec.get(field) != expected:
                 raise ValueError(f"features field {field!r} is {spec.get(field)!r}; this runtime's "
@@ -493,7 +571,13 @@ def encoder_from_spec(spec: dict, vocab: Vocabulary) -> Encoder:
         buckets = spec.get("buckets")
         if not isinstance(buckets, int) or isinstance(buckets, bool) or buckets < 1:
             raise ValueError(f"features field 'buckets' must be a positive integer, not {buckets!r}")
-        encoder = NgramEncoder(vocab, buckets)
+        if family == NGRAM_SEQUENCE:
+            length = spec.get("length")
+            if not isinstance(length, int) or isinstance(length, bool) or not 1 <= length <= MAX_LENGTH:
+                raise ValueError(f"features field 'length' must be an integer from 1 to {MAX_LENGTH}, not {length!r}")
+            encoder = NgramSequenceEncoder(vocab, buckets, length)
+        else:
+            encoder = NgramEncoder(vocab, buckets)
         if spec.get("rows") != encoder.table_rows:
             raise ValueError(f"features field 'rows' is {spec.get('rows')!r}, but {len(vocab)} words and "
                              f"{buckets} buckets make {encoder.table_rows}")

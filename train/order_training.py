@@ -1,0 +1,141 @@
+"""Training the order-aware model (the ``ngram-sequence`` family, ``train.order_model``).
+
+Three steps, each chosen on the validation split only:
+
+1. the n-gram part: the n-gram family's model on the rows' n-gram columns, early-stopped;
+2. word vectors learned from raw text (``train.word_vectors``): the training texts and, when
+   the aclImdb archive is at hand (``train.data.local_archive``), its 75,000 training and
+   unlabelled reviews (never its test split) - a few thousand sentences alone give poor
+   vectors; then the convolution branch on the rows' sequence columns, its embedding
+   starting from those vectors, early-stopped;
+3. the branch's weight ``w`` in ``z = z_ngram + w * z_branch``: the best validation accuracy
+   over a grid (0 gives the n-gram model alone).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+
+import numpy as np
+
+from runtime.encoding.features import NgramSequenceEncoder
+from train import order_model, word_vectors
+from train.recipes import Recipe, build_model
+
+MAX_VECTOR_REVIEWS = 75_000  # the archive's training + unlabelled reviews
+
+
+def vector_token_ids(encoder: NgramSequenceEncoder, texts: list[str], archive, record: dict) -> Iterator[np.ndarray]:
+    """Each text's token ids, then each archive review's (training and unlabelled only)."""
+    from train.corpus import all_review_texts
+
+    for text in texts:
+        yield encoder.ids_of(text)
+    record["texts"] = len(texts)
+    if archive is None:
+        return
+    n = 0
+    for n, text in enumerate(all_review_texts(archive, training_only=True), 1):
+        yield encoder.ids_of(text)
+        if n >= MAX_VECTOR_REVIEWS:
+            break
+    record["archive_reviews"] = n
+
+
+def fit(x: np.ndarray, y: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray, texts: list[str],
+        encoder: NgramSequenceEncoder, recipe: Recipe, labels: int, seed: int, verbose: int = 0):
+    """Train both parts and choose the branch's weight.
+
+    Args:
+        x: every training example's ``NgramSequenceEncoder`` row, padded with 0.
+        y: the labels (float 0/1 for two labels, label indexes otherwise).
+        train_idx: the examples trained on.
+        val_idx: the validation examples.
+        texts: every training example's text (for the word vectors: validation's included,
+            as its labels play no part in them).
+        encoder: the encoder.
+        recipe: an ngram-sequence recipe.
+        labels: the number of labels.
+        seed: the seed.
+        verbose: Keras' verbosity.
+
+    Returns:
+        ``(model, history, val_probs, record)``: the combined Keras model, the branch's
+        per-epoch history, the combined model's validation probabilities and what was chosen.
+    """
+    import keras
+
+    from train.data import local_archive
+
+    started = time.monotonic()
+    length = encoder.length
+    tokens, grams = encoder.parts(x)
+    stop = lambda: keras.callbacks.EarlyStopping(monitor=recipe.monitor, patience=recipe.patience,  # noqa: E731
+                                                 restore_best_weights=True)
+    from train.ngram_model import bag_of, log_count_ratios, one_vs_rest_ratios
+
+    ngram = build_model(recipe, encoder.table_rows, len(encoder.vocab), labels=labels)
+    ratios = (log_count_ratios(grams[train_idx], y[train_idx], encoder.table_rows) if labels == 2
+              else one_vs_rest_ratios(grams[train_idx], y[train_idx], encoder.table_rows, labels))
+    bag_of(ngram).ratios.assign(ratios)
+    ngram_history = ngram.fit(grams[train_idx], y[train_idx], validation_data=(grams[val_idx], y[val_idx]),
+                              epochs=recipe.max_epochs, batch_size=recipe.batch_size, callbacks=[stop()],
+                              shuffle=True, verbose=verbose)
+    ngram_seconds = time.monotonic() - started
+
+    t0 = time.monotonic()
+    archive = local_archive()
+    vectors_record: dict = {"archive": str(archive) if archive else None, "dim": recipe.embedding_dim, "window": 5,
+                            "method": "PPMI + SVD"}
+    if archive is None:
+        print("note: no aclImdb archive at hand ($IMDB_DATA or the download cache): word vectors learn from "
+              "the training texts alone", file=sys.stderr)
+    vectors = word_vectors.learn(vector_token_ids(encoder, texts, archive, vectors_record), len(encoder.vocab),
+                                 recipe.embedding_dim, seed=seed)
+    vectors_record["seconds"] = round(time.monotonic() - t0, 1)
+
+    t0 = time.monotonic()
+    classes = 1 if labels == 2 else labels
+    branch = order_model.branch(length, len(encoder.vocab), vectors, recipe.hidden[0], recipe.widths, classes,
+                                recipe.branch_dropout)
+    squash = "sigmoid" if classes == 1 else "softmax"
+    trainable = keras.Model(branch.input, keras.layers.Activation(squash)(branch.output))
+    trainable.compile(optimizer=keras.optimizers.Adam(learning_rate=recipe.branch_learning_rate),
+                      loss="binary_crossentropy" if labels == 2 else "sparse_categorical_crossentropy",
+                      metrics=["accuracy"] if labels == 2 else
+                      [keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    batch = max(recipe.branch_batch_size, len(train_idx) // 500)
+    history = trainable.fit(tokens[train_idx], y[train_idx], validation_data=(tokens[val_idx], y[val_idx]),
+                            epochs=recipe.branch_max_epochs, batch_size=batch, callbacks=[stop()], shuffle=True,
+                            verbose=verbose)
+    branch_seconds = time.monotonic() - t0
+
+    ngram_logits = keras.Model(ngram.input, bag_of(ngram).output)
+    z_ngram = ngram_logits.predict(grams[val_idx], batch_size=1024, verbose=0)
+    z_branch = branch.predict(tokens[val_idx], batch_size=1024, verbose=0)
+    if classes == 1:
+        z_ngram, z_branch = z_ngram.reshape(-1), z_branch.reshape(-1)
+    y_val = np.asarray(y[val_idx]).astype(np.int64)
+    weight, accuracy = order_model.best_weight(z_ngram, z_branch, y_val)
+    alone = {name: order_model.best_weight(z, z, y_val, grid=(0.0,))[1]
+             for name, z in (("ngram", z_ngram), ("branch", z_branch))}
+    model = order_model.combine(ngram, order_model.clean_branch(branch, length, recipe.widths, weight), length,
+                                recipe.name.replace("-", "_"))
+    model.compile(loss=trainable.loss, metrics=["accuracy"] if labels == 2 else
+                  [keras.metrics.SparseCategoricalAccuracy(name="accuracy")])  # for evaluate(); never fitted
+    val_probs = model.predict(x[val_idx], batch_size=1024, verbose=0)
+    val_probs = val_probs.reshape(-1) if classes == 1 else val_probs
+    record = {
+        "branch_weight": weight,
+        "validation_accuracy": {"combined": accuracy, "ngram": alone["ngram"], "branch": alone["branch"]},
+        "ngram_epochs": len(ngram_history.history["loss"]),
+        "branch_epochs": len(history.history["loss"]),
+        "branch_batch_size": batch,
+        "word_vectors": vectors_record,
+        "seconds": {"ngram": round(ngram_seconds, 1), "word_vectors": vectors_record["seconds"],
+                    "branch": round(branch_seconds, 1)},
+    }
+    hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    return model, hist, val_probs, record
