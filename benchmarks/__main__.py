@@ -202,11 +202,15 @@ def main(argv: list[str] | None = None) -> int:
         result["peers"] = peer_models.measure(train.texts, np.asarray(train.labels),
                                               np.array([i in held for i in train.ids]), acc_texts, labels,
                                               lat_texts, s.repeats, fitted_peers)
-    with tempfile.TemporaryDirectory() as work:
-        result["volume"] = volume.measure(all_review_texts(data.resolve(args.data)), bundle, model_dir, Path(work),
-                                          s.volume_reviews, s.keras_volume_reviews, fitted_peers,
-                                          args.volume_copies or s.volume_copies, judged=not args.quick,
-                                          one_copy_figures=not args.quick)
+    try:
+        with tempfile.TemporaryDirectory() as work:
+            result["volume"] = volume.measure(all_review_texts(data.resolve(args.data)), bundle, model_dir,
+                                              Path(work), s.volume_reviews, s.keras_volume_reviews, fitted_peers,
+                                              args.volume_copies or s.volume_copies, judged=not args.quick,
+                                              one_copy_figures=not args.quick)
+    except volume.ClusterError as e:  # an outside tool failed: nothing was written to --out
+        print(f"error: {e}", file=sys.stderr)
+        return exitcodes.INTERNAL
     with staging_dir(args.out) as stage:
         median_review = sorted(lat_texts, key=len)[len(lat_texts) // 2]
         review = stage / "review.txt"

@@ -219,6 +219,10 @@ def _free_port() -> int:
 _RAY_CLI = "import sys; from ray.scripts.scripts import main; sys.argv[0] = 'ray'; sys.exit(main())"
 
 
+class ClusterError(RuntimeError):
+    """The local Ray cluster of the volume measurement did not start."""
+
+
 class RayCluster:
     """A two-CPU Ray cluster started with ``ray start``, as one would start a real one, but on
     the loopback interface only, with a token of its own; ``env`` is what a client needs."""
@@ -237,12 +241,15 @@ class RayCluster:
 
     def __enter__(self) -> RayCluster:
         t0 = time.perf_counter()
-        started = self._ray("start", "--head", "--node-ip-address=127.0.0.1", f"--port={self.port}",
-                            f"--num-cpus={self.cpus}", "--include-dashboard=false", "--disable-usage-stats")
-        if started.returncode != 0:
-            raise RuntimeError(f"ray start failed: {started.stderr.strip()[-500:]}")
-        self.start_seconds = time.perf_counter() - t0
-        return self
+        for attempt in range(2):  # a loaded machine's GCS can miss its start-up deadline once
+            started = self._ray("start", "--head", "--node-ip-address=127.0.0.1", f"--port={self.port}",
+                                f"--num-cpus={self.cpus}", "--include-dashboard=false", "--disable-usage-stats")
+            if started.returncode == 0:
+                self.start_seconds = time.perf_counter() - t0
+                return self
+            self._ray("stop", "--force")
+        last = " | ".join(line.strip() for line in started.stderr.strip().splitlines()[-3:] if line.strip())
+        raise ClusterError(f"ray start failed twice for the volume measurement ({last or 'no message'})")
 
     def __exit__(self, *exc) -> None:
         self._ray("stop", "--force")

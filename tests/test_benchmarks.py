@@ -278,3 +278,23 @@ def test_repeat_file_writes_the_content_that_many_times_in_pieces(tmp_path):
     assert path.read_bytes() == once * 3
     repeat_file(path, 1)
     assert path.read_bytes() == once * 3
+
+
+def test_a_ray_cluster_that_does_not_start_is_tried_twice_then_one_line(monkeypatch):
+    import subprocess
+
+    from benchmarks import volume
+
+    calls = []
+
+    def fake_ray(self, *args):
+        calls.append(args[0])
+        return subprocess.CompletedProcess(args, 1, "", "starting\nGCS did not come up\nbye\n")
+
+    monkeypatch.setattr(volume.RayCluster, "_ray", fake_ray)
+    with pytest.raises(volume.ClusterError) as caught:
+        with volume.RayCluster():
+            pass
+    assert calls == ["start", "stop", "start", "stop"]
+    message = str(caught.value)
+    assert "\n" not in message and "GCS did not come up" in message and "twice" in message

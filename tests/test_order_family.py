@@ -242,3 +242,18 @@ def test_a_format_6_manifest_cannot_claim_the_order_aware_family(bundle, tmp_pat
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(runtime.Error, match="ngram-sequence in a format version 6"):
         runtime.load(copy)
+
+
+def test_an_unreadable_archive_costs_the_vectors_its_reviews_not_the_run(tmp_path):
+    rng = np.random.default_rng(13)
+    _write(tmp_path / "train.csv", _rows(rng, 300))
+    broken = tmp_path / "aclImdb_v1.tar.gz"
+    broken.write_text("not an archive\n")
+    env = {**os.environ, "IMDB_DATA": str(broken)}
+    done = subprocess.run([sys.executable, "-m", "train", "--data", str(tmp_path / "train.csv"), "--out",
+                           str(tmp_path / "m"), "--max-epochs", "2", "--quiet"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"{broken}: not a .tar.gz archive: word vectors learn from the training texts alone" in done.stderr
+    vectors = json.loads((tmp_path / "m" / "metrics.json").read_text())["order_aware"]["word_vectors"]
+    assert vectors["archive"] is None and "not a .tar.gz" in vectors["archive_error"]

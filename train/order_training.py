@@ -20,6 +20,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from runtime.checks.reviews import CorpusError
 from runtime.encoding.features import NgramSequenceEncoder
 from train import order_model, word_vectors
 from train.recipes import Recipe, build_model
@@ -92,8 +93,14 @@ def fit(x: np.ndarray, y: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray
     if archive is None:
         print("note: no aclImdb archive at hand ($IMDB_DATA or the download cache): word vectors learn from "
               "the training texts alone", file=sys.stderr)
-    vectors = word_vectors.learn(vector_token_ids(encoder, texts, archive, vectors_record), len(encoder.vocab),
-                                 recipe.embedding_dim, seed=seed)
+    try:
+        vectors = word_vectors.learn(vector_token_ids(encoder, texts, archive, vectors_record), len(encoder.vocab),
+                                     recipe.embedding_dim, seed=seed)
+    except CorpusError as e:  # an archive that cannot be read costs the vectors its reviews, not the run
+        print(f"note: {e}: word vectors learn from the training texts alone", file=sys.stderr)
+        vectors_record.update(archive=None, archive_error=str(e))
+        vectors = word_vectors.learn(vector_token_ids(encoder, texts, None, vectors_record), len(encoder.vocab),
+                                     recipe.embedding_dim, seed=seed)
     vectors_record["seconds"] = round(time.monotonic() - t0, 1)
 
     t0 = time.monotonic()
