@@ -234,28 +234,31 @@ def order_function(model, batch: int | None = None, logit: bool = False):
 
     The same arithmetic as the Keras model, from its weights as constants: the n-gram part as
     ``ngram_function`` (table ``WORD_TABLE``, bias ``WORD_BIAS``) on the columns after
-    ``length``; the branch on the first ``length`` columns: a gather from ``TOKEN_TABLE``, per
+    ``length``; each branch on the first ``length`` columns: a gather from its token table, per
     window width a zero pad on the right, a convolution and a ReLU, the max and the mean over
     the windows that start on a token (the mask and the reciprocal of the token count are
     gathered from small tables, which every int8 converter quantizes like any weight), and
-    the dense head. ``logit``: no final sigmoid or softmax.
+    its dense head (already weighted); the branches' logits are added to the n-gram part's
+    in order, as the Keras model's ``Add`` does. ``logit``: no final sigmoid or softmax.
     """
     import tensorflow as tf
 
     from train.order_model import CONV_LAYER, HEAD_LAYER, TOKEN_TABLE, parts_of
 
-    bag, branch = parts_of(model)
+    bag, branches = parts_of(model)
     table, bias = bag.table()
     if table.ndim == 1:
         table = table.reshape(-1, 1)
         bias = np.array([bias], np.float32)
     table[: len(RESERVED)] = 0.0
-    length = int(branch.inputs[0].shape[1])
-    tokens_table = np.asarray(branch.get_layer(TOKEN_TABLE).get_weights()[0], np.float32)
-    convs = [(layer.kernel_size[0], *(np.asarray(w, np.float32) for w in layer.get_weights()))
-             for layer in branch.layers if layer.name.startswith(CONV_LAYER)]
-    head_kernel, head_bias = (np.asarray(w, np.float32) for w in branch.get_layer(HEAD_LAYER).get_weights())
-    mask_table = np.ones((tokens_table.shape[0], 1), np.float32)
+    length = int(branches[0].inputs[0].shape[1])
+    parts = []  # per branch: its token table, its convolutions (width, kernel, bias), its head
+    for branch in branches:
+        convs = [(layer.kernel_size[0], *(np.asarray(w, np.float32) for w in layer.get_weights()))
+                 for layer in branch.layers if layer.name.startswith(CONV_LAYER)]
+        head = [np.asarray(w, np.float32) for w in branch.get_layer(HEAD_LAYER).get_weights()]
+        parts.append((np.asarray(branch.get_layer(TOKEN_TABLE).get_weights()[0], np.float32), convs, head))
+    mask_table = np.ones((parts[0][0].shape[0], 1), np.float32)
     mask_table[0] = 0.0  # padding
     reciprocal = (1.0 / np.maximum(np.arange(length + 1), 1)).astype(np.float32).reshape(-1, 1)
     squash = tf.sigmoid if table.shape[1] == 1 else tf.nn.softmax
@@ -265,17 +268,18 @@ def order_function(model, batch: int | None = None, logit: bool = False):
         tokens, grams = ids[:, :length], ids[:, length:]
         z = tf.reduce_sum(tf.gather(tf.constant(table, name=WORD_TABLE), grams), axis=1) \
             + tf.constant(bias, name=WORD_BIAS)
-        x = tf.gather(tf.constant(tokens_table, name=TOKEN_TABLE), tokens)
         mask = tf.gather(tf.constant(mask_table, name="token_mask"), tokens)
         count = tf.reduce_sum(tf.cast(tf.not_equal(tokens, 0), tf.int32), axis=1)
         scale = tf.gather(tf.constant(reciprocal, name="reciprocal_count"), count)
-        pooled = []
-        for width, kernel, conv_bias in convs:
-            padded = tf.pad(x, [[0, 0], [0, width - 1], [0, 0]]) if width > 1 else x
-            a = tf.nn.relu(tf.nn.conv1d(padded, tf.constant(kernel), 1, "VALID") + tf.constant(conv_bias)) * mask
-            pooled += [tf.reduce_max(a, axis=1), tf.reduce_sum(a, axis=1) * scale]
-        h = tf.concat(pooled, axis=1)
-        z = z + tf.matmul(h, tf.constant(head_kernel)) + tf.constant(head_bias)
+        for i, (tokens_table, convs, (head_kernel, head_bias)) in enumerate(parts):
+            x = tf.gather(tf.constant(tokens_table, name=f"{TOKEN_TABLE}_{i}"), tokens)
+            pooled = []
+            for width, kernel, conv_bias in convs:
+                padded = tf.pad(x, [[0, 0], [0, width - 1], [0, 0]]) if width > 1 else x
+                a = tf.nn.relu(tf.nn.conv1d(padded, tf.constant(kernel), 1, "VALID") + tf.constant(conv_bias)) * mask
+                pooled += [tf.reduce_max(a, axis=1), tf.reduce_sum(a, axis=1) * scale]
+            h = tf.concat(pooled, axis=1)
+            z = z + (tf.matmul(h, tf.constant(head_kernel)) + tf.constant(head_bias))
         return z if logit else squash(z)
 
     return serve

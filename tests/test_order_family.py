@@ -112,11 +112,14 @@ def test_combined_model_is_the_ngram_logit_plus_the_weighted_branch():
         bag = ngram_model.bag_of(ngram)
         bag.ratios.assign(rng.normal(size=bag.ratios.shape).astype(np.float32))
         bag.kernel.assign(rng.normal(size=bag.kernel.shape).astype(np.float32))
-        branch = order_model.branch(10, len(vocab), rng.normal(size=(len(vocab), 8)).astype(np.float32), 5, (2, 3),
-                                    classes, 0.5)
-        model = order_model.combine(ngram, order_model.clean_branch(branch, 10, (2, 3), 0.75), 10, "m")
+        branches = [order_model.branch(10, len(vocab), rng.normal(size=(len(vocab), 8)).astype(np.float32), 5,
+                                       (2, 3), classes, 0.5) for _ in range(2)]
+        cleaned = [order_model.clean_branch(b, 10, (2, 3), 0.75 / 2, name=f"{order_model.BRANCH_LAYER}_{i}")
+                   for i, b in enumerate(branches)]
+        model = order_model.combine(ngram, cleaned, 10, "m")
+        assert len(order_model.parts_of(model)[1]) == 2
         z_ngram = np.asarray(keras.Model(ngram.input, bag.output)(grams))
-        z_branch = np.asarray(branch(tokens, training=False))
+        z_branch = np.mean([np.asarray(b(tokens, training=False)) for b in branches], axis=0)
         expected = z_ngram + 0.75 * z_branch
         got = np.asarray(model(x))
         if classes == 1:
@@ -190,6 +193,7 @@ def test_own_data_trains_the_order_aware_model_by_default(bundle):
     assert config["recipe"]["name"] == "ngram-cnn" and config["features"]["family"] == NGRAM_SEQUENCE
     order = metrics["order_aware"]
     assert order["word_vectors"]["archive"] is None and order["word_vectors"]["texts"] > 0
+    assert 1 <= order["branches"] <= 3 and len(order["branch_epochs"]) == order["branches"]
     accuracy = order["validation_accuracy"]
     assert accuracy["combined"] >= max(accuracy["ngram"], accuracy["branch"]) - 1e-9  # w = 0 or 1 is on the grid
     assert metrics["best_val_accuracy"] == accuracy["combined"]

@@ -11,9 +11,11 @@ vectors sees every window of ``width`` tokens wherever it sits, and words with s
   Each window of a text's last tokens reaches past its end into zero vectors (``same``
   padding on the right only), so a text shorter than the width still has a window.
 * ``combine``: one Keras model over the ``NgramSequenceEncoder`` row: ``z = z_ngram + w * z_branch``
-  then the sigmoid (two labels) or softmax (N). The two parts are trained apart (each with its
-  own early stopping on validation) and ``w`` is chosen on validation; it is folded into the
-  branch's dense layer, so the model computes exactly ``z_ngram + w * z_branch``.
+  then the sigmoid (two labels) or softmax (N), where ``z_branch`` is the mean of ``S`` branches
+  trained from different seeds (an average of a few small convolutions is steadier than one).
+  The parts are trained apart (each with its own early stopping on validation) and ``w`` is
+  chosen on validation; ``w / S`` is folded into each branch's dense layer, so the model
+  computes exactly ``z_ngram + w * mean(z_branch)``.
 
 Export reads the weights back by layer name (``TOKEN_TABLE``, ``CONV_LAYER`` + width, ``HEAD_LAYER``)
 and writes the same arithmetic as TFLite and ONNX ops (``export.convert.order_function``).
@@ -108,24 +110,26 @@ def branch(length: int, vocab_size: int, vectors: np.ndarray | None, filters: in
     return keras.Model(ids, logits, name=name)
 
 
-def clean_branch(trained: keras.Model, length: int, widths: tuple[int, ...], weight: float) -> keras.Model:
+def clean_branch(trained: keras.Model, length: int, widths: tuple[int, ...], weight: float,
+                 name: str = BRANCH_LAYER) -> keras.Model:
     """``trained`` without dropout and with its head scaled by ``weight``: ``weight * z_branch``."""
     table = trained.get_layer(TOKEN_TABLE).get_weights()[0]
     head_kernel, head_bias = trained.get_layer(HEAD_LAYER).get_weights()
     filters = trained.get_layer(f"{CONV_LAYER}{widths[0]}").filters
-    clean = branch(length, table.shape[0], table, filters, widths, head_kernel.shape[1], 0.0)
+    clean = branch(length, table.shape[0], table, filters, widths, head_kernel.shape[1], 0.0, name=name)
     for width in widths:
         clean.get_layer(f"{CONV_LAYER}{width}").set_weights(trained.get_layer(f"{CONV_LAYER}{width}").get_weights())
     clean.get_layer(HEAD_LAYER).set_weights([head_kernel * np.float32(weight), head_bias * np.float32(weight)])
     return clean
 
 
-def combine(ngram: keras.Model, order: keras.Model, length: int, name: str) -> keras.Model:
-    """One model over the ``NgramSequenceEncoder`` row: ``squash(z_ngram + z_order)``.
+def combine(ngram: keras.Model, branches: list[keras.Model], length: int, name: str) -> keras.Model:
+    """One model over the ``NgramSequenceEncoder`` row: ``squash(z_ngram + sum of z_branch)``.
 
     Args:
         ngram: the trained n-gram model (``train.ngram_model.build``), its bag is reused.
-        order: the branch as ``clean_branch`` made it (no dropout, head already weighted).
+        branches: the branches as ``clean_branch`` made them (no dropout, heads already
+            weighted), each named ``BRANCH_LAYER`` + ``_`` + its index.
         length: the sequence columns at the front of the row.
         name: the model's name.
 
@@ -137,7 +141,7 @@ def combine(ngram: keras.Model, order: keras.Model, length: int, name: str) -> k
     tokens = ColumnSlice(0, length, name="sequence_columns")(ids)
     grams = ColumnSlice(length, None, name="ngram_columns")(ids)
     clean_bag = NgramBag(bag.rows, dropout=0.0, l2=0.0, classes=bag.classes, name=NGRAM_LAYER)
-    z = keras.layers.Add(name="logits")([clean_bag(grams), order(tokens)])
+    z = keras.layers.Add(name="logits")([clean_bag(grams), *(b(tokens) for b in branches)])
     squash = "sigmoid" if bag.classes == 1 else "softmax"
     out = keras.layers.Activation(squash, name=OUTPUT_LAYER)(z)
     model = keras.Model(ids, out, name=name)
@@ -145,9 +149,10 @@ def combine(ngram: keras.Model, order: keras.Model, length: int, name: str) -> k
     return model
 
 
-def parts_of(model: keras.Model) -> tuple[NgramBag, keras.Model]:
-    """The combined model's n-gram bag and branch."""
-    return model.get_layer(NGRAM_LAYER), model.get_layer(BRANCH_LAYER)
+def parts_of(model: keras.Model) -> tuple[NgramBag, list[keras.Model]]:
+    """The combined model's n-gram bag and branches."""
+    branches = [layer for layer in model.layers if layer.name.startswith(BRANCH_LAYER)]
+    return model.get_layer(NGRAM_LAYER), branches
 
 
 def best_weight(z_ngram: np.ndarray, z_order: np.ndarray, y: np.ndarray,

@@ -8,8 +8,9 @@ Three steps, each chosen on the validation split only:
    unlabelled reviews (never its test split) - a few thousand sentences alone give poor
    vectors; then the convolution branch on the rows' sequence columns, its embedding
    starting from those vectors, early-stopped;
-3. the branch's weight ``w`` in ``z = z_ngram + w * z_branch``: the best validation accuracy
-   over a grid (0 gives the n-gram model alone).
+3. up to ``recipe.branch_seeds`` branches from different seeds, while the time budget allows
+   (their logits are averaged), then the weight ``w`` in ``z = z_ngram + w * mean(z_branch)``:
+   the best validation accuracy over a grid (0 gives the n-gram model alone).
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def vector_token_ids(encoder: NgramSequenceEncoder, texts: list[str], archive, r
 
 
 def fit(x: np.ndarray, y: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray, texts: list[str],
-        encoder: NgramSequenceEncoder, recipe: Recipe, labels: int, seed: int, verbose: int = 0):
+        encoder: NgramSequenceEncoder, recipe: Recipe, labels: int, seed: int, verbose: int = 0,
+        budget: float = 60.0):
     """Train both parts and choose the branch's weight.
 
     Args:
@@ -59,11 +61,13 @@ def fit(x: np.ndarray, y: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray
         encoder: the encoder.
         recipe: an ngram-sequence recipe.
         labels: the number of labels.
-        seed: the seed.
+        seed: the seed (branch ``i`` starts from ``seed + i``).
         verbose: Keras' verbosity.
+        budget: seconds for the branches: one always, up to ``recipe.branch_seeds`` while
+            the time spent plus the slowest so far fits.
 
     Returns:
-        ``(model, history, val_probs, record)``: the combined Keras model, the branch's
+        ``(model, history, val_probs, record)``: the combined Keras model, the first branch's
         per-epoch history, the combined model's validation probabilities and what was chosen.
     """
     import keras
@@ -105,44 +109,59 @@ def fit(x: np.ndarray, y: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray
 
     t0 = time.monotonic()
     classes = 1 if labels == 2 else labels
-    branch = order_model.branch(length, len(encoder.vocab), vectors, recipe.hidden[0], recipe.widths, classes,
-                                recipe.branch_dropout)
     squash = "sigmoid" if classes == 1 else "softmax"
-    trainable = keras.Model(branch.input, keras.layers.Activation(squash)(branch.output))
-    trainable.compile(optimizer=keras.optimizers.Adam(learning_rate=recipe.branch_learning_rate),
-                      loss="binary_crossentropy" if labels == 2 else "sparse_categorical_crossentropy",
-                      metrics=["accuracy"] if labels == 2 else
-                      [keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
     batch = max(recipe.branch_batch_size, len(train_idx) // 500)
-    history = trainable.fit(tokens[train_idx], y[train_idx], validation_data=(tokens[val_idx], y[val_idx]),
-                            epochs=recipe.branch_max_epochs, batch_size=batch, callbacks=[stop()], shuffle=True,
-                            verbose=verbose)
+    branches, histories, slowest = [], [], 0.0
+    for i in range(max(1, recipe.branch_seeds)):
+        if branches and time.monotonic() - t0 + slowest > budget:
+            break  # a further seed would pass the time budget
+        started_seed = time.monotonic()
+        keras.utils.set_random_seed(seed + i)
+        branch = order_model.branch(length, len(encoder.vocab), vectors, recipe.hidden[0], recipe.widths, classes,
+                                    recipe.branch_dropout)
+        trainable = keras.Model(branch.input, keras.layers.Activation(squash)(branch.output))
+        trainable.compile(optimizer=keras.optimizers.Adam(learning_rate=recipe.branch_learning_rate),
+                          loss="binary_crossentropy" if labels == 2 else "sparse_categorical_crossentropy",
+                          metrics=["accuracy"] if labels == 2 else
+                          [keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+        history = trainable.fit(tokens[train_idx], y[train_idx], validation_data=(tokens[val_idx], y[val_idx]),
+                                epochs=recipe.branch_max_epochs, batch_size=batch, callbacks=[stop()],
+                                shuffle=True, verbose=verbose)
+        branches.append(branch)
+        histories.append(history)
+        slowest = max(slowest, time.monotonic() - started_seed)
     branch_seconds = time.monotonic() - t0
 
     ngram_logits = keras.Model(ngram.input, bag_of(ngram).output)
     z_ngram = ngram_logits.predict(grams[val_idx], batch_size=1024, verbose=0)
-    z_branch = branch.predict(tokens[val_idx], batch_size=1024, verbose=0)
+    each = [b.predict(tokens[val_idx], batch_size=1024, verbose=0) for b in branches]
+    z_branch = np.mean(each, axis=0)
     if classes == 1:
         z_ngram, z_branch = z_ngram.reshape(-1), z_branch.reshape(-1)
     y_val = np.asarray(y[val_idx]).astype(np.int64)
     weight, accuracy = order_model.best_weight(z_ngram, z_branch, y_val)
     alone = {name: order_model.best_weight(z, z, y_val, grid=(0.0,))[1]
              for name, z in (("ngram", z_ngram), ("branch", z_branch))}
-    model = order_model.combine(ngram, order_model.clean_branch(branch, length, recipe.widths, weight), length,
-                                recipe.name.replace("-", "_"))
+    share = weight / len(branches)
+    cleaned = [order_model.clean_branch(b, length, recipe.widths, share, name=f"{order_model.BRANCH_LAYER}_{i}")
+               for i, b in enumerate(branches)]
+    model = order_model.combine(ngram, cleaned, length, recipe.name.replace("-", "_"))
     model.compile(loss=trainable.loss, metrics=["accuracy"] if labels == 2 else
                   [keras.metrics.SparseCategoricalAccuracy(name="accuracy")])  # for evaluate(); never fitted
     val_probs = model.predict(x[val_idx], batch_size=1024, verbose=0)
     val_probs = val_probs.reshape(-1) if classes == 1 else val_probs
     record = {
         "branch_weight": weight,
+        "branches": len(branches),
         "validation_accuracy": {"combined": accuracy, "ngram": alone["ngram"], "branch": alone["branch"]},
         "ngram_epochs": len(ngram_history.history["loss"]),
-        "branch_epochs": len(history.history["loss"]),
+        "branch_epochs": [len(h.history["loss"]) for h in histories],
         "branch_batch_size": batch,
+        "time_budget_seconds": budget,
         "word_vectors": vectors_record,
         "seconds": {"ngram": round(ngram_seconds, 1), "word_vectors": vectors_record["seconds"],
                     "branch": round(branch_seconds, 1)},
     }
+    history = histories[0]
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     return model, hist, val_probs, record

@@ -37,8 +37,10 @@ class Recipe:
     branch_batch_size: int = 0
     branch_max_epochs: int = 0
     branch_dropout: float = 0.0
+    branch_seeds: int = 0  # the most branches averaged (more while the time budget allows)
 
-    _BRANCH_FIELDS = ("widths", "branch_learning_rate", "branch_batch_size", "branch_max_epochs", "branch_dropout")
+    _BRANCH_FIELDS = ("widths", "branch_learning_rate", "branch_batch_size", "branch_max_epochs", "branch_dropout",
+                      "branch_seeds")
 
     def to_dict(self) -> dict:
         """The recipe as config.json and manifests record it; the branch's fields only for the
@@ -145,6 +147,7 @@ NGRAM_CNN = Recipe(
     branch_batch_size=32,
     branch_max_epochs=30,
     branch_dropout=0.5,
+    branch_seeds=1,
 )
 
 RECIPES = {r.name: r for r in (SEED_MLP, SEED_LSTM, NGRAM_RECIPE, NGRAM_CNN)}

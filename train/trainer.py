@@ -98,7 +98,7 @@ def keras_inputs(encoder: Encoder, texts: list[str], desc: str, chunk: int = 100
 
 
 def fit(train: Split, recipe: Recipe, seed: int, verbose: int = 2, labels: int = 2,
-        val_idx: np.ndarray | None = None, refit: bool | None = None) -> Trained:
+        val_idx: np.ndarray | None = None, refit: bool | None = None, time_budget: float | None = None) -> Trained:
     """Build the vocabulary on the training split and fit with early stopping.
 
     Args:
@@ -110,6 +110,7 @@ def fit(train: Split, recipe: Recipe, seed: int, verbose: int = 2, labels: int =
         val_idx: the validation examples' indexes in ``train``; None to hold out
             ``recipe.validation_size`` reviews (or whole movies) as ``validation_split`` does.
         refit: whether to train again on every example for the kept epochs; None: the recipe's.
+        time_budget: seconds the order-aware family may spend on its branches (None: the default).
 
     Returns:
         The trained model with its vocabulary, encoder, history and validation figures.
@@ -137,8 +138,9 @@ def fit(train: Split, recipe: Recipe, seed: int, verbose: int = 2, labels: int =
     if encoder.family == NGRAM_SEQUENCE:
         from train import order_training
 
+        budget = tuning.DEFAULT_TIME_BUDGET if time_budget is None else time_budget
         model, hist, val_probs, order = order_training.fit(x, y, train_idx, val_idx, train.texts, encoder, recipe,
-                                                           labels, seed, verbose)
+                                                           labels, seed, verbose, budget)
         return Trained(model, vocab, encoder, hist, train_idx, val_idx, held_out, val_probs, x, y, labels,
                        order=order)
     width = encoder.length if encoder.family == SEQUENCE else encoder.table_rows
@@ -315,7 +317,7 @@ def _run_user_data(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose
             print(line, file=sys.stderr)
 
     best, trials = tuning.search(lambda r: fit(train, r, seed, 0 if verbose < 2 else verbose, n_labels, val_idx,
-                                               refit=False),
+                                               refit=False, time_budget=budget),
                                  tuning.candidates(base, keep), budget, log)
     chosen, trained = trials[best]["recipe"], trials[best]["trained"]
     log(f"tuning: chose {tuning.record(trials, best, budget)['trials'][best]['setting']}")
