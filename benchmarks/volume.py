@@ -242,12 +242,21 @@ class RayCluster:
     def __enter__(self) -> RayCluster:
         t0 = time.perf_counter()
         for attempt in range(2):  # a loaded machine's GCS can miss its start-up deadline once
-            started = self._ray("start", "--head", "--node-ip-address=127.0.0.1", f"--port={self.port}",
-                                f"--num-cpus={self.cpus}", "--include-dashboard=false", "--disable-usage-stats")
+            if attempt:  # a GCS left over from the first try may still hold the port
+                self.port = _free_port()
+                self.env["RAY_ADDRESS"] = f"127.0.0.1:{self.port}"
+            try:
+                started = self._ray("start", "--head", "--node-ip-address=127.0.0.1", f"--port={self.port}",
+                                    f"--num-cpus={self.cpus}", "--include-dashboard=false", "--disable-usage-stats")
+            except subprocess.TimeoutExpired as e:
+                started = subprocess.CompletedProcess(e.cmd, -1, "", f"ray start did not finish in {e.timeout:g} s")
             if started.returncode == 0:
                 self.start_seconds = time.perf_counter() - t0
                 return self
-            self._ray("stop", "--force")
+            try:
+                self._ray("stop", "--force")
+            except subprocess.TimeoutExpired:
+                pass  # the next try starts on a new port
         last = " | ".join(line.strip() for line in started.stderr.strip().splitlines()[-3:] if line.strip())
         raise ClusterError(f"ray start failed twice for the volume measurement ({last or 'no message'})")
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.engines.base import LOGIT, ONNX, PROBABILITY, TFLITE, VOCAB_SIZE_KEY, WORD_BIAS, WORD_TABLE
+from runtime.engines.base import (LOGIT, ONNX, PROBABILITY, SEQUENCE_LENGTH_KEY, SEQUENCE_TABLE, TFLITE, VOCAB_SIZE_KEY,
+                                  WORD_BIAS, WORD_TABLE)
 from runtime.encoding.features import MULTI_HOT, NGRAM, NGRAM_SEQUENCE, SEQUENCE
 from runtime.encoding.vocab import RESERVED
 
@@ -270,7 +271,7 @@ def order_function(model, batch: int | None = None, logit: bool = False):
             + tf.constant(bias, name=WORD_BIAS)
         mask = tf.gather(tf.constant(mask_table, name="token_mask"), tokens)
         count = tf.reduce_sum(tf.cast(tf.not_equal(tokens, 0), tf.int32), axis=1)
-        scale = tf.gather(tf.constant(reciprocal, name="reciprocal_count"), count)
+        scale = tf.gather(tf.constant(reciprocal, name=SEQUENCE_TABLE), count)
         for i, (tokens_table, convs, (head_kernel, head_bias)) in enumerate(parts):
             x = tf.gather(tf.constant(tokens_table, name=f"{TOKEN_TABLE}_{i}"), tokens)
             pooled = []
@@ -319,8 +320,9 @@ def to_tflite(frozen, precision: str, calibration: np.ndarray | None, per_tensor
     return converter.convert()
 
 
-def to_onnx(serve, path: Path, vocab_size: int, output: str = PROBABILITY) -> None:
-    """A float32 ONNX model through tf2onnx, its output named ``output`` (what it is)."""
+def to_onnx(serve, path: Path, vocab_size: int, output: str = PROBABILITY, sequence_length: int | None = None) -> None:
+    """A float32 ONNX model through tf2onnx, its output named ``output`` (what it is);
+    ``sequence_length``: an order-aware model's token columns, recorded in its metadata."""
     import tf2onnx
 
     tf2onnx.convert.from_function(
@@ -329,10 +331,11 @@ def to_onnx(serve, path: Path, vocab_size: int, output: str = PROBABILITY) -> No
         opset=ONNX_OPSET,
         output_path=str(path),
     )
-    _finish_onnx(path, vocab_size, rename_output=output)
+    _finish_onnx(path, vocab_size, rename_output=output, sequence_length=sequence_length)
 
 
-def _finish_onnx(path: Path, vocab_size: int, rename_output: str | None = None) -> None:
+def _finish_onnx(path: Path, vocab_size: int, rename_output: str | None = None,
+                 sequence_length: int | None = None) -> None:
     """Name the output, and record the vocabulary size the model's ids index.
 
     ONNX Runtime does not show initializer shapes, so the runtime reads the size from the
@@ -349,6 +352,9 @@ def _finish_onnx(path: Path, vocab_size: int, rename_output: str | None = None) 
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()
     entry.key, entry.value = VOCAB_SIZE_KEY, str(vocab_size)
+    if sequence_length is not None:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = SEQUENCE_LENGTH_KEY, str(sequence_length)
     onnx.save(proto, str(path))
 
 
@@ -365,10 +371,25 @@ class _Calibration:
 
 
 def quantize_onnx(float_path: Path, out_path: Path, precision: str, calibration: np.ndarray,
-                  vocab_size: int) -> None:
-    """int8 ONNX from the float32 one (see ``_quantize_onnx``), with the vocabulary size recorded."""
+                  vocab_size: int, sequence_length: int | None = None) -> None:
+    """int8 ONNX from the float32 one (see ``_quantize_onnx``), with the vocabulary size (and an
+    order-aware model's token columns) recorded."""
     _quantize_onnx(float_path, out_path, precision, calibration)
-    _finish_onnx(out_path, vocab_size)
+    _finish_onnx(out_path, vocab_size, sequence_length=sequence_length)
+
+
+# Small tables that must stay exact: the order-aware model's token mask (0/1) and the
+# reciprocals of the token count (one 8-bit scale would move 1/100 by a fifth).
+_EXACT_TABLES = (SEQUENCE_TABLE, "token_mask")
+
+
+def _exact_nodes(path: Path) -> list[str]:
+    """The Gather nodes of ``path`` that read an ``_EXACT_TABLES`` table: never quantized."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    return [n.name for n in graph.node
+            if n.op_type == "Gather" and any(t in i for i in n.input for t in _EXACT_TABLES)]
 
 
 def _quantize_onnx(float_path: Path, out_path: Path, precision: str, calibration: np.ndarray) -> None:
@@ -379,7 +400,8 @@ def _quantize_onnx(float_path: Path, out_path: Path, precision: str, calibration
     if precision == "dynamic-int8":
         # uint8 per-channel weights: signed weights lost label agreement here (0.9875 on a
         # small model) because x86 u8*s8 kernels without VNNI can saturate; uint8 kept 0.999.
-        quantize_dynamic(str(float_path), str(out_path), weight_type=QuantType.QUInt8, per_channel=True)
+        quantize_dynamic(str(float_path), str(out_path), weight_type=QuantType.QUInt8, per_channel=True,
+                         nodes_to_exclude=_exact_nodes(float_path))
         return
     if precision != "int8":
         raise ValueError(f"unknown ONNX precision {precision!r}")
@@ -396,6 +418,7 @@ def _quantize_onnx(float_path: Path, out_path: Path, precision: str, calibration
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QUInt8,
             per_channel=True,
+            nodes_to_exclude=_exact_nodes(prepared),
         )
 
 

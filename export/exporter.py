@@ -230,6 +230,7 @@ def export_bundle(
     with staging_dir(out) as stage:
         # Sequence models' TFLite forms take a fixed batch of 1 and so run row by row.
         tflite_batch = 1 if md.family == SEQUENCE else None
+        sequence_length = encoder.length if md.family == NGRAM_SEQUENCE else None
         width = encoder.length if md.family == SEQUENCE else encoder.table_rows
         frozen: dict[tuple[bool, bool], object] = {}  # (portable, ends at the logit) -> TFLite's graph
         serve: dict[bool, object] = {}  # ends at the logit -> ONNX's function
@@ -250,12 +251,14 @@ def export_bundle(
                 if logit not in serve:
                     serve[logit] = convert.serving_function(model, md.family, width, logit=logit)
                 if spec.is_float32:
-                    convert.to_onnx(serve[logit], path, encoder.table_rows, output)
+                    convert.to_onnx(serve[logit], path, encoder.table_rows, output, sequence_length)
                 else:
                     if output not in onnx_float:
                         onnx_float[output] = stage / f".float32-{output}-for-quantization.onnx"
-                        convert.to_onnx(serve[logit], onnx_float[output], encoder.table_rows, output)
-                    convert.quantize_onnx(onnx_float[output], path, spec.precision, calibration, encoder.table_rows)
+                        convert.to_onnx(serve[logit], onnx_float[output], encoder.table_rows, output,
+                                        sequence_length)
+                    convert.quantize_onnx(onnx_float[output], path, spec.precision, calibration, encoder.table_rows,
+                                          sequence_length)
             batch_invariant = spec.batch_invariant and not (spec.format == "tflite" and tflite_batch == 1)
             backend = load_backend(path, spec.format, batch_invariant=batch_invariant, output=output)
             clf = Classifier(encoder, backend, ClassifierOptions(artifact=name), name=str(path), temperature=temperature,

@@ -29,7 +29,7 @@ from runtime.bundle.directory import Bundle, open_bundle
 from runtime.bundle.files import BundleError
 from runtime.bundle.manifest import DEFAULT_THRESHOLD, LABELS
 from runtime.explain import Explanation, explain_linear, explain_occlusion
-from runtime.encoding.features import NGRAM, Encoder, pad_word_ids
+from runtime.encoding.features import NGRAM, NGRAM_SEQUENCE, Encoder, pad_word_ids
 from runtime.options import AUTO, DEFAULT_BUNDLE, ClassifierOptions, check_band, check_threshold
 from runtime.probability import tempered, tempered_softmax
 from runtime.encoding.text import EMPTY_REVIEW, is_blank
@@ -170,6 +170,9 @@ class Classifier:
         if backend.vocab_size is not None and backend.vocab_size != encoder.table_rows:
             raise BundleError(f"{name}: the model takes {backend.vocab_size} features but the "
                               f"{encoder.family} encoder makes {encoder.table_rows}")
+        if encoder.family == NGRAM_SEQUENCE and backend.sequence_length != encoder.length:
+            raise BundleError(f"{name}: the model reads {backend.sequence_length} token columns but the "
+                              f"{encoder.family} encoder makes {encoder.length}")
         if not backend.word_ids and backend.length != encoder.length:
             raise BundleError(f"{name}: the model takes rows of {backend.length} ids but the "
                               f"{encoder.family} encoder makes {encoder.length}")

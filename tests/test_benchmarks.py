@@ -298,3 +298,26 @@ def test_a_ray_cluster_that_does_not_start_is_tried_twice_then_one_line(monkeypa
     assert calls == ["start", "stop", "start", "stop"]
     message = str(caught.value)
     assert "\n" not in message and "GCS did not come up" in message and "twice" in message
+
+
+def test_a_ray_start_that_hangs_is_retried_on_a_new_port_then_one_line(monkeypatch):
+    import subprocess
+
+    from benchmarks import volume
+
+    ports = []
+
+    def hanging(self, *args):
+        if args[0] == "start":
+            ports.append(self.port)
+            raise subprocess.TimeoutExpired(["ray", *args], 300)
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    free = iter(range(5001, 5010))
+    monkeypatch.setattr(volume, "_free_port", lambda: next(free))
+    monkeypatch.setattr(volume.RayCluster, "_ray", hanging)
+    cluster = volume.RayCluster()
+    with pytest.raises(volume.ClusterError, match="did not finish in 300 s"):
+        with cluster:
+            pass
+    assert ports == [5001, 5002] and cluster.env["RAY_ADDRESS"] == "127.0.0.1:5002"

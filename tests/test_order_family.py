@@ -261,3 +261,31 @@ def test_an_unreadable_archive_costs_the_vectors_its_reviews_not_the_run(tmp_pat
     assert f"{broken}: not a .tar.gz archive: word vectors learn from the training texts alone" in done.stderr
     vectors = json.loads((tmp_path / "m" / "metrics.json").read_text())["order_aware"]["word_vectors"]
     assert vectors["archive"] is None and "not a .tar.gz" in vectors["archive_error"]
+
+
+def test_the_runtime_refuses_a_spec_whose_length_the_artifact_does_not_read(bundle, tmp_path):
+    import shutil
+
+    import runtime
+
+    _, _, out = bundle
+    copy = tmp_path / "b"
+    shutil.copytree(out, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["input"]["features"]["length"] += 1
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    for artifact in ("tflite-int8", "onnx-int8", "onnx-dynamic-int8"):
+        with pytest.raises(runtime.Error, match="token columns"):
+            runtime.load(copy, artifact=artifact)
+
+
+def test_the_int8_onnx_forms_keep_the_mask_and_the_count_reciprocals_exact(bundle):
+    import onnx
+
+    _, _, out = bundle
+    for name in ("model_dynamic_int8.onnx", "model_int8.onnx"):
+        graph = onnx.load(str(out / name)).graph
+        tables = {i.name: i for i in graph.initializer if "reciprocal_count" in i.name or "token_mask" in i.name}
+        assert tables and all(t.data_type == onnx.TensorProto.FLOAT for t in tables.values()), name
+        reciprocal = next(onnx.numpy_helper.to_array(t) for n, t in tables.items() if "reciprocal_count" in n)
+        assert np.allclose(reciprocal.ravel()[1:], 1.0 / np.arange(1, len(reciprocal)), rtol=1e-7), name

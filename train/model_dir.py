@@ -152,6 +152,14 @@ class ModelDir:
         if rows != self.encoder.table_rows:
             raise ModelDirError(f"{self.path / CONFIG_FILE}: the features make {self.encoder.table_rows} ids "
                                 f"but the model's table has {rows} rows")
+        if self.family == NGRAM_SEQUENCE:
+            from train.order_model import parts_of
+
+            widths = {int(b.inputs[0].shape[1]) for b in parts_of(model)[1]}
+            if widths != {self.encoder.length}:
+                raise ModelDirError(f"{self.model_file}: an ngram-sequence model needs convolution branches over "
+                                    f"{self.encoder.length} token columns; it has "
+                                    f"{', '.join(map(str, sorted(widths))) or 'none'}")
         return model
 
     def inference_model(self):

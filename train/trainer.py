@@ -321,7 +321,7 @@ def _run_user_data(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose
                                  tuning.candidates(base, keep), budget, log)
     chosen, trained = trials[best]["recipe"], trials[best]["trained"]
     log(f"tuning: chose {tuning.record(trials, best, budget)['trials'][best]['setting']}")
-    if chosen.refit:
+    if chosen.refit and chosen.family != NGRAM_SEQUENCE:  # refit_all trains one n-gram model
         refit_all(trained, chosen, seed, 0 if verbose < 2 else verbose)
     seconds = time.monotonic() - started
 

@@ -124,6 +124,8 @@ def search(fit_trial, recipes: list[Recipe], budget: float, log) -> tuple[int, l
         seconds = time.monotonic() - t0
         slowest = max(slowest, seconds)
         key = score(trained.history, recipe.monitor)
+        if getattr(trained, "order", None):  # the order-aware model: the combined model's accuracy
+            key = (-trained.order["validation_accuracy"]["combined"], key[1])
         trials.append({"recipe": recipe, "trained": trained, "seconds": seconds, "key": key,
                        "validation_accuracy": -key[0], "validation_loss": key[1]})
         log(f"tuning: {_describe(recipe)}: validation accuracy {-key[0]:.4f}, loss {key[1]:.4f} ({seconds:.1f} s)")

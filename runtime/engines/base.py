@@ -31,6 +31,10 @@ PROBABILITY, LOGIT = "probability", "logit"  # what an artifact's output is (the
 # How every artifact records the vocabulary size its word ids index, set at export: an
 # ONNX metadata entry, and in TFLite the name of the word table's tensor (its rows).
 VOCAB_SIZE_KEY = "imdb_edge.vocab_size"
+# The order-aware family: the token columns at the front of a row. ONNX artifacts record it in
+# their metadata; TFLite ones hold it as the rows of the 1/count table, less one.
+SEQUENCE_LENGTH_KEY = "imdb_edge.sequence_length"
+SEQUENCE_TABLE = "reciprocal_count"
 WORD_TABLE = "word_table"
 WORD_BIAS = "word_bias"  # a linear model's bias, named so that explanations can read it
 MIN_WIDTH = 16  # the narrowest padded width a review's word ids are written into
@@ -118,6 +122,7 @@ class Backend:
     word_ids: bool
     vocab_size: int | None  # rows the word ids index (word-id models)
     length: int | None  # the fixed row length (sequence models)
+    sequence_length: int | None = None  # token columns before the n-gram ids (the ngram-sequence family)
 
     def run_one(self, row: np.ndarray) -> float | np.ndarray:
         """P(positive) for one review's model input (1-D int32): the hot path. An N-label

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.engines.base import VOCAB_SIZE_KEY, WORD_BIAS, WORD_TABLE, Backend, EngineError, engine_threads
+from runtime.engines.base import (SEQUENCE_LENGTH_KEY, VOCAB_SIZE_KEY, WORD_BIAS, WORD_TABLE, Backend, EngineError,
+                                  engine_threads)
 from runtime.probability import sigmoid32, softmax32
 
 
@@ -41,6 +42,8 @@ class OnnxBackend(Backend):
             raise EngineError(f"{path}: the model does not record {VOCAB_SIZE_KEY!r} (exported by an older "
                               f"version of this project?); export it again")
         self.vocab_size = int(size)
+        length = self._session.get_modelmeta().custom_metadata_map.get(SEQUENCE_LENGTH_KEY)
+        self.sequence_length = int(length) if length is not None and length.isdigit() else None
         self.length = None if self.word_ids else int(inp.shape[-1])
         shape = self._session.get_outputs()[0].shape
         last = shape[-1] if len(shape) == 2 else 1

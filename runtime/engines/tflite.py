@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.engines.base import (ENGINES, MIN_WIDTH, WORD_BIAS, WORD_TABLE, Backend, EngineError, engine_threads,
+from runtime.engines.base import (ENGINES, MIN_WIDTH, SEQUENCE_TABLE, WORD_BIAS, WORD_TABLE, Backend, EngineError, engine_threads,
                                   engine_version)
 from runtime.probability import sigmoid32, softmax32
 from runtime.engines.stderr import _first_interpreter_quietly
@@ -87,6 +87,7 @@ class TFLiteBackend(Backend):
         signature = tuple(inp.get("shape_signature", inp["shape"]))
         self.word_ids = np.dtype(inp["dtype"]) == np.int32 and signature[-1] == -1
         self.vocab_size = _table_rows(interp, self._path) if self.word_ids else None
+        self.sequence_length = _sequence_length(interp) if self.word_ids else None
         self.length = None if self.word_ids else int(inp["shape"][-1])
         shape = list(out["shape"])
         self.classes = int(shape[-1]) if len(shape) == 2 and shape[-1] > 1 else 1  # (batch, N): N labels
@@ -174,6 +175,14 @@ def _tflite_constants(interp) -> dict:
             found[tensor["name"]] = (interp.get_tensor(tensor["index"]), q["scales"] if quantized else None,
                                      q["zero_points"] if quantized else None, int(q["quantized_dimension"]))
     return found
+
+
+def _sequence_length(interp) -> int | None:
+    """The token columns an order-aware model reads: the rows of its ``SEQUENCE_TABLE``, less one."""
+    for tensor in interp.get_tensor_details():
+        if tensor["name"] == SEQUENCE_TABLE:
+            return int(tensor["shape"][0]) - 1
+    return None
 
 
 def _table_rows(interp, path: str) -> int:
