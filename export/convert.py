@@ -238,7 +238,8 @@ def order_function(model, batch: int | None = None, logit: bool = False):
     ``length``; each branch on the first ``length`` columns: a gather from its token table, per
     window width a zero pad on the right, a convolution and a ReLU, the max and the mean over
     the windows that start on a token (the mask and the reciprocal of the token count are
-    gathered from small tables, which every int8 converter quantizes like any weight), and
+    gathered from small tables: the full-int8 TFLite converter handles gathers, and the int8
+    ONNX forms leave these two in float, see ``_EXACT_TABLES``), and
     its dense head (already weighted); the branches' logits are added to the n-gram part's
     in order, as the Keras model's ``Add`` does. ``logit``: no final sigmoid or softmax.
     """
