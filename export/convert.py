@@ -197,6 +197,16 @@ def word_id_function(model, batch: int | None = None):
     return serve
 
 
+def _served_table(bag) -> tuple[np.ndarray, np.ndarray]:
+    """An ``NgramBag``'s folded table as ``(rows, columns)`` float32 with zero reserved rows,
+    and its ``(columns,)`` float32 bias (one column for two labels)."""
+    table, bias = bag.table()
+    if table.ndim == 1:
+        table = table.reshape(-1, 1)
+    table[: len(RESERVED)] = 0.0
+    return table, np.asarray(bias, np.float32).reshape(-1)
+
+
 def ngram_function(model, batch: int | None = None, portable: bool = False, logit: bool = False):
     """An n-gram model as a gather, a sum and a sigmoid over its ids (padded with 0); with
     ``logit``, no sigmoid; with ``portable``, a cumulative sum's last element and no sigmoid
@@ -212,11 +222,7 @@ def ngram_function(model, batch: int | None = None, portable: bool = False, logi
 
     from train.ngram_model import bag_of
 
-    table, bias = bag_of(model).table()
-    if table.ndim == 1:
-        table = table.reshape(-1, 1)
-        bias = [bias]
-    table[: len(RESERVED)] = 0.0
+    table, bias = _served_table(bag_of(model))
     squash = tf.sigmoid if table.shape[1] == 1 else tf.nn.softmax
 
     @tf.function(input_signature=[tf.TensorSpec([batch, None], tf.int32, name="ids")])
@@ -248,11 +254,7 @@ def order_function(model, batch: int | None = None, logit: bool = False):
     from train.order_model import CONV_LAYER, HEAD_LAYER, TOKEN_TABLE, parts_of
 
     bag, branches = parts_of(model)
-    table, bias = bag.table()
-    if table.ndim == 1:
-        table = table.reshape(-1, 1)
-        bias = np.array([bias], np.float32)
-    table[: len(RESERVED)] = 0.0
+    table, bias = _served_table(bag)
     length = int(branches[0].inputs[0].shape[1])
     parts = []  # per branch: its token table, its convolutions (width, kernel, bias), its head
     for branch in branches:

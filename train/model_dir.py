@@ -171,7 +171,7 @@ class ModelDir:
         model = self.load_model()
         if self.family != SEQUENCE:
             return model
-        recipe = Recipe(**{**self.config["recipe"], "hidden": tuple(self.config["recipe"]["hidden"])})
+        recipe = Recipe.from_dict(self.config["recipe"])
         clean = build_model(recipe, self.encoder.length, len(self.vocab), dropout=0.0, labels=len(self.labels))
         clean.set_weights(model.get_weights())
         return clean

@@ -155,6 +155,17 @@ def parts_of(model: keras.Model) -> tuple[NgramBag, list[keras.Model]]:
     return model.get_layer(NGRAM_LAYER), branches
 
 
+def scores(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Accuracy and log loss of logits ``z`` (``(n,)``: sigmoid; ``(n, N)``: softmax) on labels ``y``."""
+    if z.ndim == 1:
+        p = 1.0 / (1.0 + np.exp(-z))
+        return (float(np.mean((z > 0) == (y == 1))),
+                float(-np.mean(np.log(np.clip(np.where(y == 1, p, 1 - p), 1e-12, 1.0)))))
+    z = z - z.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(np.mean(np.argmax(z, axis=1) == y)), float(-np.mean(logp[np.arange(len(y)), y]))
+
+
 def best_weight(z_ngram: np.ndarray, z_order: np.ndarray, y: np.ndarray,
                 grid: tuple[float, ...] = tuple(np.round(np.arange(0.0, 4.01, 0.25), 2))) -> tuple[float, float]:
     """The branch weight with the best validation accuracy (ties: the lower log loss, then the
@@ -171,16 +182,7 @@ def best_weight(z_ngram: np.ndarray, z_order: np.ndarray, y: np.ndarray,
     """
     best = None
     for w in grid:
-        z = z_ngram + w * z_order
-        if z.ndim == 1:
-            p = 1.0 / (1.0 + np.exp(-z))
-            acc = float(np.mean((z > 0) == (y == 1)))
-            loss = float(-np.mean(np.log(np.clip(np.where(y == 1, p, 1 - p), 1e-12, 1.0))))
-        else:
-            z = z - z.max(axis=1, keepdims=True)
-            logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-            acc = float(np.mean(np.argmax(z, axis=1) == y))
-            loss = float(-np.mean(logp[np.arange(len(y)), y]))
+        acc, loss = scores(z_ngram + w * z_order, y)
         key = (-acc, loss, w)
         if best is None or key < best[0]:
             best = (key, w, acc)

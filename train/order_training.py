@@ -140,8 +140,7 @@ def fit(x: np.ndarray, y: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray
         z_ngram, z_branch = z_ngram.reshape(-1), z_branch.reshape(-1)
     y_val = np.asarray(y[val_idx]).astype(np.int64)
     weight, accuracy = order_model.best_weight(z_ngram, z_branch, y_val)
-    alone = {name: order_model.best_weight(z, z, y_val, grid=(0.0,))[1]
-             for name, z in (("ngram", z_ngram), ("branch", z_branch))}
+    alone = {"ngram": order_model.scores(z_ngram, y_val)[0], "branch": order_model.scores(z_branch, y_val)[0]}
     share = weight / len(branches)
     cleaned = [order_model.clean_branch(b, length, recipe.widths, share, name=f"{order_model.BRANCH_LAYER}_{i}")
                for i, b in enumerate(branches)]
