@@ -73,7 +73,8 @@ def load_split(model_dir: ModelDir):
     corpus = dataset.load(files["train"]["path"], files.get("test", {}).get("path"),
                           files.get("validation", {}).get("path"), reading.get("format"),
                           reading.get("text_column", "text"), reading.get("label_column", "label"),
-                          hold_out, splits.get("seed", model_dir.config.get("seed", 1337)))
+                          hold_out, splits.get("seed", model_dir.config.get("seed", 1337)),
+                          int(reading.get("max_bytes") or dataset.MAX_BYTES))
     for name, recorded in files.items():
         now = corpus.split_record["files"].get(name, {}).get("sha256")
         if now != recorded.get("sha256"):

@@ -171,17 +171,56 @@ def test_too_many_labels_are_refused(tmp_path, capsys):
     _refused(tmp_path, capsys, ["--data", str(path)], UNUSABLE, "many.csv", "more than 1,000 distinct labels")
 
 
-def test_a_huge_file_and_a_huge_line_stop_early(tmp_path, capsys, monkeypatch):
+def test_a_file_over_the_text_budget_is_sampled_in_bounded_memory(tmp_path, capsys):
+    import tracemalloc
+
+    from train import dataset, userdata
+
+    rows = [(f"text number {i} " + "word " * (i % 50), "rare" if i in (7, 9000) else f"l{i % 3}") for i in range(20_000)]
+    path = _csv(tmp_path / "big.csv", rows)
+    size = path.stat().st_size
+    budget = 64 << 10
+    tracemalloc.start()
+    r = userdata.read(path, max_bytes=budget, seed=5)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert size > 20 * budget and peak < 8 * budget  # the file is 30x the budget; memory follows the budget
+    kept = sum(len(t.encode()) + userdata.EXAMPLE_OVERHEAD for t in r.texts)
+    assert kept <= budget and len(r) < len(rows) // 10
+    assert r.sample == {"examples_read": 20_000, "examples_kept": len(r), "text_bytes_read": r.sample["text_bytes_read"],
+                        "max_bytes": budget, "seed": 5}
+    assert r.labels.count("rare") == 2  # a label's first examples stay, so it can be stratified
+    numbers = [int(i.split()[1]) for i in r.ids]
+    assert numbers == sorted(numbers) and numbers[-1] > 15_000  # file order, drawn from the whole file
+    assert all(texts == rows[n - 2][0] for texts, n in zip(r.texts, numbers))
+    assert userdata.read(path, max_bytes=budget, seed=5).ids == r.ids  # seeded: export reads the same sample
+    assert userdata.read(path, max_bytes=budget, seed=6).ids != r.ids
+    assert userdata.read(path).sample is None and len(userdata.read(path)) == 20_000
+    assert "pass the 0.06 MiB a run holds (--max-text-mb): kept a seeded random sample of" in r.note()
+
+    corpus = dataset.load(path, seed=5, max_bytes=budget)
+    assert "note: " in capsys.readouterr().err
+    record = corpus.split_record
+    assert record["files"]["train"]["sampled"]["examples_kept"] == len(r) and record["reading"]["max_bytes"] == budget
+    assert len(corpus.splits["train"]) + len(corpus.splits["test"]) == len(r)
+
+
+def test_a_huge_line_stops_early(tmp_path, capsys, monkeypatch):
     from train import userdata
 
-    monkeypatch.setattr(userdata, "MAX_TOTAL_BYTES", 2000)
-    path = _csv(tmp_path / "big.csv", _rows(40))
-    _refused(tmp_path, capsys, ["--data", str(path)], UNUSABLE, "big.csv", "more than 0 MiB of data", "train on a sample")
-    monkeypatch.setattr(userdata, "MAX_TOTAL_BYTES", 1 << 30)
     monkeypatch.setattr(userdata, "MAX_RECORD_BYTES", 1 << 20)
     long = tmp_path / "long.jsonl"
     long.write_text('{"text": "ok", "label": "a"}\n{"text": "' + "x" * (1 << 20) + '", "label": "b"}\n')
     _refused(tmp_path, capsys, ["--data", str(long)], UNUSABLE, "long.jsonl:2", "line longer than 1 MiB")
+    path = _csv(tmp_path / "d.csv", _rows(10))
+    from train.__main__ import main
+
+    for bad in ("0", "-1", "nan", "inf"):
+        with pytest.raises(SystemExit) as stop:
+            main(["--data", str(path), "--max-text-mb", bad, "--out", str(tmp_path / "m")])
+        err = capsys.readouterr().err
+        assert stop.value.code == USAGE and f"--max-text-mb {float(bad)}: expected MiB above 0" in err
+        assert not (tmp_path / "m").exists()
 
 
 def test_a_byte_that_is_not_utf8_names_file_and_line(tmp_path, capsys):
@@ -281,7 +320,8 @@ def test_trec_trains_six_labels_with_a_hold_out_recorded_in_splits(tmp_path, cap
     assert metrics["calibration"]["kind"] == "top-label" and 0 <= metrics["calibration"]["test_ece"] < 0.2
     config = json.loads((out / "config.json").read_text())
     assert config["labels"] == ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
-    assert config["data"]["reading"] == {"format": "csv", "text_column": "text", "label_column": "label"}
+    assert config["data"]["reading"] == {"format": "csv", "text_column": "text", "label_column": "label",
+                                         "max_bytes": 64 << 20}
     splits = json.loads((out / "splits.json").read_text())
     assert splits["files"]["train"]["sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
     assert splits["test"] == {"source": "hold-out", "fraction": 0.1, "of": "train"}

@@ -6,7 +6,9 @@ Lines (--text-field, --label-field), fastText's "__label__NAME text" lines (.txt
 with one sub-folder per label (see train.userdata). With your own data the test split is
 --test FILE, else a seeded stratified hold-out of --test-fraction (recorded in splits.json);
 validation is --validation FILE, else 10% of the training examples, stratified. Rows with
-no label or no text are skipped and counted on stderr; 2 to 1,000 labels. Your own data's
+no label or no text are skipped and counted on stderr; 2 to 1,000 labels. A file of any size
+is read as a stream: past --max-text-mb of text, a seeded random sample that fits is kept
+(a note on stderr says how many; splits.json records it). Your own data's
 default recipe is ngram-cnn: the n-gram model beside a convolution over word vectors, which
 learn from your training texts and, when the aclImdb archive is at hand ($IMDB_DATA or the
 download cache), from its 75,000 training and unlabelled reviews.
@@ -48,6 +50,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="the CSV/TSV column or JSON Lines field of the label (default: label)")
     p.add_argument("--test-fraction", type=float, default=0.1,
                    help="your own data without --test: the stratified share held out for the test figure")
+    p.add_argument("--max-text-mb", type=float, default=64,
+                   help="your own data: MiB of text a file may hold in memory; a larger file is read whole and "
+                        "a seeded random sample that fits is trained on (default: 64; training takes about 50x that in memory)")
     p.add_argument("--time-budget", type=float,
                    help="your own data: seconds for choosing settings on validation (default: 60)")
     p.add_argument("--out", required=True, type=Path, help="model directory to write")
@@ -59,6 +64,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not 0.0 < args.test_fraction < 1.0:
         p.error(f"--test-fraction {args.test_fraction}: expected a number between 0 and 1")
+    if not 0 < args.max_text_mb <= 1 << 20:
+        p.error(f"--max-text-mb {args.max_text_mb}: expected MiB above 0 (at most 1048576)")
     if args.time_budget is not None and args.time_budget < 0:
         p.error("--time-budget: expected seconds >= 0")
     return args
@@ -89,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if own:
             corpus = dataset.load(args.data, args.test, args.validation, args.format, args.text_column,
-                                  args.label_column, args.test_fraction, args.seed)
+                                  args.label_column, args.test_fraction, args.seed, int(args.max_text_mb * (1 << 20)))
         else:
             corpus = data.load(args.data)
         if args.subset:

@@ -24,6 +24,7 @@ from train.corpus import Corpus, Split
 from train.errors import DataError
 
 VALIDATION_FRACTION = 0.1
+MAX_BYTES = userdata.MAX_BYTES  # text one file may hold in memory; a larger file is sampled
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -62,14 +63,23 @@ def _split(records: userdata.Records, index: dict[str, int], keep: np.ndarray | 
 
 def _read(path: str | Path, options: dict) -> userdata.Records:
     records = userdata.read(path, **options)
-    for line in records.warnings():
-        print(line, file=sys.stderr)
+    for line in [*records.warnings(), records.note()]:
+        if line:
+            print(line, file=sys.stderr)
     return records
+
+
+def _file_record(path: str | Path, records: userdata.Records) -> dict:
+    record = {"path": str(Path(path).resolve()), "sha256": records.sha256, "examples": len(records),
+              "skipped": records.skipped}
+    if records.sample:
+        record["sampled"] = records.sample
+    return record
 
 
 def load(data: str | Path, test: str | Path | None = None, validation: str | Path | None = None,
          fmt: str | None = None, text_column: str = "text", label_column: str = "label",
-         test_fraction: float = 0.1, seed: int = 1337) -> Corpus:
+         test_fraction: float = 0.1, seed: int = 1337, max_bytes: int = MAX_BYTES) -> Corpus:
     """The user's data as a ``Corpus`` with sorted label names.
 
     Args:
@@ -80,7 +90,9 @@ def load(data: str | Path, test: str | Path | None = None, validation: str | Pat
         text_column: the text's column or field.
         label_column: the label's column or field.
         test_fraction: the stratified share held out for testing when ``test`` is None.
-        seed: the seed of the hold-out.
+        seed: the seed of the hold-out (and of the sample of a file over ``max_bytes``).
+        max_bytes: the text each file may hold in memory (``userdata.read``); a larger file
+            is sampled.
 
     Returns:
         The corpus: ``splits["train"]``, ``splits["test"]``, maybe ``validation``.
@@ -90,16 +102,17 @@ def load(data: str | Path, test: str | Path | None = None, validation: str | Pat
             file that the training data does not have.
         UsageError: options that do not fit the format.
     """
-    options = {"fmt": fmt, "text_column": text_column, "label_column": label_column}
+    options = {"fmt": fmt, "text_column": text_column, "label_column": label_column, "max_bytes": max_bytes,
+               "seed": seed}
     train = _read(data, options)
     names = sorted(set(train.labels))
     if len(names) < 2:
         raise DataError(f"{data}: every example has the label {names[0]!r}; a classifier needs 2 or more labels")
     index = {name: i for i, name in enumerate(names)}
-    files = {"train": {"path": str(Path(data).resolve()), "sha256": train.sha256, "examples": len(train), "skipped": train.skipped}}
+    files = {"train": _file_record(data, train)}
     # how to read the files again (export draws goldens and int8 calibration from them)
     reading = {"format": userdata.detect_format(Path(data), fmt), "text_column": text_column,
-               "label_column": label_column}
+               "label_column": label_column, "max_bytes": max_bytes}
     record: dict = {"labels": names, "seed": seed, "reading": reading, "files": files}
 
     y = np.asarray([index[label] for label in train.labels])
@@ -119,16 +132,14 @@ def load(data: str | Path, test: str | Path | None = None, validation: str | Pat
         record["test"] = {"source": "hold-out", "fraction": test_fraction, "of": "train"}
     else:
         test_records = _read(test, options)
-        files["test"] = {"path": str(Path(test).resolve()), "sha256": test_records.sha256, "examples": len(test_records),
-                         "skipped": test_records.skipped}
+        files["test"] = _file_record(test, test_records)
         _check_known(test, test_records, index)
         train_split, test_split = _split(train, index), _split(test_records, index, prefix="test:")
         record["test"] = {"source": "file"}
     val_split = None
     if validation is not None:
         val_records = _read(validation, options)
-        files["validation"] = {"path": str(Path(validation).resolve()), "sha256": val_records.sha256, "examples": len(val_records),
-                               "skipped": val_records.skipped}
+        files["validation"] = _file_record(validation, val_records)
         _check_known(validation, val_records, index)
         val_split = _split(val_records, index, prefix="validation:")
     record["test_ids"] = list(test_split.ids)
@@ -149,8 +160,9 @@ def _check_known(path, records: userdata.Records, index: dict[str, int]) -> None
             raise DataError(f"{path}: {where}: label {label!r} is not in the training data")
 
 
-def _key(text: str) -> str:
-    return " ".join(text.split())
+def _key(text: str) -> bytes:
+    """A text's digest up to whitespace (16 bytes: the set of them stays small beside the texts)."""
+    return hashlib.blake2b(" ".join(text.split()).encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def _warn_shared(train: Split, other: Split, name: str) -> None:

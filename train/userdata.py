@@ -13,21 +13,27 @@ format         layout
                layout: ``pos/1.txt``, ``neg/2.txt``...)
 =============  ===================================================================================
 
-Files are read as a stream of lines with a cap on each (``MAX_RECORD_BYTES``) and on the
-whole (``MAX_TOTAL_BYTES``), so a huge or binary file fails early in bounded memory instead of
-filling it. Text must be strict UTF-8 (a UTF-8 byte-order mark is allowed): a bad byte is
-refused naming the file and line, never replaced silently. Labels are any non-empty strings;
-rows whose label is missing or empty, and rows whose text is empty, are skipped and counted
-(``Records.skipped``; the first such row is named). Several labels on one example
-(multi-label) are refused. Every refusal is a ``train.errors.DataError`` (or ``UsageError``
-for options that do not fit the format) whose message is one line.
+Files are read as a stream of lines with a cap on each (``MAX_RECORD_BYTES``), in memory
+bounded by ``max_bytes`` whatever the file's size: when the examples' text (plus
+``EXAMPLE_OVERHEAD`` bytes of bookkeeping each) passes it, a seeded, uniform random sample of
+the examples that fits is kept (each example gets a random key; the smallest keys stay), with
+the first ``KEEP_PER_LABEL`` examples of every label kept ahead of the rest so that every label
+can still be stratified. ``Records.sample`` then says how many were read and kept. Text must be
+strict UTF-8 (a UTF-8 byte-order mark is allowed): a bad byte is refused naming the file and
+line, never replaced silently. Labels are any non-empty strings; rows whose label is missing or
+empty, and rows whose text is empty, are skipped and counted (``Records.skipped``; the first
+such row is named). Several labels on one example (multi-label) are refused. Every refusal is a
+``train.errors.DataError`` (or ``UsageError`` for options that do not fit the format) whose
+message is one line.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import heapq
 import json
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +44,9 @@ from train.errors import DataError, UsageError
 FORMATS = ("csv", "tsv", "jsonl", "fasttext", "folder")
 _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "fasttext"}
 MAX_RECORD_BYTES = 4 << 20  # one line, one CSV field or one example file
-MAX_TOTAL_BYTES = 256 << 20  # a whole data file: training holds every text in memory
+MAX_BYTES = 64 << 20  # text a training run holds (``--max-text-mb``): training takes about 50x this
+EXAMPLE_OVERHEAD = 200  # bytes counted per kept example beside its text (its strings and index entries)
+KEEP_PER_LABEL = 2  # examples of each label kept ahead of the sample: a stratified split needs 2
 MAX_LABELS = 1_000  # the n-gram table has one column per label
 FASTTEXT_PREFIX = "__label__"
 _BOM = "\ufeff"
@@ -46,7 +54,11 @@ _BOM = "\ufeff"
 
 @dataclass
 class Records:
-    """The examples of one file, in file order, with their label names as read."""
+    """The examples of one file, in file order, with their label names as read.
+
+    ``add`` every example, then ``finish``: the lists hold the examples kept (all of them when
+    their text fits in ``max_bytes``, else the seeded sample described in the module).
+    """
 
     source: str
     texts: list[str] = field(default_factory=list)
@@ -55,7 +67,15 @@ class Records:
     sha256: str = ""  # of the file's bytes (of every example file, in order, for a folder)
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
     first_skipped: dict[str, str] = field(default_factory=dict)  # reason -> id of the first
-    _seen: set[str] = field(default_factory=set, repr=False)  # distinct labels already checked
+    max_bytes: int = MAX_BYTES
+    seed: int = 0
+    sample: dict | None = None  # when sampled: examples read and kept, their bytes, the budget and seed
+    _seen: dict[str, int] = field(default_factory=dict, repr=False)  # label -> examples read
+    _heap: list = field(default_factory=list, repr=False)  # (-key, order, cost, text, label, id)
+    _cost: int = 0
+    _read: int = 0
+    _read_bytes: int = 0
+    _rng: random.Random | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -67,25 +87,62 @@ class Records:
     def add(self, text: str, label: str, where: str) -> None:
         if not label.strip():
             self.skip("no label", where)
-        elif not text.strip():
+            return
+        if not text.strip():
             self.skip("no text", where)
-        else:
-            label = label.strip()
-            if label not in self._seen:  # each distinct label is checked once
-                problem = label_problem(label)
-                if problem:
-                    raise DataError(f"{self.source}: {where}: {problem}")
-                self._seen.add(label)
-            self.texts.append(text)
-            self.labels.append(label)
-            self.ids.append(where)
-            if len(self.labels) % 4096 == 0:
-                _check_label_count(self)
+            return
+        label = label.strip()
+        seen = self._seen.get(label)
+        if seen is None:  # each distinct label is checked once
+            problem = label_problem(label)
+            if problem:
+                raise DataError(f"{self.source}: {where}: {problem}")
+            if len(self._seen) == MAX_LABELS:
+                raise DataError(f"{self.source}: {where}: more than {MAX_LABELS:,} distinct labels; is the label "
+                                f"column right?")
+            seen = 0
+        self._seen[label] = seen + 1
+        if self._rng is None:
+            self._rng = random.Random(self.seed)
+        size = len(text.encode("utf-8", "surrogatepass"))
+        cost = size + EXAMPLE_OVERHEAD
+        # a label's first examples sort ahead of every other (keys in [-2, -1) against [0, 1))
+        key = self._rng.random() - (2.0 if seen < KEEP_PER_LABEL else 0.0)
+        heapq.heappush(self._heap, (-key, self._read, cost, text, label, where))
+        self._read += 1
+        self._read_bytes += size
+        self._cost += cost
+        while self._cost > self.max_bytes and len(self._heap) > 1:
+            self._cost -= heapq.heappop(self._heap)[2]  # the largest key leaves
+
+    def finish(self) -> None:
+        """Put the kept examples into ``texts``, ``labels`` and ``ids`` in file order."""
+        kept = sorted(self._heap, key=lambda item: item[1])
+        self._heap = []
+        self.texts = [item[3] for item in kept]
+        self.labels = [item[4] for item in kept]
+        self.ids = [item[5] for item in kept]
+        if len(kept) < self._read:
+            self.sample = {"examples_read": self._read, "examples_kept": len(kept), "text_bytes_read": self._read_bytes,
+                           "max_bytes": self.max_bytes, "seed": self.seed}
 
     def warnings(self) -> list[str]:
         """One line per kind of skipped example."""
         return [f"warning: {self.source}: skipped {n:,} example{'s' if n > 1 else ''} with {reason} "
                 f"(first: {self.first_skipped[reason]})" for reason, n in self.skipped.items()]
+
+    def note(self) -> str | None:
+        """One line saying the examples were sampled, or None."""
+        if self.sample is None:
+            return None
+        s = self.sample
+        return (f"note: {self.source}: {s['examples_read']:,} examples ({_mib(s['text_bytes_read'])} of text) pass "
+                f"the {_mib(s['max_bytes'])} a run holds (--max-text-mb): kept a seeded "
+                f"random sample of {s['examples_kept']:,} ({len(set(self.labels))} of {len(self._seen)} labels)")
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):,.{0 if n >= 10 << 20 else 2}f} MiB"
 
 
 def detect_format(path: Path, fmt: str | None = None) -> str:
@@ -107,7 +164,8 @@ def detect_format(path: Path, fmt: str | None = None) -> str:
     return found
 
 
-def read(path: str | Path, fmt: str | None = None, text_column: str = "text", label_column: str = "label") -> Records:
+def read(path: str | Path, fmt: str | None = None, text_column: str = "text", label_column: str = "label",
+         max_bytes: int = MAX_BYTES, seed: int = 0) -> Records:
     """The labelled examples of ``path``.
 
     Args:
@@ -115,13 +173,16 @@ def read(path: str | Path, fmt: str | None = None, text_column: str = "text", la
         fmt: one of ``FORMATS``; None to tell it from the extension or the layout.
         text_column: the column (CSV/TSV) or field (JSON Lines) holding the text.
         label_column: the column or field holding the label.
+        max_bytes: the text (plus ``EXAMPLE_OVERHEAD`` per example) to hold; beyond it, a
+            seeded sample that fits is kept.
+        seed: the sample's seed.
 
     Returns:
-        The examples, with the count of skipped ones and the file's sha256.
+        The examples, with the count of skipped ones, the file's sha256 and, if sampled, how.
 
     Raises:
         DataError: the file is missing, unreadable, not strict UTF-8, malformed, multi-label,
-            has too many labels, or a line or the file is over its size cap.
+            has too many labels, or a line or example file is over ``MAX_RECORD_BYTES``.
         UsageError: the format cannot be told, or an option does not fit it.
     """
     path = Path(path)
@@ -131,11 +192,11 @@ def read(path: str | Path, fmt: str | None = None, text_column: str = "text", la
     if fmt == "folder":
         if not path.is_dir():
             raise UsageError(f"{path}: --format folder needs a directory with one sub-folder per label")
-        records = _read_folder(path)
+        records = _read_folder(path, max_bytes, seed)
     else:
         if path.is_dir():
             raise UsageError(f"{path}: a directory, but --format {fmt} reads a file")
-        records = Records(str(path))
+        records = Records(str(path), max_bytes=max_bytes, seed=seed)
         lines = _Lines(path)
         try:
             if fmt in ("csv", "tsv"):
@@ -147,22 +208,15 @@ def read(path: str | Path, fmt: str | None = None, text_column: str = "text", la
         finally:
             lines.close()
         records.sha256 = lines.digest.hexdigest()
-    _check_label_count(records)
+    records.finish()
     if not records.texts:
         raise DataError(f"{path}: no labelled examples" + (f" ({'; '.join(records.warnings())})" if records.skipped else ""))
     return records
 
 
-def _check_label_count(records: Records) -> None:
-    distinct = len(set(records.labels))
-    if distinct > MAX_LABELS:
-        raise DataError(f"{records.source}: more than {MAX_LABELS:,} distinct labels ({distinct:,} so far); "
-                        f"is the label column right?")
-
-
 class _Lines:
     """The decoded lines of a file (newlines kept), each checked: strict UTF-8, at most
-    ``MAX_RECORD_BYTES``, at most ``MAX_TOTAL_BYTES`` in all; ``number`` is the current line."""
+    ``MAX_RECORD_BYTES``; ``number`` is the current line."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -171,7 +225,6 @@ class _Lines:
         except OSError as e:
             raise DataError(f"{path}: cannot open ({e.strerror})") from e
         self.number = 0
-        self.total = 0
         self.digest = hashlib.sha256()
 
     def close(self) -> None:
@@ -186,13 +239,9 @@ class _Lines:
             if not raw:
                 return
             self.number += 1
-            self.total += len(raw)
             self.digest.update(raw)
             if len(raw) > MAX_RECORD_BYTES:
                 raise DataError(f"{self.path}:{self.number}: line longer than {MAX_RECORD_BYTES >> 20} MiB")
-            if self.total > MAX_TOTAL_BYTES:
-                raise DataError(f"{self.path}: more than {MAX_TOTAL_BYTES >> 20} MiB of data (read up to line "
-                                f"{self.number:,}); train on a sample of it")
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
@@ -287,13 +336,12 @@ def _read_fasttext(lines: _Lines, records: Records) -> None:
         records.add(text, label, f"line {lines.number}")
 
 
-def _read_folder(root: Path) -> Records:
-    records = Records(str(root))
+def _read_folder(root: Path, max_bytes: int, seed: int) -> Records:
+    records = Records(str(root), max_bytes=max_bytes, seed=seed)
     digest = hashlib.sha256()
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
         raise DataError(f"{root}: no sub-folders; expected one sub-folder per label holding one text file per example")
-    total = 0
     for folder in folders:
         for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
             name = f"{folder.name}/{path.name}"
@@ -304,9 +352,6 @@ def _read_folder(root: Path) -> Records:
                 data = path.read_bytes()[:MAX_RECORD_BYTES + 1]
             except OSError as e:
                 raise DataError(f"{path}: cannot read ({e.strerror})") from e
-            total += len(data)
-            if total > MAX_TOTAL_BYTES:
-                raise DataError(f"{root}: more than {MAX_TOTAL_BYTES >> 20} MiB of text; train on a sample of it")
             digest.update(f"{name}\0".encode())
             digest.update(data)
             try:
