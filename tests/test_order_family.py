@@ -139,6 +139,11 @@ def test_best_weight_is_chosen_on_what_it_is_given():
     assert best_weight(z_ngram, signal * 3, y)[0] > 0  # an informative branch gets weight
     assert best_weight(z_ngram, rng.normal(size=400) * 1e-3, y, grid=(0.0, 1.0))[1] == pytest.approx(
         float(np.mean((z_ngram > 0) == (y == 1))), abs=0.01)
+    # a useless branch that costs accuracy loses to w = 0 by more than one standard error
+    assert best_weight(signal * 2 + rng.normal(size=400), rng.normal(size=400) * 5, y)[0] == 0.0
+    # weights a validation set cannot tell apart: the one closest to 1 (the logits added as they are)
+    a, b = signal * 2 + rng.normal(size=400), signal * 2 + rng.normal(size=400)
+    assert best_weight(a, b, y) == (1.0, float(np.mean(((a + b) > 0) == (y == 1))))
 
 
 def _write(path: Path, rows) -> None:
@@ -198,6 +203,11 @@ def test_own_data_trains_the_order_aware_model_by_default(bundle):
     assert accuracy["combined"] >= max(accuracy["ngram"], accuracy["branch"]) - 1e-9  # w = 0 or 1 is on the grid
     assert metrics["best_val_accuracy"] == accuracy["combined"]
     assert metrics["test_accuracy"] > 0.9
+    # refitted on every training example (validation included) for the epochs early stopping kept
+    assert metrics["refit"] is True and metrics["final_model_reviews"] == 1500 and order["seconds"]["refit"] > 0
+    kept = order["kept_epochs"]
+    assert 1 <= kept["ngram"] <= order["ngram_epochs"]
+    assert all(1 <= k <= n for k, n in zip(kept["branch"], order["branch_epochs"], strict=True))
 
 
 def test_every_form_is_gated_and_the_runtime_gives_its_golden_answers(bundle):

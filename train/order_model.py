@@ -14,7 +14,7 @@ vectors sees every window of ``width`` tokens wherever it sits, and words with s
   then the sigmoid (two labels) or softmax (N), where ``z_branch`` is the mean of ``S`` branches
   trained from different seeds (an average of a few small convolutions is steadier than one).
   The parts are trained apart (each with its own early stopping on validation) and ``w`` is
-  chosen on validation; ``w / S`` is folded into each branch's dense layer, so the model
+  chosen on validation (``best_weight``); ``w / S`` is folded into each branch's dense layer, so the model
   computes exactly ``z_ngram + w * mean(z_branch)``.
 
 Export reads the weights back by layer name (``TOKEN_TABLE``, ``CONV_LAYER`` + width, ``HEAD_LAYER``)
@@ -166,10 +166,19 @@ def scores(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(np.mean(np.argmax(z, axis=1) == y)), float(-np.mean(logp[np.arange(len(y)), y]))
 
 
+def _correct(z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return (z > 0) == (y == 1) if z.ndim == 1 else np.argmax(z, axis=1) == y
+
+
 def best_weight(z_ngram: np.ndarray, z_order: np.ndarray, y: np.ndarray,
                 grid: tuple[float, ...] = tuple(np.round(np.arange(0.0, 4.01, 0.25), 2))) -> tuple[float, float]:
-    """The branch weight with the best validation accuracy (ties: the lower log loss, then the
-    smaller weight), and that accuracy.
+    """The branch's weight, by validation accuracy with the one-standard-error rule toward 1.
+
+    ``w = 1`` adds the two logits as they are (each part was trained to predict the label on
+    its own). A few hundred validation examples cannot tell close weights apart, so a weight
+    other than 1 has to earn it: among the weights whose accuracy is within one standard error
+    of the best one's (of the paired difference, as in McNemar's test), the one closest to 1 is
+    kept (ties: the smaller). A branch that does not help loses to ``w = 0`` by more than that.
 
     Args:
         z_ngram: the n-gram part's validation logits, ``(n,)`` or ``(n, N)``.
@@ -178,12 +187,19 @@ def best_weight(z_ngram: np.ndarray, z_order: np.ndarray, y: np.ndarray,
         grid: the weights tried.
 
     Returns:
-        ``(weight, accuracy)``.
+        ``(weight, accuracy)``: the kept weight and its validation accuracy.
     """
+    correct = {w: _correct(z_ngram + w * z_order, y).astype(np.int64) for w in grid}
     best = None
     for w in grid:
         acc, loss = scores(z_ngram + w * z_order, y)
         key = (-acc, loss, w)
         if best is None or key < best[0]:
-            best = (key, w, acc)
-    return float(best[1]), best[2]
+            best = (key, w)
+    top = correct[best[1]]
+    # the best weight's wins over w less w's wins over it, against that count's standard error
+    # were the two equally good: the square root of the examples on which they differ
+    near = [w for w in grid
+            if int(np.sum(top - correct[w])) <= np.sqrt(np.count_nonzero(top != correct[w]))]
+    weight = min(near, key=lambda w: (abs(w - 1.0), w))
+    return float(weight), float(correct[weight].mean())

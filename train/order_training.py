@@ -11,6 +11,9 @@ Three steps, each chosen on the validation split only:
 3. up to ``recipe.branch_seeds`` branches from different seeds, while the time budget allows
    (their logits are averaged), then the weight ``w`` in ``z = z_ngram + w * mean(z_branch)``:
    the best validation accuracy over a grid (0 gives the n-gram model alone).
+
+With ``recipe.refit``, ``refit`` then trains both parts again on every example (validation
+included) for the epochs early stopping kept, and combines them with the same ``w``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,6 +31,7 @@ from train import order_model, word_vectors
 from train.recipes import Recipe, build_model
 
 MAX_VECTOR_REVIEWS = 75_000  # the archive's training + unlabelled reviews
+EMBEDDING_ROWS_PER_EXAMPLE = 1_000  # the branch's batch is at least the vocabulary size / this
 
 
 def vector_token_ids(encoder: NgramSequenceEncoder, texts: list[str], archive, record: dict) -> Iterator[np.ndarray]:
@@ -44,6 +49,67 @@ def vector_token_ids(encoder: NgramSequenceEncoder, texts: list[str], archive, r
         if n >= MAX_VECTOR_REVIEWS:
             break
     record["archive_reviews"] = n
+
+
+@dataclass
+class Parts:
+    """What ``refit`` needs to train the model again on every example: the word vectors, the
+    epochs early stopping kept for each part, the branch's batch size and weight."""
+
+    vectors: np.ndarray
+    ngram_epochs: int
+    branch_epochs: list[int]
+    branch_batch_size: int
+    weight: float
+
+
+def _stop(recipe: Recipe):
+    import keras
+
+    return keras.callbacks.EarlyStopping(monitor=recipe.monitor, patience=recipe.patience, restore_best_weights=True)
+
+
+def _ngram_part(recipe: Recipe, encoder: NgramSequenceEncoder, grams: np.ndarray, y: np.ndarray, labels: int):
+    """A compiled n-gram model whose Naive-Bayes ratios come from ``(grams, y)``."""
+    from train.ngram_model import bag_of, log_count_ratios, one_vs_rest_ratios
+
+    ngram = build_model(recipe, encoder.table_rows, len(encoder.vocab), labels=labels)
+    ratios = (log_count_ratios(grams, y, encoder.table_rows) if labels == 2
+              else one_vs_rest_ratios(grams, y, encoder.table_rows, labels))
+    bag_of(ngram).ratios.assign(ratios)
+    return ngram
+
+
+def _branch_part(recipe: Recipe, encoder: NgramSequenceEncoder, vectors: np.ndarray, labels: int, seed: int):
+    """``(branch, trainable)``: the convolution branch (logits) and it with the squash, compiled."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    classes = 1 if labels == 2 else labels
+    branch = order_model.branch(encoder.length, len(encoder.vocab), vectors, recipe.hidden[0], recipe.widths, classes,
+                                recipe.branch_dropout)
+    trainable = keras.Model(branch.input, keras.layers.Activation("sigmoid" if classes == 1 else "softmax")(branch.output))
+    trainable.compile(optimizer=keras.optimizers.Adam(learning_rate=recipe.branch_learning_rate),
+                      loss="binary_crossentropy" if labels == 2 else "sparse_categorical_crossentropy",
+                      metrics=_accuracy(labels))
+    return branch, trainable
+
+
+def _accuracy(labels: int) -> list:
+    import keras
+
+    return ["accuracy"] if labels == 2 else [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+
+
+def _combined(recipe: Recipe, ngram, branches: list, parts: Parts, length: int, labels: int):
+    """The one Keras model ``z_ngram + w * mean(z_branch)``, compiled for ``evaluate``."""
+    share = parts.weight / len(branches)
+    cleaned = [order_model.clean_branch(b, length, recipe.widths, share, name=f"{order_model.BRANCH_LAYER}_{i}")
+               for i, b in enumerate(branches)]
+    model = order_model.combine(ngram, cleaned, length, recipe.name.replace("-", "_"))
+    model.compile(loss="binary_crossentropy" if labels == 2 else "sparse_categorical_crossentropy",
+                  metrics=_accuracy(labels))  # for evaluate(); never fitted
+    return model
 
 
 def fit(x: np.ndarray, y: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray, texts: list[str],
@@ -67,26 +133,22 @@ def fit(x: np.ndarray, y: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray
             the time spent plus the slowest so far fits.
 
     Returns:
-        ``(model, history, val_probs, record)``: the combined Keras model, the first branch's
-        per-epoch history, the combined model's validation probabilities and what was chosen.
+        ``(model, history, val_probs, record, parts)``: the combined Keras model, the first
+        branch's per-epoch history, the combined model's validation probabilities, what was
+        chosen, and what ``refit`` needs.
     """
     import keras
 
     from train.data import local_archive
+    from train.ngram_model import bag_of
+    from train.tuning import best_epoch_of
 
     started = time.monotonic()
     length = encoder.length
     tokens, grams = encoder.parts(x)
-    stop = lambda: keras.callbacks.EarlyStopping(monitor=recipe.monitor, patience=recipe.patience,  # noqa: E731
-                                                 restore_best_weights=True)
-    from train.ngram_model import bag_of, log_count_ratios, one_vs_rest_ratios
-
-    ngram = build_model(recipe, encoder.table_rows, len(encoder.vocab), labels=labels)
-    ratios = (log_count_ratios(grams[train_idx], y[train_idx], encoder.table_rows) if labels == 2
-              else one_vs_rest_ratios(grams[train_idx], y[train_idx], encoder.table_rows, labels))
-    bag_of(ngram).ratios.assign(ratios)
+    ngram = _ngram_part(recipe, encoder, grams[train_idx], y[train_idx], labels)
     ngram_history = ngram.fit(grams[train_idx], y[train_idx], validation_data=(grams[val_idx], y[val_idx]),
-                              epochs=recipe.max_epochs, batch_size=recipe.batch_size, callbacks=[stop()],
+                              epochs=recipe.max_epochs, batch_size=recipe.batch_size, callbacks=[_stop(recipe)],
                               shuffle=True, verbose=verbose)
     ngram_seconds = time.monotonic() - started
 
@@ -108,24 +170,17 @@ def fit(x: np.ndarray, y: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray
     vectors_record["seconds"] = round(time.monotonic() - t0, 1)
 
     t0 = time.monotonic()
-    classes = 1 if labels == 2 else labels
-    squash = "sigmoid" if classes == 1 else "softmax"
-    batch = max(recipe.branch_batch_size, len(train_idx) // 500)
+    # Adam updates the whole embedding table every step: a large vocabulary gets larger batches
+    # (fewer steps), so the table's update stays a bounded share of a step's time
+    batch = max(recipe.branch_batch_size, len(train_idx) // 500, len(encoder.vocab) // EMBEDDING_ROWS_PER_EXAMPLE)
     branches, histories, slowest = [], [], 0.0
     for i in range(max(1, recipe.branch_seeds)):
         if branches and time.monotonic() - t0 + slowest > budget:
             break  # a further seed would pass the time budget
         started_seed = time.monotonic()
-        keras.utils.set_random_seed(seed + i)
-        branch = order_model.branch(length, len(encoder.vocab), vectors, recipe.hidden[0], recipe.widths, classes,
-                                    recipe.branch_dropout)
-        trainable = keras.Model(branch.input, keras.layers.Activation(squash)(branch.output))
-        trainable.compile(optimizer=keras.optimizers.Adam(learning_rate=recipe.branch_learning_rate),
-                          loss="binary_crossentropy" if labels == 2 else "sparse_categorical_crossentropy",
-                          metrics=["accuracy"] if labels == 2 else
-                          [keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+        branch, trainable = _branch_part(recipe, encoder, vectors, labels, seed + i)
         history = trainable.fit(tokens[train_idx], y[train_idx], validation_data=(tokens[val_idx], y[val_idx]),
-                                epochs=recipe.branch_max_epochs, batch_size=batch, callbacks=[stop()],
+                                epochs=recipe.branch_max_epochs, batch_size=batch, callbacks=[_stop(recipe)],
                                 shuffle=True, verbose=verbose)
         branches.append(branch)
         histories.append(history)
@@ -136,31 +191,50 @@ def fit(x: np.ndarray, y: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray
     z_ngram = ngram_logits.predict(grams[val_idx], batch_size=1024, verbose=0)
     each = [b.predict(tokens[val_idx], batch_size=1024, verbose=0) for b in branches]
     z_branch = np.mean(each, axis=0)
-    if classes == 1:
+    if labels == 2:
         z_ngram, z_branch = z_ngram.reshape(-1), z_branch.reshape(-1)
     y_val = np.asarray(y[val_idx]).astype(np.int64)
     weight, accuracy = order_model.best_weight(z_ngram, z_branch, y_val)
     alone = {"ngram": order_model.scores(z_ngram, y_val)[0], "branch": order_model.scores(z_branch, y_val)[0]}
-    share = weight / len(branches)
-    cleaned = [order_model.clean_branch(b, length, recipe.widths, share, name=f"{order_model.BRANCH_LAYER}_{i}")
-               for i, b in enumerate(branches)]
-    model = order_model.combine(ngram, cleaned, length, recipe.name.replace("-", "_"))
-    model.compile(loss=trainable.loss, metrics=["accuracy"] if labels == 2 else
-                  [keras.metrics.SparseCategoricalAccuracy(name="accuracy")])  # for evaluate(); never fitted
+    parts = Parts(vectors, best_epoch_of(ngram_history.history, recipe.monitor),
+                  [best_epoch_of(h.history, recipe.monitor) for h in histories], batch, weight)
+    model = _combined(recipe, ngram, branches, parts, length, labels)
     val_probs = model.predict(x[val_idx], batch_size=1024, verbose=0)
-    val_probs = val_probs.reshape(-1) if classes == 1 else val_probs
+    val_probs = val_probs.reshape(-1) if labels == 2 else val_probs
     record = {
         "branch_weight": weight,
         "branches": len(branches),
         "validation_accuracy": {"combined": accuracy, "ngram": alone["ngram"], "branch": alone["branch"]},
         "ngram_epochs": len(ngram_history.history["loss"]),
         "branch_epochs": [len(h.history["loss"]) for h in histories],
+        "kept_epochs": {"ngram": parts.ngram_epochs, "branch": parts.branch_epochs},
         "branch_batch_size": batch,
         "time_budget_seconds": budget,
         "word_vectors": vectors_record,
         "seconds": {"ngram": round(ngram_seconds, 1), "word_vectors": vectors_record["seconds"],
                     "branch": round(branch_seconds, 1)},
     }
-    history = histories[0]
-    hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-    return model, hist, val_probs, record
+    hist = {k: [float(v) for v in vals] for k, vals in histories[0].history.items()}
+    return model, hist, val_probs, record, parts
+
+
+def refit(x: np.ndarray, y: np.ndarray, encoder: NgramSequenceEncoder, recipe: Recipe, labels: int, parts: Parts,
+          seed: int, verbose: int = 0):
+    """Both parts trained again on every example (validation included) for the epochs early
+    stopping kept, from the same word vectors and seeds, combined with the weight chosen on
+    validation: the choices were made on validation; the final model learns from every example.
+
+    Returns:
+        ``(model, seconds)``: the combined Keras model and the time it took.
+    """
+    started = time.monotonic()
+    tokens, grams = encoder.parts(x)
+    ngram = _ngram_part(recipe, encoder, grams, y, labels)
+    ngram.fit(grams, y, epochs=parts.ngram_epochs, batch_size=recipe.batch_size, shuffle=True, verbose=verbose)
+    branches = []
+    for i, epochs in enumerate(parts.branch_epochs):
+        branch, trainable = _branch_part(recipe, encoder, parts.vectors, labels, seed + i)
+        trainable.fit(tokens, y, epochs=epochs, batch_size=parts.branch_batch_size, shuffle=True, verbose=verbose)
+        branches.append(branch)
+    model = _combined(recipe, ngram, branches, parts, encoder.length, labels)
+    return model, round(time.monotonic() - started, 1)

@@ -148,6 +148,7 @@ NGRAM_CNN = Recipe(
     branch_max_epochs=30,
     branch_dropout=0.5,
     branch_seeds=1,
+    refit=True,
 )
 
 RECIPES = {r.name: r for r in (SEED_MLP, SEED_LSTM, NGRAM_RECIPE, NGRAM_CNN)}

@@ -35,6 +35,7 @@ class Trained:
     labels: int = 2
     refitted: bool = False
     order: dict | None = None  # the order-aware model's choices (train.order_training)
+    order_parts: object = None  # what train.order_training.refit needs (its Parts)
 
 
 def validation_split(n: int, size: int, seed: int, groups: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -139,10 +140,13 @@ def fit(train: Split, recipe: Recipe, seed: int, verbose: int = 2, labels: int =
         from train import order_training
 
         budget = tuning.DEFAULT_TIME_BUDGET if time_budget is None else time_budget
-        model, hist, val_probs, order = order_training.fit(x, y, train_idx, val_idx, train.texts, encoder, recipe,
-                                                           labels, seed, verbose, budget)
-        return Trained(model, vocab, encoder, hist, train_idx, val_idx, held_out, val_probs, x, y, labels,
-                       order=order)
+        model, hist, val_probs, order, parts = order_training.fit(x, y, train_idx, val_idx, train.texts, encoder,
+                                                                  recipe, labels, seed, verbose, budget)
+        trained = Trained(model, vocab, encoder, hist, train_idx, val_idx, held_out, val_probs, x, y, labels,
+                          order=order, order_parts=parts)
+        if recipe.refit if refit is None else refit:
+            refit_all(trained, recipe, seed, verbose)
+        return trained
     width = encoder.length if encoder.family == SEQUENCE else encoder.table_rows
     model = _compiled(recipe, encoder, width, x[train_idx], y[train_idx], labels)
     stop = keras.callbacks.EarlyStopping(
@@ -183,6 +187,14 @@ def refit_all(trained: Trained, recipe: Recipe, seed: int, verbose: int = 2) -> 
 
     keras.utils.set_random_seed(seed)
     encoder = trained.encoder
+    if trained.order_parts is not None:  # the order-aware family: both parts, same weight
+        from train import order_training
+
+        trained.model, seconds = order_training.refit(trained.x, trained.y, encoder, recipe, trained.labels,
+                                                      trained.order_parts, seed, verbose)
+        trained.order["seconds"]["refit"] = seconds
+        trained.refitted = True
+        return
     width = encoder.length if encoder.family == SEQUENCE else encoder.table_rows
     model = _compiled(recipe, encoder, width, trained.x, trained.y, trained.labels)
     model.fit(trained.x, trained.y, epochs=best_epoch_of(trained.history, recipe.monitor),
@@ -321,7 +333,7 @@ def _run_user_data(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose
                                  tuning.candidates(base, keep), budget, log)
     chosen, trained = trials[best]["recipe"], trials[best]["trained"]
     log(f"tuning: chose {tuning.record(trials, best, budget)['trials'][best]['setting']}")
-    if chosen.refit and chosen.family != NGRAM_SEQUENCE:  # refit_all trains one n-gram model
+    if chosen.refit:
         refit_all(trained, chosen, seed, 0 if verbose < 2 else verbose)
     seconds = time.monotonic() - started
 

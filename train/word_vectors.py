@@ -60,8 +60,7 @@ def cooccurrence(token_ids: Iterable[np.ndarray], size: int, window: int = 5):
             cols.append(b[keep])
             weights.append(np.full(int(keep.sum()), 1.0 / d))
         r, c, w = np.concatenate(rows), np.concatenate(cols), np.concatenate(weights)
-        block = sparse.coo_matrix((w, (r, c)), shape=(size, size)).tocsr()
-        total = total + block + block.T
+        total = total + sparse.coo_matrix((w, (r, c)), shape=(size, size)).tocsr()
         pending.clear()
 
     gap = np.full(window, -1, dtype=np.int64)
@@ -73,7 +72,7 @@ def cooccurrence(token_ids: Iterable[np.ndarray], size: int, window: int = 5):
             flush()
             held = 0
     flush()
-    return total
+    return total + total.T  # each pair was counted once, in text order
 
 
 def ppmi(counts, context_power: float = 0.75):
@@ -109,13 +108,15 @@ def learn(token_ids: Iterable[np.ndarray], size: int, dim: int = 64, window: int
     """
     from sklearn.utils.extmath import randomized_svd
 
-    matrix = ppmi(cooccurrence(token_ids, size, window))
+    # float32 halves the memory the SVD's sparse products stream through (their top vectors
+    # are the float64 ones to within rounding)
+    matrix = ppmi(cooccurrence(token_ids, size, window)).astype(np.float32)
     vectors = np.zeros((size, dim), dtype=np.float64)
     rank = min(dim, size - 1)  # a small vocabulary has fewer dimensions: the rest stay 0
     if matrix.nnz == 0 or rank < 1:
         return vectors.astype(np.float32)
     u, s, _ = randomized_svd(matrix, rank, n_iter=5, random_state=seed)
-    found = u * np.sqrt(s)
+    found = u.astype(np.float64) * np.sqrt(s.astype(np.float64))
     norms = np.linalg.norm(found, axis=1, keepdims=True)
     vectors[:, :rank] = np.divide(found, norms, out=np.zeros_like(found), where=norms > 0)
     vectors[: UNK_ID + 1] = 0.0
