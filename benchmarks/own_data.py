@@ -74,7 +74,7 @@ def load_split(model_dir: ModelDir):
                           files.get("validation", {}).get("path"), reading.get("format"),
                           reading.get("text_column", "text"), reading.get("label_column", "label"),
                           hold_out, splits.get("seed", model_dir.config.get("seed", 1337)),
-                          int(reading.get("max_bytes") or dataset.MAX_BYTES))
+                          dataset.recorded_max_bytes(reading))
     for name, recorded in files.items():
         now = corpus.split_record["files"].get(name, {}).get("sha256")
         if now != recorded.get("sha256"):

@@ -87,7 +87,7 @@ def load_corpus(model_dir: Path, data: str | None = None) -> Corpus:
         corpus = dataset.load(paths["train"], paths.get("test"), paths.get("validation"), reading["format"],
                               reading["text_column"], reading["label_column"],
                               float((record.get("test") or {}).get("fraction") or 0.1),
-                              int(record.get("seed", 1337)), int(reading.get("max_bytes") or dataset.MAX_BYTES))
+                              int(record.get("seed", 1337)), dataset.recorded_max_bytes(reading))
     except DataError as e:
         raise ModelDirError(str(e)) from e
     for name, path in paths.items():

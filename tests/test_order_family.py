@@ -200,7 +200,8 @@ def test_own_data_trains_the_order_aware_model_by_default(bundle):
     assert order["word_vectors"]["archive"] is None and order["word_vectors"]["texts"] > 0
     assert 1 <= order["branches"] <= 3 and len(order["branch_epochs"]) == order["branches"]
     accuracy = order["validation_accuracy"]
-    assert accuracy["combined"] >= max(accuracy["ngram"], accuracy["branch"]) - 1e-9  # w = 0 or 1 is on the grid
+    # w = 0 and 1 are on the grid; the rule may keep 1 over a weight better by under a standard error
+    assert accuracy["combined"] >= max(accuracy["ngram"], accuracy["branch"]) - 0.03
     assert metrics["best_val_accuracy"] == accuracy["combined"]
     assert metrics["test_accuracy"] > 0.9
     # refitted on every training example (validation included) for the epochs early stopping kept

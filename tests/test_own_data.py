@@ -188,6 +188,7 @@ def test_a_file_over_the_text_budget_is_sampled_in_bounded_memory(tmp_path, caps
     kept = sum(len(t.encode()) + userdata.EXAMPLE_OVERHEAD for t in r.texts)
     assert kept <= budget and len(r) < len(rows) // 10
     assert r.sample == {"examples_read": 20_000, "examples_kept": len(r), "text_bytes_read": r.sample["text_bytes_read"],
+                        "bytes_read": r.sample["text_bytes_read"] + 20_000 * userdata.EXAMPLE_OVERHEAD,
                         "max_bytes": budget, "seed": 5}
     assert r.labels.count("rare") == 2  # a label's first examples stay, so it can be stratified
     numbers = [int(i.split()[1]) for i in r.ids]
@@ -198,11 +199,34 @@ def test_a_file_over_the_text_budget_is_sampled_in_bounded_memory(tmp_path, caps
     assert userdata.read(path).sample is None and len(userdata.read(path)) == 20_000
     assert "pass the 0.06 MiB a run holds (--max-text-mb): kept a seeded random sample of" in r.note()
 
+    with pytest.raises(userdata.DataError, match="cannot hold 2 examples of each of the 4 labels"):
+        userdata.read(path, max_bytes=1000)  # a budget that would leave labels out is refused in one line
+    # a model directory from before sampling records no budget: it is read whole again, as it was
+    assert dataset.recorded_max_bytes({}) == dataset.WHOLE and dataset.recorded_max_bytes({"max_bytes": 7}) == 7
+    assert userdata.read(path, max_bytes=dataset.WHOLE).sample is None
+
     corpus = dataset.load(path, seed=5, max_bytes=budget)
     assert "note: " in capsys.readouterr().err
     record = corpus.split_record
     assert record["files"]["train"]["sampled"]["examples_kept"] == len(r) and record["reading"]["max_bytes"] == budget
     assert len(corpus.splits["train"]) + len(corpus.splits["test"]) == len(r)
+
+
+def test_skipped_json_lines_do_not_grow_memory(tmp_path):
+    import tracemalloc
+
+    from train import userdata
+
+    path = tmp_path / "empty.jsonl"
+    with open(path, "w", encoding="utf-8") as f:
+        f.write('{"text": "one", "label": "a"}\n{"text": "two", "label": "b"}\n')
+        for i in range(50_000):  # no text: skipped, and their labels are not remembered
+            f.write(f'{{"text": " ", "label": "x{i}"}}\n')
+    tracemalloc.start()
+    r = userdata.read(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert r.labels == ["a", "b"] and r.skipped == {"no text": 50_000} and peak < 2 << 20
 
 
 def test_a_huge_line_stops_early(tmp_path, capsys, monkeypatch):

@@ -51,8 +51,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--test-fraction", type=float, default=0.1,
                    help="your own data without --test: the stratified share held out for the test figure")
     p.add_argument("--max-text-mb", type=float, default=64,
-                   help="your own data: MiB of text a file may hold in memory; a larger file is read whole and "
-                        "a seeded random sample that fits is trained on (default: 64; training takes about 50x that in memory)")
+                   help="your own data: MiB a file's examples may hold in memory (text + 200 bytes each); a larger "
+                        "file is read whole and a seeded random sample that fits is trained on (default: 64; "
+                        "training takes about 50x that in memory)")
     p.add_argument("--time-budget", type=float,
                    help="your own data: seconds for choosing settings on validation (default: 60)")
     p.add_argument("--out", required=True, type=Path, help="model directory to write")

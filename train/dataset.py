@@ -25,6 +25,12 @@ from train.errors import DataError
 
 VALIDATION_FRACTION = 0.1
 MAX_BYTES = userdata.MAX_BYTES  # text one file may hold in memory; a larger file is sampled
+WHOLE = 1 << 62  # ``max_bytes`` that never samples: data recorded before sampling existed was read whole
+
+
+def recorded_max_bytes(reading: dict) -> int:
+    """The ``max_bytes`` a model's data was read with (``config.json``'s ``data.reading``)."""
+    return int(reading.get("max_bytes") or WHOLE)
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

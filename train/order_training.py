@@ -9,8 +9,9 @@ Three steps, each chosen on the validation split only:
    vectors; then the convolution branch on the rows' sequence columns, its embedding
    starting from those vectors, early-stopped;
 3. up to ``recipe.branch_seeds`` branches from different seeds, while the time budget allows
-   (their logits are averaged), then the weight ``w`` in ``z = z_ngram + w * mean(z_branch)``:
-   the best validation accuracy over a grid (0 gives the n-gram model alone).
+   (their logits are averaged), then the weight ``w`` in ``z = z_ngram + w * mean(z_branch)``
+   on validation over a grid, by the one-standard-error rule toward 1
+   (``order_model.best_weight``; 0 gives the n-gram model alone).
 
 With ``recipe.refit``, ``refit`` then trains both parts again on every example (validation
 included) for the epochs early stopping kept, and combines them with the same ``w``.

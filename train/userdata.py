@@ -75,6 +75,7 @@ class Records:
     _cost: int = 0
     _read: int = 0
     _read_bytes: int = 0
+    _read_cost: int = 0
     _rng: random.Random | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
@@ -85,6 +86,7 @@ class Records:
         self.first_skipped.setdefault(reason, where)
 
     def add(self, text: str, label: str, where: str) -> None:
+        """Count one example: skipped without a label or text, else kept or sampled."""
         if not label.strip():
             self.skip("no label", where)
             return
@@ -111,6 +113,7 @@ class Records:
         heapq.heappush(self._heap, (-key, self._read, cost, text, label, where))
         self._read += 1
         self._read_bytes += size
+        self._read_cost += cost
         self._cost += cost
         while self._cost > self.max_bytes and len(self._heap) > 1:
             self._cost -= heapq.heappop(self._heap)[2]  # the largest key leaves
@@ -124,7 +127,12 @@ class Records:
         self.ids = [item[5] for item in kept]
         if len(kept) < self._read:
             self.sample = {"examples_read": self._read, "examples_kept": len(kept), "text_bytes_read": self._read_bytes,
-                           "max_bytes": self.max_bytes, "seed": self.seed}
+                           "bytes_read": self._read_cost, "max_bytes": self.max_bytes, "seed": self.seed}
+            lost = len(self._seen) - len(set(self.labels))
+            if lost:
+                raise DataError(f"{self.source}: --max-text-mb {self.max_bytes / (1 << 20):g} cannot hold "
+                                f"{KEEP_PER_LABEL} examples of each of the {len(self._seen):,} labels ({lost:,} would "
+                                f"be left out); raise it")
 
     def warnings(self) -> list[str]:
         """One line per kind of skipped example."""
@@ -136,8 +144,9 @@ class Records:
         if self.sample is None:
             return None
         s = self.sample
-        return (f"note: {self.source}: {s['examples_read']:,} examples ({_mib(s['text_bytes_read'])} of text) pass "
-                f"the {_mib(s['max_bytes'])} a run holds (--max-text-mb): kept a seeded "
+        return (f"note: {self.source}: {s['examples_read']:,} examples ({_mib(s['text_bytes_read'])} of text, "
+                f"{_mib(s['bytes_read'])} with {EXAMPLE_OVERHEAD} bytes each for bookkeeping) pass the "
+                f"{_mib(s['max_bytes'])} a run holds (--max-text-mb): kept a seeded "
                 f"random sample of {s['examples_kept']:,} ({len(set(self.labels))} of {len(self._seen)} labels)")
 
 
@@ -308,8 +317,12 @@ def _read_jsonl(lines: _Lines, records: Records, text_field: str, label_field: s
         if isinstance(label, dict):
             raise DataError(f"{lines.path}:{lines.number}: field {label_field!r} is an object, not a label")
         name = "" if label is None else str(label).lower() if isinstance(label, bool) else str(label)
+        if not name.strip() or not text.strip():  # skipped and counted by ``add``: no label to remember
+            records.add(text, name, where)
+            continue
         kind = type(label).__name__
-        seen = kinds.setdefault(name, (kind, lines.number))
+        # keyed as ``add`` names labels (stripped): as many keys as labels, which ``add`` caps
+        seen = kinds.setdefault(name.strip(), (kind, lines.number))
         if seen[0] != kind:  # 1 and "1" would silently become one label
             raise DataError(f"{lines.path}:{lines.number}: label {label!r} ({kind}) and the {seen[0]} on line "
                             f"{seen[1]} would be the same label {name!r}; write every label as one JSON type")
@@ -343,8 +356,10 @@ def _read_folder(root: Path, max_bytes: int, seed: int) -> Records:
     if not folders:
         raise DataError(f"{root}: no sub-folders; expected one sub-folder per label holding one text file per example")
     for folder in folders:
-        for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
-            name = f"{folder.name}/{path.name}"
+        # the file names are listed and sorted (memory grows with their number, not their text)
+        for file_name in sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+            path = folder / file_name
+            name = f"{folder.name}/{file_name}"
             try:
                 size = path.stat().st_size
                 if size > MAX_RECORD_BYTES:
