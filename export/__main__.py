@@ -63,12 +63,9 @@ class _Interrupt:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    import csv
+    from train.userdata import allow_long_fields
 
-    from train.userdata import MAX_RECORD_BYTES
-
-    # as python -m train does: a user's CSV read again may hold a text longer than csv's 128 KiB
-    csv.field_size_limit(MAX_RECORD_BYTES)
+    allow_long_fields()
     _Interrupt.seen = False
     previous = signal.getsignal(signal.SIGINT)
     previous_unraisable = sys.unraisablehook

@@ -21,7 +21,6 @@ usage error; 1 internal error.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import os
 import sys
@@ -53,7 +52,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-text-mb", type=float, default=64,
                    help="your own data: MiB a file's examples may hold in memory (text + 200 bytes each); a larger "
                         "file is read whole and a seeded random sample that fits is trained on (default: 64; "
-                        "training takes about 50x that in memory)")
+                        "training takes up to about 50x that in memory)")
     p.add_argument("--time-budget", type=float,
                    help="your own data: seconds for choosing settings on validation (default: 60)")
     p.add_argument("--out", required=True, type=Path, help="model directory to write")
@@ -91,9 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m train: error: --out {e}", file=sys.stderr)
         return exitcodes.USAGE
     recipe = RECIPES[args.recipe or ("ngram-cnn" if own else "seed-mlp")]
-    # The command (not the library) raises the csv module's process-wide field cap to the
-    # readers' per-record cap, so one long text is not refused at csv's default 128 KiB.
-    csv.field_size_limit(userdata.MAX_RECORD_BYTES)
+    userdata.allow_long_fields()
     try:
         if own:
             corpus = dataset.load(args.data, args.test, args.validation, args.format, args.text_column,

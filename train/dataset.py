@@ -24,7 +24,6 @@ from train.corpus import Corpus, Split
 from train.errors import DataError
 
 VALIDATION_FRACTION = 0.1
-MAX_BYTES = userdata.MAX_BYTES  # text one file may hold in memory; a larger file is sampled
 WHOLE = 1 << 62  # ``max_bytes`` that never samples: data recorded before sampling existed was read whole
 
 
@@ -85,7 +84,7 @@ def _file_record(path: str | Path, records: userdata.Records) -> dict:
 
 def load(data: str | Path, test: str | Path | None = None, validation: str | Path | None = None,
          fmt: str | None = None, text_column: str = "text", label_column: str = "label",
-         test_fraction: float = 0.1, seed: int = 1337, max_bytes: int = MAX_BYTES) -> Corpus:
+         test_fraction: float = 0.1, seed: int = 1337, max_bytes: int = userdata.MAX_BYTES) -> Corpus:
     """The user's data as a ``Corpus`` with sorted label names.
 
     Args:

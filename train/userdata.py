@@ -44,7 +44,7 @@ from train.errors import DataError, UsageError
 FORMATS = ("csv", "tsv", "jsonl", "fasttext", "folder")
 _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "fasttext"}
 MAX_RECORD_BYTES = 4 << 20  # one line, one CSV field or one example file
-MAX_BYTES = 64 << 20  # text a training run holds (``--max-text-mb``): training takes about 50x this
+MAX_BYTES = 64 << 20  # text a training run holds (``--max-text-mb``): training takes up to about 50x this
 EXAMPLE_OVERHEAD = 200  # bytes counted per kept example beside its text (its strings and index entries)
 KEEP_PER_LABEL = 2  # examples of each label kept ahead of the sample: a stratified split needs 2
 MAX_LABELS = 1_000  # the n-gram table has one column per label
@@ -75,7 +75,6 @@ class Records:
     _cost: int = 0
     _read: int = 0
     _read_bytes: int = 0
-    _read_cost: int = 0
     _rng: random.Random | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
@@ -113,7 +112,6 @@ class Records:
         heapq.heappush(self._heap, (-key, self._read, cost, text, label, where))
         self._read += 1
         self._read_bytes += size
-        self._read_cost += cost
         self._cost += cost
         while self._cost > self.max_bytes and len(self._heap) > 1:
             self._cost -= heapq.heappop(self._heap)[2]  # the largest key leaves
@@ -127,7 +125,7 @@ class Records:
         self.ids = [item[5] for item in kept]
         if len(kept) < self._read:
             self.sample = {"examples_read": self._read, "examples_kept": len(kept), "text_bytes_read": self._read_bytes,
-                           "bytes_read": self._read_cost, "max_bytes": self.max_bytes, "seed": self.seed}
+                           "bytes_read": self._read_bytes + self._read * EXAMPLE_OVERHEAD, "max_bytes": self.max_bytes, "seed": self.seed}
             lost = len(self._seen) - len(set(self.labels))
             if lost:
                 raise DataError(f"{self.source}: --max-text-mb {self.max_bytes / (1 << 20):g} cannot hold "
@@ -148,6 +146,15 @@ class Records:
                 f"{_mib(s['bytes_read'])} with {EXAMPLE_OVERHEAD} bytes each for bookkeeping) pass the "
                 f"{_mib(s['max_bytes'])} a run holds (--max-text-mb): kept a seeded "
                 f"random sample of {s['examples_kept']:,} ({len(set(self.labels))} of {len(self._seen)} labels)")
+
+
+def allow_long_fields() -> None:
+    """Raise the csv module's field cap (process-wide, 128 KiB by default) to ``MAX_RECORD_BYTES``.
+
+    For the commands that read a user's data (train, export, benchmarks), not the library: a
+    CSV that one of them read must be readable by the others.
+    """
+    csv.field_size_limit(MAX_RECORD_BYTES)
 
 
 def _mib(n: int) -> str:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.engines.base import (ENGINES, MIN_WIDTH, SEQUENCE_TABLE, WORD_BIAS, WORD_TABLE, Backend, EngineError, engine_threads,
-                                  engine_version)
+from runtime.engines.base import (ENGINES, MIN_WIDTH, SEQUENCE_TABLE, WORD_BIAS, WORD_TABLE, Backend, EngineError,
+                                  engine_threads, engine_version)
 from runtime.probability import sigmoid32, softmax32
 from runtime.engines.stderr import _first_interpreter_quietly
 
@@ -177,18 +177,24 @@ def _tflite_constants(interp) -> dict:
     return found
 
 
+def _rows(interp, name: str) -> int | None:
+    """Rows of the tensor export named ``name``, or None if there is none."""
+    for tensor in interp.get_tensor_details():
+        if tensor["name"] == name:
+            return int(tensor["shape"][0])
+    return None
+
+
 def _sequence_length(interp) -> int | None:
     """The token columns an order-aware model reads: the rows of its ``SEQUENCE_TABLE``, less one."""
-    for tensor in interp.get_tensor_details():
-        if tensor["name"] == SEQUENCE_TABLE:
-            return int(tensor["shape"][0]) - 1
-    return None
+    rows = _rows(interp, SEQUENCE_TABLE)
+    return None if rows is None else rows - 1
 
 
 def _table_rows(interp, path: str) -> int:
     """Rows of the tensor export named ``WORD_TABLE``: the vocabulary size a word-id model indexes."""
-    for tensor in interp.get_tensor_details():
-        if tensor["name"] == WORD_TABLE:
-            return int(tensor["shape"][0])
+    rows = _rows(interp, WORD_TABLE)
+    if rows is not None:
+        return rows
     raise EngineError(f"{path}: a word-id model without a {WORD_TABLE!r} tensor (exported by an older "
                       f"version of this project?); export it again")
