@@ -30,8 +30,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", required=True, type=Path, help="report directory")
     p.add_argument("--quick", action="store_true", help="a sample of reviews and fewer repetitions (CI)")
     p.add_argument("--peers", action=argparse.BooleanOptionalAction, default=None,
-                   help="train and score the desktop peers (scikit-learn, fastText) on the model's split "
-                        "(default: IMDB: in full mode only, about two minutes; a model trained on "
+                   help="train and score the desktop peers (scikit-learn, fastText, NB-weighted LR for two "
+                        "labels) on the model's split "
+                        "(default: IMDB: in full mode only; a model trained on "
                         "your own data: always)")
     p.add_argument("--volume-copies", type=int, metavar="N",
                    help="write the archive's reviews N times into the volume section's lines file (default: 10 in "
@@ -84,12 +85,10 @@ def _own_data(args: argparse.Namespace, bundle, model_dir) -> int:
     s = measure.QUICK if args.quick else measure.FULL
     texts, y = list(test.texts), np.asarray(test.labels)
     lat_texts = test.sample(s.latency_reviews, args.seed + 1).texts
-    clfs, skipped = measure.classifiers(bundle)
-    if not clfs:
-        print(f"error: no artifact of {args.bundle} can run on the installed engines: {skipped}", file=sys.stderr)
+    candidates = _candidates(args, bundle, model_dir)
+    if candidates is None:
         return exitcodes.UNUSABLE
-    default_key = next((k for k in clfs if k.startswith(bundle.manifest.default_artifact + " @")), next(iter(clfs)))
-    keras_ref = measure.KerasReference(model_dir, bundle.manifest.temperature)
+    clfs, skipped, default_key, keras_ref = candidates
     threshold = bundle.manifest.threshold if len(labels) == 2 else None
     files = model_dir.config["data"]["files"]
     result: dict = {"meta": _meta(args, bundle, s), "skipped": skipped, "not_run": dict(own_data.NOT_RUN), "data": {
@@ -108,11 +107,7 @@ def _own_data(args: argparse.Namespace, bundle, model_dir) -> int:
     result["throughput"] = measure.batch_throughput(clfs, keras_ref, lat_texts, s)
     result["explanation_cost"] = {**measure.explanation_cost(clfs[default_key], lat_texts, s), "artifact": default_key}
     with staging_dir(args.out) as stage:
-        median_text = sorted(lat_texts, key=len)[len(lat_texts) // 2]
-        sample = stage / "text.txt"
-        sample.write_text(median_text, encoding="utf-8")
-        result["cold_start"] = measure.cold_start(bundle, model_dir, sample, s.cold_runs)
-        result["recommended_default"] = report.recommend(result)
+        _cold_start(result, stage / "text.txt", lat_texts, bundle, model_dir, s)
         result["confusion_plots"] = own_data.plot_confusions(result, stage)
         write_json(stage / "benchmark.json", result)
         (stage / "benchmark.md").write_text(own_data.markdown(result), encoding="utf-8")
@@ -125,6 +120,29 @@ def _own_data(args: argparse.Namespace, bundle, model_dir) -> int:
         print(f"  {name}: accuracy {a['accuracy']:.2%}, macro-F1 {a['macro_f1']:.4f}")
     print(f"  recommended default artifact: {result['recommended_default']}")
     return exitcodes.OK
+
+
+def _candidates(args: argparse.Namespace, bundle, model_dir):
+    """``(classifiers, skipped, default key, Keras reference)``, or None (said in one line) when
+    no artifact of the bundle runs on the installed engines."""
+    from benchmarks import measure
+
+    clfs, skipped = measure.classifiers(bundle)
+    if not clfs:
+        print(f"error: no artifact of {args.bundle} can run on the installed engines: {skipped}", file=sys.stderr)
+        return None
+    default_key = next((k for k in clfs if k.startswith(bundle.manifest.default_artifact + " @")), next(iter(clfs)))
+    return clfs, skipped, default_key, measure.KerasReference(model_dir, bundle.manifest.temperature)
+
+
+def _cold_start(result: dict, sample: Path, lat_texts: list[str], bundle, model_dir, s) -> None:
+    """Cold start on the median-length latency text (written to ``sample``), then the
+    recommended default artifact, into ``result``."""
+    from benchmarks import measure, report
+
+    sample.write_text(sorted(lat_texts, key=len)[len(lat_texts) // 2], encoding="utf-8")
+    result["cold_start"] = measure.cold_start(bundle, model_dir, sample, s.cold_runs)
+    result["recommended_default"] = report.recommend(result)
 
 
 def _ids_sha256(ids) -> str:
@@ -179,12 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     acc_texts, labels = accuracy_split.texts, np.asarray(accuracy_split.labels)
     lat_texts = test.sample(s.latency_reviews, args.seed + 1).texts
 
-    clfs, skipped = measure.classifiers(bundle)
-    if not clfs:
-        print(f"error: no artifact of {args.bundle} can run on the installed engines: {skipped}", file=sys.stderr)
+    candidates = _candidates(args, bundle, model_dir)
+    if candidates is None:
         return exitcodes.UNUSABLE
-    default_key = next((k for k in clfs if k.startswith(bundle.manifest.default_artifact + " @")), next(iter(clfs)))
-    keras_ref = measure.KerasReference(model_dir, bundle.manifest.temperature)
+    clfs, skipped, default_key, keras_ref = candidates
     tutorial = None
     if "tflite-float32" in bundle.artifacts and model_dir.family == MULTI_HOT:
         float32 = bundle.artifacts["tflite-float32"]
@@ -215,11 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return exitcodes.INTERNAL
     with staging_dir(args.out) as stage:
-        median_review = sorted(lat_texts, key=len)[len(lat_texts) // 2]
-        review = stage / "review.txt"
-        review.write_text(median_review, encoding="utf-8")
-        result["cold_start"] = measure.cold_start(bundle, model_dir, review, s.cold_runs)
-        result["recommended_default"] = report.recommend(result)
+        _cold_start(result, stage / "review.txt", lat_texts, bundle, model_dir, s)
         result["ratios"] = report.ratios(result, default_key)
         write_json(stage / "benchmark.json", result)
         (stage / "benchmark.md").write_text(report.markdown(result), encoding="utf-8")

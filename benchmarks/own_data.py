@@ -170,6 +170,8 @@ def peers(pool, val_mask: np.ndarray, test_texts: list[str], y: np.ndarray, labe
         pm.SKLEARN: (lambda s: pm.SklearnPeer(s["C"], n), [{"C": c} for c in pm.SKLEARN_C]),
         pm.FASTTEXT: (lambda s: pm.FastTextPeer(**s, n_labels=n), list(pm.FASTTEXT_SETTINGS)),
     }
+    if n == 2:
+        grids[pm.NBLR] = (lambda s: pm.NbLrPeer(s["C"]), [{"C": c} for c in pm.NBLR_C])
     out = {}
     for name, (make, grid) in tqdm(grids.items(), desc="peers", unit="peer"):
         best = None

@@ -519,7 +519,7 @@ def plot(volume: dict, path: Path) -> None:
                    label="1 / (1.5 x look-up floor per review)")
         ax.axhline(volume["keras_predict_256_reviews_per_s"], color="tab:orange", linestyle="-.",
                    label="Keras predict, batch 256")
-        for (name, rate), color in zip(volume.get("peers_reviews_per_s", {}).items(), ("tab:purple", "tab:brown")):
+        for (name, rate), color in zip(volume.get("peers_reviews_per_s", {}).items(), ("tab:purple", "tab:brown", "tab:pink")):
             ax.axhline(rate, color=color, linestyle=":", label=name.split(",")[0])
         ax.set_xticks([1, 2])
         ax.set_xlim(0.7, 2.3)

@@ -2,7 +2,7 @@
 # The main job on a fresh machine: set up a virtual environment, train the shipped model
 # (ngram; RECIPE=seed-mlp or RECIPE=seed-lstm trains a textbook reference instead), export
 # and validate every artifact, record which engine versions load them, benchmark them (quick
-# mode, with the scikit-learn and fastText peers trained on the same split) and classify the
+# mode, with the scikit-learn, fastText and NB-LR peers trained on the same split) and classify the
 # sample reviews. Outputs go to $OUT (default: out/).
 #
 # The corpus comes from $IMDB_DATA (an aclImdb .tar.gz or extracted folder); if it is not

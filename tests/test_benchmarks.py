@@ -321,3 +321,35 @@ def test_a_ray_start_that_hangs_is_retried_on_a_new_port_then_one_line(monkeypat
         with cluster:
             pass
     assert ports == [5001, 5002] and cluster.env["RAY_ADDRESS"] == "127.0.0.1:5002"
+
+
+def test_nb_weighted_peer_folds_its_ratio_into_the_weights_and_takes_two_labels_only():
+    """The NB-LR anchor scores with ``x @ (coef * r) + b``: the same probabilities as the
+    regression fitted on the ratio-scaled features."""
+    from sklearn.linear_model import LogisticRegression
+
+    from benchmarks.peer_models import NbLrPeer
+
+    rng = np.random.default_rng(5)
+    good, bad, shared = ["fine", "great", "loved it"], ["awful", "dull", "not good"], "the film was a plot i".split()
+    texts, y = [], []
+    for i in range(600):
+        label = i % 2
+        words = list(rng.choice(shared, 5)) + [str(rng.choice((bad, good)[label]))] * 2
+        texts.append(" ".join(rng.permutation(words)))
+        y.append(label)
+    y = np.array(y)
+    peer = NbLrPeer(1.0).fit(texts[:500], y[:500])
+    probs = peer.label_probabilities(texts[500:])
+    assert probs.shape == (100, 2) and np.allclose(probs.sum(axis=1), 1)
+    assert np.mean(probs.argmax(axis=1) == y[500:]) > 0.9
+    x = peer.vectorizer.transform(texts[:500]).tocsr()
+    p = np.asarray(x[y[:500] == 1].sum(axis=0)).ravel() + 1
+    q = np.asarray(x[y[:500] == 0].sum(axis=0)).ravel() + 1
+    r = np.log((p / p.sum()) / (q / q.sum()))
+    lr = LogisticRegression(C=1.0, solver="liblinear", dual=True, max_iter=1000).fit(x.multiply(r).tocsr(), y[:500])
+    x_test = peer.vectorizer.transform(texts[500:]).multiply(r).tocsr()
+    assert np.allclose(probs[:, 1], lr.predict_proba(x_test)[:, 1], atol=1e-5)
+    assert peer.size_bytes() > 4 * (1 << 23)  # every hashed column's float32 weight
+    with pytest.raises(ValueError, match="two labels"):
+        NbLrPeer(1.0, n_labels=3)
