@@ -300,3 +300,30 @@ def test_the_int8_onnx_forms_keep_the_mask_and_the_count_reciprocals_exact(bundl
         assert tables and all(t.data_type == onnx.TensorProto.FLOAT for t in tables.values()), name
         reciprocal = next(onnx.numpy_helper.to_array(t) for n, t in tables.items() if "reciprocal_count" in n)
         assert np.allclose(reciprocal.ravel()[1:], 1.0 / np.arange(1, len(reciprocal)), rtol=1e-7), name
+
+
+def test_trained_on_the_imdb_archive_the_vectors_read_that_archive_once(tmp_path):
+    """The aclImdb corpus as --data: its training and unlabelled reviews feed the word vectors
+    (not $IMDB_DATA's file, and the labelled reviews not twice)."""
+    from conftest import make_archive
+
+    rng = np.random.default_rng(17)
+    reviews = {}
+    for split, n in (("train", 40), ("test", 10)):
+        for i in range(n):
+            good = i % 2 == 0
+            words = list(rng.choice(WORDS, 12)) + (["great", "good"] if good else ["awful", "bad"])
+            reviews[f"{split}/{'pos' if good else 'neg'}/{i}_{9 if good else 2}.txt"] = " ".join(words)
+    for i in range(15):
+        reviews[f"train/unsup/{i}_0.txt"] = " ".join(rng.choice(WORDS, 20))
+    archive = make_archive(tmp_path / "small.tar.gz", reviews)
+    broken = tmp_path / "elsewhere.tar.gz"
+    broken.write_text("not an archive\n")
+    env = {**os.environ, "IMDB_DATA": str(broken)}
+    done = subprocess.run([sys.executable, "-m", "train", "--recipe", "ngram-cnn", "--data", str(archive), "--out",
+                           str(tmp_path / "m"), "--max-epochs", "2", "--quiet"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    vectors = json.loads((tmp_path / "m" / "metrics.json").read_text())["order_aware"]["word_vectors"]
+    assert vectors["archive"] == str(archive) and "archive_error" not in vectors
+    assert vectors["texts"] == 0 and vectors["archive_reviews"] == 40 + 15

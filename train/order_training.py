@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -115,7 +116,7 @@ def _combined(recipe: Recipe, ngram, branches: list, parts: Parts, length: int, 
 
 def fit(x: np.ndarray, y: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray, texts: list[str],
         encoder: NgramSequenceEncoder, recipe: Recipe, labels: int, seed: int, verbose: int = 0,
-        budget: float = 60.0):
+        budget: float = 60.0, corpus_archive: Path | None = None):
     """Train both parts and choose the branch's weight.
 
     Args:
@@ -132,6 +133,9 @@ def fit(x: np.ndarray, y: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray
         verbose: Keras' verbosity.
         budget: seconds for the branches: one always, up to ``recipe.branch_seeds`` while
             the time spent plus the slowest so far fits.
+        corpus_archive: the aclImdb corpus when it is what is trained on: the vectors learn
+            from its training and unlabelled reviews (``texts`` are its training reviews, so
+            they are not read twice), whatever ``IMDB_DATA`` says.
 
     Returns:
         ``(model, history, val_probs, record, parts)``: the combined Keras model, the first
@@ -154,14 +158,16 @@ def fit(x: np.ndarray, y: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray
     ngram_seconds = time.monotonic() - started
 
     t0 = time.monotonic()
-    archive = local_archive()
+    archive = corpus_archive or local_archive()
+    # the archive trained on brings its own training reviews: they are not read twice
+    vector_texts = [] if corpus_archive is not None else texts
     vectors_record: dict = {"archive": str(archive) if archive else None, "dim": recipe.embedding_dim, "window": 5,
                             "method": "PPMI + SVD"}
     if archive is None:
         print("note: no aclImdb archive at hand ($IMDB_DATA or the download cache): word vectors learn from "
               "the training texts alone", file=sys.stderr)
     try:
-        vectors = word_vectors.learn(vector_token_ids(encoder, texts, archive, vectors_record), len(encoder.vocab),
+        vectors = word_vectors.learn(vector_token_ids(encoder, vector_texts, archive, vectors_record), len(encoder.vocab),
                                      recipe.embedding_dim, seed=seed)
     except CorpusError as e:  # an archive that cannot be read costs the vectors its reviews, not the run
         print(f"note: {e}: word vectors learn from the training texts alone", file=sys.stderr)

@@ -99,7 +99,8 @@ def keras_inputs(encoder: Encoder, texts: list[str], desc: str, chunk: int = 100
 
 
 def fit(train: Split, recipe: Recipe, seed: int, verbose: int = 2, labels: int = 2,
-        val_idx: np.ndarray | None = None, refit: bool | None = None, time_budget: float | None = None) -> Trained:
+        val_idx: np.ndarray | None = None, refit: bool | None = None, time_budget: float | None = None,
+        corpus_archive: Path | None = None) -> Trained:
     """Build the vocabulary on the training split and fit with early stopping.
 
     Args:
@@ -112,6 +113,8 @@ def fit(train: Split, recipe: Recipe, seed: int, verbose: int = 2, labels: int =
             ``recipe.validation_size`` reviews (or whole movies) as ``validation_split`` does.
         refit: whether to train again on every example for the kept epochs; None: the recipe's.
         time_budget: seconds the order-aware family may spend on its branches (None: the default).
+        corpus_archive: the aclImdb corpus ``train`` comes from, if it does (the order-aware
+            family's word vectors then learn from its unlabelled reviews too).
 
     Returns:
         The trained model with its vocabulary, encoder, history and validation figures.
@@ -141,7 +144,8 @@ def fit(train: Split, recipe: Recipe, seed: int, verbose: int = 2, labels: int =
 
         budget = tuning.DEFAULT_TIME_BUDGET if time_budget is None else time_budget
         model, hist, val_probs, order, parts = order_training.fit(x, y, train_idx, val_idx, train.texts, encoder,
-                                                                  recipe, labels, seed, verbose, budget)
+                                                                  recipe, labels, seed, verbose, budget,
+                                                                  corpus_archive)
         trained = Trained(model, vocab, encoder, hist, train_idx, val_idx, held_out, val_probs, x, y, labels,
                           order=order, order_parts=parts)
         if recipe.refit if refit is None else refit:
@@ -236,7 +240,7 @@ def run(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose: int = 2,
     if corpus.user_data:
         return _run_user_data(corpus, recipe, seed, out, verbose, time_budget, keep)
     train, test = corpus.splits["train"], corpus.splits["test"]
-    trained = fit(train, recipe, seed, verbose)
+    trained = fit(train, recipe, seed, verbose, corpus_archive=Path(corpus.source))
     x_test = keras_inputs(trained.encoder, test.texts, "encode test")
     y_test = np.asarray(test.labels, dtype=np.int64)
     test_loss = float(trained.model.evaluate(x_test, y_test.astype(np.float32), batch_size=recipe.batch_size, verbose=0)[0])
@@ -255,7 +259,25 @@ def run(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose: int = 2,
     metrics["calibration"] = {**calibration.temperature_decision(trained.val_probs, y_val),
                               "test_ece": calibration.expected_calibration_error(probs, y_test),
                               "bins": calibration.BINS}
-    config = {
+    config = _config(recipe, seed, trained, corpus, len(test))
+    splits = {"train_ids": [train.ids[i] for i in trained.train_idx],
+              "validation_ids": [train.ids[i] for i in trained.val_idx]}
+    with model_dir.publish(out) as writer:
+        writer.model(trained.model)
+        writer.vocabulary(trained.vocab)
+        writer.json(config, splits, trained.history, metrics)
+        report.write_all(writer.path, trained.history, metrics, y_test, probs, test)
+        calibration.plot_reliability(
+            {"validation (early-stopped model)": calibration.reliability(trained.val_probs, y_val),
+             "test (final model)": calibration.reliability(probs, y_test)},
+            writer.path / "reliability.png", f"Reliability of {recipe.name}")
+    return metrics
+
+
+def _config(recipe: Recipe, seed: int, trained: Trained, corpus: Corpus, test_size: int, **data) -> dict:
+    """config.json: the recipe as trained, the tokenizer, features and vocabulary, the labels,
+    where the data came from and how it was split (``data``: what a user's data adds)."""
+    return {
         "recipe": recipe.to_dict(),
         "seed": seed,
         "tokenizer": tokenizer_settings(),
@@ -270,22 +292,11 @@ def run(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose: int = 2,
             "train_reviews": int(len(trained.train_idx)),
             "validation_reviews": int(len(trained.val_idx)),
             "validation_holds_out": trained.held_out,
-            "test_reviews": len(test),
+            "test_reviews": test_size,
+            **data,
         },
         "versions": library_versions(),
     }
-    splits = {"train_ids": [train.ids[i] for i in trained.train_idx],
-              "validation_ids": [train.ids[i] for i in trained.val_idx]}
-    with model_dir.publish(out) as writer:
-        writer.model(trained.model)
-        writer.vocabulary(trained.vocab)
-        writer.json(config, splits, trained.history, metrics)
-        report.write_all(writer.path, trained.history, metrics, y_test, probs, test)
-        calibration.plot_reliability(
-            {"validation (early-stopped model)": calibration.reliability(trained.val_probs, y_val),
-             "test (final model)": calibration.reliability(probs, y_test)},
-            writer.path / "reliability.png", f"Reliability of {recipe.name}")
-    return metrics
 
 
 def _add_order_record(metrics: dict, trained: Trained) -> None:
@@ -368,28 +379,8 @@ def _run_user_data(corpus: Corpus, recipe: Recipe, seed: int, out: Path, verbose
                    refit=trained.refitted, final_model_reviews=len(train) if trained.refitted else int(len(trained.train_idx)),
                    training_seconds=round(seconds, 1), tuning=tuning.record(trials, best, budget))
     _add_order_record(metrics, trained)
-    config = {
-        "recipe": chosen.to_dict(),
-        "seed": seed,
-        "tokenizer": tokenizer_settings(),
-        "features": trained.encoder.spec(),
-        "vocabulary": {"file": model_dir.VOCAB_FILE, "size": len(trained.vocab), "sha256": trained.vocab.sha256()},
-        "labels": list(corpus.labels),
-        "data": {
-            "source": corpus.source,
-            "archive_sha256": None,
-            "content_sha256": corpus.content_sha256,
-            "counts": corpus.counts(),
-            "train_reviews": int(len(trained.train_idx)),
-            "validation_reviews": int(len(trained.val_idx)),
-            "validation_holds_out": trained.held_out,
-            "validation_source": validation_source,
-            "test_reviews": len(test),
-            "files": corpus.split_record["files"],
-            "reading": corpus.split_record["reading"],
-        },
-        "versions": library_versions(),
-    }
+    config = _config(chosen, seed, trained, corpus, len(test), validation_source=validation_source,
+                     files=corpus.split_record["files"], reading=corpus.split_record["reading"])
     splits = {**corpus.split_record,
               "validation": {"source": validation_source, "fraction": VALIDATION_FRACTION if validation_source == "hold-out" else None},
               "train_ids": [train.ids[i] for i in trained.train_idx],
