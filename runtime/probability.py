@@ -75,5 +75,5 @@ def label_logits(p: np.ndarray) -> np.ndarray:
 
 def tempered_softmax(p: np.ndarray, temperature: float) -> np.ndarray:
     """``softmax(log(p) / temperature)`` per row, rounded to float32: the N-label temperature,
-    as ``train.calibration.softmax_tempered`` fits it."""
+    as ``train.calibration`` fits and judges it."""
     return softmax32(label_logits(p) / temperature)

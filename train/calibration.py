@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.probability import logits as _logits
-from runtime.probability import HIGH, LOW, label_logits, tempered_all
+from runtime.probability import HIGH, LOW, label_logits, tempered_all, tempered_softmax
 
 BINS = 10
 
@@ -68,16 +68,9 @@ def temperature_decision(val_probs: np.ndarray, val_labels: np.ndarray, min_gain
 
 
 def softmax_tempered(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """``softmax(log(p) / T)`` per row, in float64: the N > 2 counterpart of ``scaled``.
-
-    The logits are taken as ``log(p)`` with ``p`` clipped to ``[EPS, 1]`` (the runtime's
-    clipping, ``runtime.probability.EPS``): they equal the model's logits up to a constant per
-    row, which a softmax ignores.
-    """
-    z = label_logits(probs) / temperature
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    """``softmax(log(p) / T)`` per row, as the runtime computes it (``tempered_softmax``): the
+    N > 2 counterpart of ``scaled``."""
+    return tempered_softmax(probs, temperature).astype(np.float64)
 
 
 def fit_multiclass_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
