@@ -66,15 +66,21 @@ TARGETS = tuple(Target(f"debian{n}-{cpu.split('-')[1]}", suite, python, glibc, c
                 for cpu, board in (_PI4, _PI5))
 
 
-def _run(cmd: list[str], what: str, timeout: float = 1800, **kw) -> subprocess.CompletedProcess:
+def run_tool(cmd: list[str], what: str, error: type[Exception], timeout: float, **kw) -> subprocess.CompletedProcess:
+    """``cmd``'s completed process; a tool that cannot start, times out or fails raises
+    ``error`` with one line: ``what`` and the cause (the last line of its output)."""
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
     except (OSError, subprocess.TimeoutExpired) as e:
-        raise Arm64Error(f"{what}: {e}") from None
+        raise error(f"{what}: {e}") from None
     if proc.returncode != 0:
         tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["no output"]
-        raise Arm64Error(f"{what} failed (exit {proc.returncode}): {tail[0][:300]}")
+        raise error(f"{what} failed (exit {proc.returncode}): {tail[0][:300]}")
     return proc
+
+
+def _run(cmd: list[str], what: str, timeout: float = 1800, **kw) -> subprocess.CompletedProcess:
+    return run_tool(cmd, what, Arm64Error, timeout, **kw)
 
 
 def package_entry(index: str, name: str) -> dict[str, str]:

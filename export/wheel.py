@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from export.arm64 import TARGETS, Arm64Error, Target, cache_dir, qemu, userland, wheels
+from export.arm64 import TARGETS, Arm64Error, Target, cache_dir, qemu, run_tool, userland, wheels
 from export.arm64 import _run as _arm64_run
 from runtime import exitcodes
 from runtime.atomic import atomic_file
@@ -72,14 +72,7 @@ class Built:
 
 
 def _run(cmd: list[str], what: str, timeout: float = 900, **kw) -> subprocess.CompletedProcess:
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise WheelError(f"{what}: {e}") from None
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["no output"]
-        raise WheelError(f"{what} failed (exit {proc.returncode}): {tail[0][:300]}")
-    return proc
+    return run_tool(cmd, what, WheelError, timeout, **kw)
 
 
 def clean_env() -> dict[str, str]:

@@ -63,6 +63,32 @@ def make_archive(path: Path, reviews: dict[str, str], prefix: str = "aclImdb/") 
     return path
 
 
+TICKET_WORDS = "please help me with my order today the a it is was i".split()
+
+
+def ticket_rows(rng, n: int, labels: list[str], variants: int) -> list[tuple[str, str]]:
+    """Support-ticket-like ``(text, label)`` rows for N-label tests: 2-4 words of their own label
+    (``label`` + a number below ``variants``), one word of another label, shared words."""
+    rows = []
+    for i in range(n):
+        label = i % len(labels)
+        other = (label + 1 + rng.integers(len(labels) - 1)) % len(labels)
+        own = [f"{labels[label]}{rng.integers(variants)}" for _ in range(rng.integers(2, 5))]
+        words = own + [f"{labels[other]}{rng.integers(variants)}"] + list(rng.choice(TICKET_WORDS, rng.integers(2, 6)))
+        rows.append((" ".join(rng.permutation(words)), labels[label]))
+    return rows
+
+
+def write_csv(path, rows, header=("text", "label")) -> None:
+    """``rows`` as a CSV file with ``header``."""
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+
+
 def tiny_reviews() -> dict[str, str]:
     out = {}
     for split in ("train", "test"):

@@ -6,7 +6,6 @@ A small four-label CSV is trained, exported and benchmarked as a user would (qui
 pure functions are checked on their own.
 """
 
-import csv
 import hashlib
 import json
 import subprocess
@@ -15,29 +14,17 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, ticket_rows, write_csv
 
 LABELS = ["billing", "delivery", "login", "refund"]
-SHARED = "please help me with my order today the a it is was i".split()
 
 
 def _rows(rng: np.random.Generator, n: int) -> list[tuple[str, str]]:
-    """Ticket-like texts: words of their own label, a word of another, shared words."""
-    rows = []
-    for i in range(n):
-        label = i % len(LABELS)
-        other = (label + 1 + rng.integers(len(LABELS) - 1)) % len(LABELS)
-        own = [f"{LABELS[label]}{rng.integers(10)}" for _ in range(rng.integers(2, 5))]
-        words = own + [f"{LABELS[other]}{rng.integers(10)}"] + list(rng.choice(SHARED, rng.integers(2, 6)))
-        rows.append((" ".join(rng.permutation(words)), LABELS[label]))
-    return rows
+    return ticket_rows(rng, n, LABELS, 10)
 
 
 def _write(path, rows) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["text", "label"])
-        w.writerows(rows)
+    write_csv(path, rows)
 
 
 def _run(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:

@@ -6,7 +6,6 @@ The conversions and the manifest checks need only this package and the engines; 
 """
 
 import copy
-import csv
 import json
 import re
 import shutil
@@ -16,32 +15,20 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, ticket_rows, write_csv
 from runtime.bundle.files import BundleError
 from runtime.bundle.manifest import Manifest, _check_golden
 from runtime.engines.base import LOGIT
 
 LABELS = ["billing", "delivery", "login", "refund", "warranty"]
-SHARED = "please help me with my order today the a it is was i".split()
 
 
 def _texts(rng: np.random.Generator, n: int) -> list[tuple[str, str]]:
-    """Support-ticket-like texts: words of their own label, a word of another, shared words."""
-    rows = []
-    for i in range(n):
-        label = i % len(LABELS)
-        other = (label + 1 + rng.integers(len(LABELS) - 1)) % len(LABELS)
-        own = [f"{LABELS[label]}{rng.integers(12)}" for _ in range(rng.integers(2, 5))]
-        words = own + [f"{LABELS[other]}{rng.integers(12)}"] + list(rng.choice(SHARED, rng.integers(2, 6)))
-        rows.append((" ".join(rng.permutation(words)), LABELS[label]))
-    return rows
+    return ticket_rows(rng, n, LABELS, 12)
 
 
 def _write(path, rows) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["text", "label"])
-        w.writerows(rows)
+    write_csv(path, rows)
 
 
 @pytest.fixture(scope="module")

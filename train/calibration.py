@@ -59,8 +59,12 @@ def temperature_decision(val_probs: np.ndarray, val_labels: np.ndarray, min_gain
     """Whether temperature scaling lowers the validation ECE by at least ``min_gain``; the
     figures either way."""
     t = fit_temperature(val_probs, val_labels)
-    before = expected_calibration_error(val_probs, val_labels)
-    after = expected_calibration_error(scaled(val_probs, t), val_labels)
+    return _decision(t, expected_calibration_error(val_probs, val_labels),
+                     expected_calibration_error(scaled(val_probs, t), val_labels), min_gain)
+
+
+def _decision(t: float, before: float, after: float, min_gain: float) -> dict:
+    """The record of a temperature: applied when it lowers the validation ECE by ``min_gain``."""
     return {"fitted_temperature": t, "validation_ece": before, "validation_ece_scaled": after,
             "applied": bool(before - after >= min_gain),
             "note": "applied" if before - after >= min_gain else
@@ -105,12 +109,8 @@ def multiclass_temperature_decision(val_probs: np.ndarray, val_labels: np.ndarra
     """``temperature_decision`` for N > 2 labels: one temperature on the logits, judged by the
     top-label ECE on validation."""
     t = fit_multiclass_temperature(val_probs, val_labels)
-    before = top_label_ece(val_probs, val_labels)
-    after = top_label_ece(softmax_tempered(val_probs, t), val_labels)
-    return {"fitted_temperature": t, "validation_ece": before, "validation_ece_scaled": after,
-            "applied": bool(before - after >= min_gain),
-            "note": "applied" if before - after >= min_gain else
-                    f"not needed: scaling lowers validation ECE by {before - after:.4f} (< {min_gain})"}
+    return _decision(t, top_label_ece(val_probs, val_labels),
+                     top_label_ece(softmax_tempered(val_probs, t), val_labels), min_gain)
 
 
 def plot_reliability(curves: dict[str, dict], path: Path, title: str, top_label: bool = False) -> None:
