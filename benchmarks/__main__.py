@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import numpy as np
 
-    from benchmarks import measure, own_data, peers, report, volume
+    from benchmarks import measure, own_data, peers, report, rewrite, volume
     from runtime.atomic import staging_dir
     from runtime.engines.base import LOGIT
     from runtime.bundle.directory import open_bundle
@@ -208,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
 
     result: dict = {"meta": _meta(args, bundle, s), "skipped": skipped}
     result["accuracy"] = measure.accuracy(clfs, keras_ref, tutorial, acc_texts, labels, bundle.manifest.threshold)
+    rewritten = measure.accuracy(clfs, keras_ref, None, [rewrite.rewrite(t) for t in acc_texts], labels,
+                                 bundle.manifest.threshold)
+    result["rewritten_text"] = {"how": rewrite.HOW, "accuracy": {k: a["accuracy"] for k, a in rewritten.items()}}
     result["latency_e2e"], result["floors"], result["latency_model"] = measure.latency(
         clfs, keras_ref, tutorial, lat_texts, s)
     result["throughput"] = measure.batch_throughput(clfs, keras_ref, lat_texts, s)

@@ -207,6 +207,7 @@ def markdown(result: dict) -> str:
               "(see reliability.png)." + (f" Every row, Keras included, has the bundle's temperature T = "
               f"{k['temperature']:.3f} (fitted on validation); without it the float model's ECE is "
               f"{k['ece_without_temperature']:.4f}." if k.get("temperature", 1.0) != 1.0 else "")]
+    lines += _rewritten_lines(result)
     lines += _peer_lines(result)
     lines += ["", "## Single-review latency, raw text to probability (µs)", "",
               "| candidate | p50 | p90 | p99 | model only p50 |", "|---|---|---|---|---|"]
@@ -237,6 +238,19 @@ def markdown(result: dict) -> str:
               "![throughput](throughput.png)", "", "![reliability](reliability.png)", "",
               "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()), ""]
     return "\n".join(lines)
+
+
+def _rewritten_lines(result: dict) -> list[str]:
+    """Each candidate's accuracy on the same test reviews written differently."""
+    if "rewritten_text" not in result:
+        return []
+    w = result["rewritten_text"]
+    lines = ["", f"## Text written differently ({w['how']}; the same test reviews)", "",
+             "| candidate | as written | rewritten | change, points |", "|---|---|---|---|"]
+    for name, acc in w["accuracy"].items():
+        before = result["accuracy"][name]["accuracy"]
+        lines.append(f"| {name} | {before:.4f} | {acc:.4f} | {(acc - before) * 100:+.2f} |")
+    return lines
 
 
 def _peer_lines(result: dict) -> list[str]:

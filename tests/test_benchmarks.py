@@ -107,6 +107,10 @@ def test_quick_mode_writes_every_section(small_bundle, small_model, tmp_path):
         for g in paired:  # quick mode judges no volume goal, so takes one round of each
             assert g["rounds"] == len(g["ratios"]) == 1 and not g["paired"]
     md = (out / "benchmark.md").read_text()
+    rewritten = r["rewritten_text"]  # the same test reviews, written as a tokenized corpus writes them
+    assert set(rewritten["accuracy"]) == set(r["accuracy"]) - {"tutorial pipeline (lower().split())"}
+    assert all(0.5 < acc <= 1 for acc in rewritten["accuracy"].values())
+    assert "## Text written differently (lower-cased" in md
     assert "## Volume: 10,000 reviews" in md and "the reviews 2 times over" in md and "cannot exceed" in md
     assert "### `litert`: `tflite-int8`" in md and "### `onnxruntime`: `onnx-int8`" in md
     assert md.count("| run | reviews/s | seconds | CPU s (÷ wall) |") == 2  # one volume table per engine
@@ -353,3 +357,12 @@ def test_nb_weighted_peer_folds_its_ratio_into_the_weights_and_takes_two_labels_
     assert peer.size_bytes() > 4 * (1 << 23)  # every hashed column's float32 weight
     with pytest.raises(ValueError, match="two labels"):
         NbLrPeer(1.0, n_labels=3)
+
+
+def test_rewrite_writes_a_review_as_a_tokenized_corpus_would():
+    from benchmarks.rewrite import rewrite
+
+    assert rewrite("Costner's film didn't work.<br /><br />I can't say 'great' (at all)!") == \
+        "costner 's film did n't work . i ca n't say ' great ' ( at all ) !"
+    assert rewrite("It's the actors' fault") == "it 's the actors ' fault"
+    assert rewrite("already lower-cased , split .") == "already lower-cased , split ."
