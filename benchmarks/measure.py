@@ -125,6 +125,18 @@ def accuracy(clfs: dict[str, Classifier], keras_ref: KerasReference, tutorial: p
     return out
 
 
+def rewritten_accuracy(clfs: dict[str, Classifier], keras_ref: KerasReference, texts: list[str],
+                       labels: np.ndarray, threshold: float) -> dict[str, float]:
+    """The float model's and every candidate's accuracy on ``texts`` as ``benchmarks.rewrite``
+    writes them."""
+    from benchmarks.rewrite import rewrite
+
+    texts = [rewrite(t) for t in texts]
+    positive = np.asarray(labels) == 1
+    runs = {KERAS: keras_ref.predict_proba, **{key: clf.predict_proba for key, clf in clfs.items()}}
+    return {key: float(np.mean((_batched(run, texts) >= threshold) == positive)) for key, run in runs.items()}
+
+
 def latency(clfs: dict[str, Classifier], keras_ref: KerasReference, tutorial: peers.TutorialPipeline | None,
             texts: list[str], s: Settings) -> tuple[dict, dict, dict]:
     """End-to-end latency (text -> probability), floors and peers, and model-only latency."""

@@ -366,3 +366,24 @@ def test_rewrite_writes_a_review_as_a_tokenized_corpus_would():
         "costner 's film did n't work . i ca n't say ' great ' ( at all ) !"
     assert rewrite("It's the actors' fault") == "it 's the actors ' fault"
     assert rewrite("already lower-cased , split .") == "already lower-cased , split ."
+    assert rewrite("the 'end'") == "the ' end '"
+
+
+def test_rewritten_accuracy_scores_every_candidate_on_the_rewritten_reviews():
+    from benchmarks import measure
+    from benchmarks.rewrite import rewrite
+
+    class Scorer:
+        def __init__(self, words: set[str]):
+            self.words, self.seen = words, []
+
+        def predict_proba(self, texts):
+            self.seen += list(texts)
+            return np.array([float(bool(self.words & set(t.split()))) for t in texts])
+
+    texts = ["It didn't work.", "Great<br />film", "GREAT fun"]
+    labels = np.array([0, 1, 1])
+    keras, clf = Scorer({"great"}), Scorer({"n't", "great"})
+    acc = measure.rewritten_accuracy({"tflite-int8 @ litert": clf}, keras, texts, labels, 0.5)
+    assert keras.seen == clf.seen == [rewrite(t) for t in texts]
+    assert acc == {"keras float32": 1.0, "tflite-int8 @ litert": pytest.approx(2 / 3)}
