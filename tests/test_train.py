@@ -48,6 +48,16 @@ def test_validation_by_movie_holds_out_whole_movies(corpus):
     assert (again == train_idx).all() and not np.array_equal(other, train_idx)
 
 
+def test_a_small_corpus_keeps_most_of_its_reviews_to_train_on():
+    from train.trainer import MAX_VALIDATION_SHARE, validation_split
+
+    train_idx, val_idx = validation_split(40, 5000, 1337)
+    assert len(val_idx) == int(40 * MAX_VALIDATION_SHARE) == 16 and len(train_idx) == 24
+    movies = [f"tt{i // 2}" for i in range(40)]  # whole movies: at least the capped size
+    train_idx, val_idx = validation_split(40, 5000, 1337, movies)
+    assert 16 <= len(val_idx) <= 17 and len(train_idx) + len(val_idx) == 40
+
+
 def test_seed_lstm_validates_on_held_out_movies(small_lstm_model, small_model, corpus):
     config = json.loads((small_lstm_model / "config.json").read_text())
     assert config["data"]["validation_holds_out"] == "movies"

@@ -100,9 +100,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.subset:
             for i, name in enumerate(("train", "test")):
                 corpus.splits[name] = corpus.splits[name].sample(args.subset, args.seed + i)
-        if not own:  # a small aclImdb corpus (a sample, or a small folder) keeps 60% to train on
-            n = len(corpus.splits["train"])
-            recipe = dataclasses.replace(recipe, validation_size=min(recipe.validation_size, int(n * 0.4)))
         if args.vocab_size:
             recipe = dataclasses.replace(recipe, vocab_size=args.vocab_size)
         if args.max_epochs:

@@ -38,6 +38,9 @@ class Trained:
     order_parts: object = None  # what train.order_training.refit needs (its Parts)
 
 
+MAX_VALIDATION_SHARE = 0.4  # of the training reviews, at most, held out for validation
+
+
 def validation_split(n: int, size: int, seed: int, groups: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Seeded (train, validation) index arrays over ``n`` training reviews.
 
@@ -45,7 +48,11 @@ def validation_split(n: int, size: int, seed: int, groups: list[str] | None = No
     order, until it holds at least ``size`` reviews: no movie is on both sides, as in the
     official train/test split, so validation accuracy estimates test accuracy instead of
     rewarding a model that memorized the names of the training movies.
+
+    ``size`` is capped at ``MAX_VALIDATION_SHARE`` of ``n``: a small corpus (a ``--subset``
+    sample, a small folder in the aclImdb layout) keeps most of its reviews to train on.
     """
+    size = min(size, int(n * MAX_VALIDATION_SHARE))
     rng = np.random.default_rng(seed)
     if groups is None:
         order = rng.permutation(n)
