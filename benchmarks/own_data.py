@@ -218,7 +218,7 @@ def _pct(v: float) -> str:
 
 def markdown(result: dict) -> str:
     """The report of a benchmark on a user's data."""
-    from benchmarks.report import _fmt_us
+    from benchmarks.report import _fmt_us, speed_lines
 
     meta, d = result["meta"], result["data"]
     labels = d["labels"]
@@ -266,22 +266,9 @@ def markdown(result: dict) -> str:
         for lab in labels:
             lines.append(f"| {lab} | {support[lab]['support']:,} | "
                          + " | ".join(f"{rows[n]['per_label'][lab]['f1']:.3f}" for n in shown) + " |")
-    lines += ["", "## Single-text latency on the test texts, raw text to probabilities (µs)", "",
-              "| candidate | p50 | p90 | p99 | model only p50 |", "|---|---|---|---|---|"]
-    for name, s in sorted({**result["floors"], **result["latency_e2e"]}.items(), key=lambda kv: kv[1]["p50_us"]):
-        m = result["latency_model"].get(name)
-        lines.append(f"| {name} | {_fmt_us(s['p50_us'])} | {_fmt_us(s['p90_us'])} | {_fmt_us(s['p99_us'])} | "
-                     f"{_fmt_us(m['p50_us']) if m else ''} |")
-    lines += ["", "## Throughput (texts per second, raw text to probabilities)", "",
-              "| candidate | batch 1 | batch 32 | batch 256 |", "|---|---|---|---|"]
-    for name, t in result["throughput"].items():
-        lines.append(f"| {name} | {t['1']:,.0f} | {t['32']:,.0f} | {t['256']:,.0f} |")
-    if "cold_start" in result:
-        lines += ["", "## Cold start of one classification (the median test text), whole process", "",
-                  "| command | median s | min s | median peak RSS MiB |", "|---|---|---|---|"]
-        for name, c in result["cold_start"].items():
-            lines.append(f"| {name} | {c['median_s']:.3f} | {c['min_s']:.3f} | "
-                         f"{c['median_peak_rss_kb'] / 1024:.1f} |")
+    lines += speed_lines(result, "Single-text latency on the test texts, raw text to probabilities (µs)",
+                         "Throughput (texts per second, raw text to probabilities)",
+                         "Cold start of one classification (the median test text), whole process")
     c = result["explanation_cost"]
     lines += ["", f"## Explanations ({c['artifact']}, {c['method']}, top {c['k']} each way, {c['reviews']} texts)", "",
               "| call | p50 µs | p90 µs | p99 µs |", "|---|---|---|---|"]

@@ -171,6 +171,38 @@ def _fmt_us(v: float) -> str:
     return f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
 
 
+def speed_lines(result: dict, latency_title: str, throughput_title: str, cold_title: str) -> list[str]:
+    """The markdown tables of single-text latency, throughput and (when measured) cold start.
+
+    Args:
+        result: a benchmark result with ``floors``, ``latency_e2e``, ``latency_model``,
+            ``throughput`` and optionally ``cold_start``.
+        latency_title: the latency section's heading.
+        throughput_title: the throughput section's heading.
+        cold_title: the cold-start section's heading.
+
+    Returns:
+        The lines, starting with a blank one.
+    """
+    lines = ["", f"## {latency_title}", "",
+             "| candidate | p50 | p90 | p99 | model only p50 |", "|---|---|---|---|---|"]
+    for name, s in sorted({**result["floors"], **result["latency_e2e"]}.items(), key=lambda kv: kv[1]["p50_us"]):
+        m = result["latency_model"].get(name)
+        lines.append(f"| {name} | {_fmt_us(s['p50_us'])} | {_fmt_us(s['p90_us'])} | {_fmt_us(s['p99_us'])} | "
+                     f"{_fmt_us(m['p50_us']) if m else ''} |")
+    lines += ["", f"## {throughput_title}", "",
+              "| candidate | batch 1 | batch 32 | batch 256 |", "|---|---|---|---|"]
+    for name, t in result["throughput"].items():
+        lines.append(f"| {name} | {t['1']:,.0f} | {t['32']:,.0f} | {t['256']:,.0f} |")
+    if "cold_start" in result:
+        lines += ["", f"## {cold_title}", "",
+                  "| command | median s | min s | median peak RSS MiB |", "|---|---|---|---|"]
+        for name, c in result["cold_start"].items():
+            lines.append(f"| {name} | {c['median_s']:.3f} | {c['min_s']:.3f} | "
+                         f"{c['median_peak_rss_kb'] / 1024:.1f} |")
+    return lines
+
+
 def markdown(result: dict) -> str:
     meta, r = result["meta"], result["ratios"]
     lines = [
@@ -209,20 +241,9 @@ def markdown(result: dict) -> str:
               f"{k['ece_without_temperature']:.4f}." if k.get("temperature", 1.0) != 1.0 else "")]
     lines += _rewritten_lines(result)
     lines += _peer_lines(result)
-    lines += ["", "## Single-review latency, raw text to probability (µs)", "",
-              "| candidate | p50 | p90 | p99 | model only p50 |", "|---|---|---|---|---|"]
-    for name, s in sorted({**result["floors"], **result["latency_e2e"]}.items(), key=lambda kv: kv[1]["p50_us"]):
-        m = result["latency_model"].get(name)
-        lines.append(f"| {name} | {_fmt_us(s['p50_us'])} | {_fmt_us(s['p90_us'])} | {_fmt_us(s['p99_us'])} | "
-                     f"{_fmt_us(m['p50_us']) if m else ''} |")
-    lines += ["", "## Throughput (reviews per second, raw text to probability)", "",
-              "| candidate | batch 1 | batch 32 | batch 256 |", "|---|---|---|---|"]
-    for name, t in result["throughput"].items():
-        lines.append(f"| {name} | {t['1']:,.0f} | {t['32']:,.0f} | {t['256']:,.0f} |")
-    lines += ["", "## Cold start of one classification, whole process", "",
-              "| command | median s | min s | median peak RSS MiB |", "|---|---|---|---|"]
-    for name, c in result["cold_start"].items():
-        lines.append(f"| {name} | {c['median_s']:.3f} | {c['min_s']:.3f} | {c['median_peak_rss_kb'] / 1024:.1f} |")
+    lines += speed_lines(result, "Single-review latency, raw text to probability (µs)",
+                         "Throughput (reviews per second, raw text to probability)",
+                         "Cold start of one classification, whole process")
     if "volume" in result:
         lines += volume.markdown(result["volume"])
     if result["skipped"]:
