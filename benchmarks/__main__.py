@@ -106,7 +106,7 @@ def _own_data(args: argparse.Namespace, bundle, model_dir) -> int:
         clfs, keras_ref, None, lat_texts, s)
     result["throughput"] = measure.batch_throughput(clfs, keras_ref, lat_texts, s)
     result["explanation_cost"] = {**measure.explanation_cost(clfs[default_key], lat_texts, s), "artifact": default_key}
-    with staging_dir(args.out) as stage:
+    with staging_dir(args.out, "benchmark report") as stage:
         _cold_start(result, stage / "text.txt", lat_texts, bundle, model_dir, s)
         result["confusion_plots"] = own_data.plot_confusions(result, stage)
         write_json(stage / "benchmark.json", result)
@@ -153,6 +153,20 @@ def _ids_sha256(ids) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from runtime.atomic import UnsafeOutput, check_output_dir
+    from train.model_dir import data_files
+
+    try:  # the report replaces --out whole: never an input, nor a directory of something else
+        check_output_dir(args.out, [args.bundle, args.model_dir, *data_files(args.model_dir),
+                                    *([args.data] if args.data else [])], "benchmark.json", "benchmark report", "meta")
+    except UnsafeOutput as e:
+        print(f"python -m benchmarks: error: --out {e}", file=sys.stderr)
+        return exitcodes.USAGE
+    stops = exitcodes.StopRequests()
+    return stops.run(lambda: _benchmark(args), f"nothing was written to {args.out}")
+
+
+def _benchmark(args: argparse.Namespace) -> int:
     from train.userdata import allow_long_fields
 
     allow_long_fields()
@@ -232,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     except volume.ClusterError as e:  # an outside tool failed: nothing was written to --out
         print(f"error: {e}", file=sys.stderr)
         return exitcodes.INTERNAL
-    with staging_dir(args.out) as stage:
+    with staging_dir(args.out, "benchmark report") as stage:
         _cold_start(result, stage / "review.txt", lat_texts, bundle, model_dir, s)
         result["ratios"] = report.ratios(result, default_key)
         write_json(stage / "benchmark.json", result)

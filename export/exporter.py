@@ -227,7 +227,7 @@ def export_bundle(
 
     entries: dict[str, Artifact] = {}
     refused: list[str] = []
-    with staging_dir(out) as stage:
+    with staging_dir(out, "bundle") as stage:
         # Sequence models' TFLite forms take a fixed batch of 1 and so run row by row.
         tflite_batch = 1 if md.family == SEQUENCE else None
         sequence_length = encoder.length if md.family == NGRAM_SEQUENCE else None

@@ -21,6 +21,7 @@ no longer running (or that are older than ``STALE_SECONDS``).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -213,18 +214,71 @@ def _remove_stale(out: Path) -> None:
                 shutil.rmtree(stale, ignore_errors=True)
 
 
-def check_output_dir(out: str | os.PathLike, inputs: Iterable[str | os.PathLike], marker: str, what: str) -> None:
+WRITTEN_LIST = ".written.json"  # what a published directory holds: its kind and every path in it
+MAX_LISTED = 100_000  # entries an existing output directory may hold for the check to look at
+_OUR_TEMPORARY = re.compile(r"(?:.*/)?\.[^/]+\.(?:\d+\.)?[a-z0-9_]{8}\.tmp")  # atomic_file's, of a killed run
+
+
+def _entries(root: Path) -> Iterator[str]:
+    """Every path below ``root`` (files, links and directories, not followed), relative, posix."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        base = Path(dirpath).relative_to(root)
+        for name in (*dirnames, *filenames):
+            yield (base / name).as_posix()
+
+
+def _written_list(target: Path) -> dict | None:
+    """The ``WRITTEN_LIST`` record of a published directory, None if it has none or it is unreadable."""
+    try:
+        record = json.loads((target / WRITTEN_LIST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(record, dict) and isinstance(record.get("what"), str) and isinstance(record.get("paths"), list)
+    return record if ok else None
+
+
+def _marker_is_ours(path: Path, key: str) -> bool:
+    """Whether ``path`` is a JSON object with ``key`` (a directory published before the record existed)."""
+    try:
+        if not path.is_file() or path.stat().st_size > 64 << 20:
+            return False
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and key in data
+
+
+def _check_writable(target: Path, out: str | os.PathLike) -> None:
+    """Refuse ``target`` if it cannot be made: a file on its path, or a place nobody can write."""
+    parent = target.parent
+    while not parent.exists() and not parent.is_symlink() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UnsafeOutput(f"{out}: {parent} is not a directory; the output cannot be made below it")
+    try:
+        probe = tempfile.mkdtemp(dir=parent, prefix=".write-check-")
+    except OSError as e:
+        raise UnsafeOutput(f"{out}: cannot write in {parent} ({e.strerror or e})") from None
+    os.rmdir(probe)
+
+
+def check_output_dir(out: str | os.PathLike, inputs: Iterable[str | os.PathLike], marker: str, what: str,
+                     marker_key: str) -> None:
     """Refuse an output directory that would destroy what the user did not name as output.
 
     ``staging_dir`` replaces ``out`` whole, so ``out`` must not be an input, hold an input or
-    lie inside one; an existing ``out`` must be a directory that this kind of command wrote
-    (it holds ``marker``, e.g. ``config.json`` of a model directory) or empty.
+    lie inside one, and must be a place that can be written (checked before any work starts).
+    An existing ``out`` must be empty or a directory this kind of command published: its
+    ``WRITTEN_LIST`` names this kind and every path in it (a file the user added would be
+    deleted: refused). A directory published before that record existed is recognised by its
+    ``marker`` file, a JSON object with ``marker_key``.
 
     Args:
         out: the directory the command will publish.
         inputs: the files and directories the command reads.
-        marker: the file that every directory of this kind holds.
-        what: what the directory is, for the message ("model directory", "bundle").
+        marker: the file that every directory of this kind holds (``config.json``).
+        what: what the directory is, for the record and the message ("model directory", "bundle").
+        marker_key: a key of ``marker``'s JSON object (``recipe``).
 
     Raises:
         UnsafeOutput: one line naming ``out`` and the cause.
@@ -236,21 +290,44 @@ def check_output_dir(out: str | os.PathLike, inputs: Iterable[str | os.PathLike]
             raise UnsafeOutput(f"{out}: it holds the input {given}, which writing the {what} would delete")
         if source in target.parents:
             raise UnsafeOutput(f"{out}: it lies inside the input {given}; write the {what} elsewhere")
-    if target.exists() or target.is_symlink():
-        if not target.is_dir():
-            raise UnsafeOutput(f"{out}: exists and is not a directory; name a new path for the {what}")
-        if not (target / marker).is_file() and any(target.iterdir()):
-            raise UnsafeOutput(f"{out}: an existing directory that is not a {what} (no {marker}); it would be "
-                               f"replaced whole: name a new or empty directory")
+    if not (target.exists() or target.is_symlink()):
+        _check_writable(target, out)
+        return
+    if not target.is_dir():
+        raise UnsafeOutput(f"{out}: exists and is not a directory; name a new path for the {what}")
+    present = []
+    for path in _entries(target):
+        present.append(path)
+        if len(present) > MAX_LISTED:
+            raise UnsafeOutput(f"{out}: holds over {MAX_LISTED:,} files, not a {what}; name a new or empty directory")
+    if not present:
+        _check_writable(target, out)
+        return
+    record = _written_list(target)
+    if record is None:
+        if not _marker_is_ours(target / marker, marker_key):
+            raise UnsafeOutput(f"{out}: an existing directory that is not a {what} (no {marker} of ours); it would "
+                               f"be replaced whole: name a new or empty directory")
+    elif record["what"] != what:
+        raise UnsafeOutput(f"{out}: holds a {record['what']}, not a {what}; name a new or empty directory")
+    else:
+        extra = sorted(p for p in set(present) - set(map(str, record["paths"])) - {WRITTEN_LIST}
+                       if not _OUR_TEMPORARY.fullmatch(p))
+        if extra:
+            more = f" and {len(extra) - 1} more" if len(extra) > 1 else ""
+            raise UnsafeOutput(f"{out}: holds {extra[0]}{more}, which the {what} there did not write; replacing "
+                               f"the directory would delete it: move it or name a new directory")
+    _check_writable(target, out)
 
 
 @contextmanager
-def staging_dir(out: str | os.PathLike) -> Iterator[Path]:
+def staging_dir(out: str | os.PathLike, what: str | None = None) -> Iterator[Path]:
     """Yield a fresh sibling directory of ``out``; on success it replaces ``out``.
 
     On an exception (Ctrl-C included) the staging directory is removed and ``out`` is left
     as it was. Leftovers of a run that was killed outright are removed on the next run into
-    the same place.
+    the same place. With ``what`` (the kind of directory), the published directory holds a
+    ``WRITTEN_LIST`` of its kind and paths, which ``check_output_dir`` reads the next time.
     """
     out = Path(out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -262,6 +339,13 @@ def staging_dir(out: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+    if what is not None:
+        try:
+            record = {"what": what, "paths": sorted(_entries(stage))}
+            (stage / WRITTEN_LIST).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
     old = None
     if out.exists():
         old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}{_OLD}"))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,8 +30,8 @@ OK, INTERNAL, INPUT, CHECK_FAILED, UNUSABLE, USAGE, INTERRUPTED = 0, 1, 2, 3, 4,
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
-        self.print_usage()
-        self.exit(USAGE, f"{self.prog}: error: {message}\n")
+        # one line on stderr (standard output carries results only); --help shows the usage
+        self.exit(USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
@@ -92,3 +93,59 @@ def stop_signals_interrupt() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+class StopRequests:
+    """Ctrl-C, SIGTERM and SIGHUP for a long command's ``main`` (train, export, benchmarks).
+
+    ``run(body, unwritten)`` calls ``body()`` with the three signals raising
+    ``KeyboardInterrupt`` / ``Stopped`` in the main thread (each only if it has its default
+    handler: an ignored signal stays ignored) and returns its status. A stop ends in one line
+    on stderr (``interrupted; `` + ``unwritten``) and ``status_of``'s status, never a
+    traceback. TensorFlow's C++ code may turn the ``KeyboardInterrupt`` into another exception
+    on the way out, or report it from a finalizer as "Exception ignored" and go on: after a
+    stop request, whatever ends the body is the stop, such reports are dropped, and
+    ``check()`` (call it before publishing) raises it again. Handlers are restored afterwards.
+    """
+
+    def __init__(self):
+        self.seen: int | None = None
+
+    def _handler(self, signum, frame) -> None:
+        if self.seen is None:
+            self.seen = signum
+        self.check()
+
+    def check(self) -> None:
+        """Raise the stop if one was requested (an error seen since may be its echo)."""
+        if self.seen is not None:
+            raise KeyboardInterrupt if self.seen == signal.SIGINT else Stopped(self.seen)
+
+    def _unraisable(self, report) -> None:
+        if self.seen is None:
+            sys.__unraisablehook__(report)
+
+    def run(self, body, unwritten: str) -> int:
+        """``body()``'s exit status, or the status of a stop (one line naming what was not written)."""
+        previous, previous_unraisable = {}, sys.unraisablehook
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, *STOP_SIGNALS):
+                handler = signal.getsignal(signum)
+                if handler is signal.SIG_DFL or (signum == signal.SIGINT and handler is signal.default_int_handler):
+                    previous[signum] = signal.signal(signum, self._handler)
+            sys.unraisablehook = self._unraisable
+        try:
+            return body()
+        except BaseException as e:
+            if self.seen is None and not isinstance(e, KeyboardInterrupt):
+                raise
+            if self.seen is not None and self.seen != signal.SIGINT:
+                stop: KeyboardInterrupt = Stopped(self.seen)
+            else:
+                stop = e if isinstance(e, KeyboardInterrupt) else KeyboardInterrupt()
+            print(f"{interrupt_name(stop)}; {unwritten}", file=sys.stderr)
+            return status_of(stop)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            sys.unraisablehook = previous_unraisable

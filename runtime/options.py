@@ -54,13 +54,15 @@ def check_band(band: object) -> tuple[float, float] | None:
 
 def _bundle_path(bundle: object) -> str | None:
     """The bundle as an absolute path, None for the bundle shipped in the package."""
-    if bundle is None or bundle == "":
+    if bundle is None:
         return None
     if not isinstance(bundle, (str, os.PathLike)):
         raise TypeError(f"bundle must be a path (str or os.PathLike) or None, got {type(bundle).__name__}")
     path = os.fspath(bundle)
     if not isinstance(path, str):  # a bytes path: the bundle's files are named by str
         raise TypeError(f"bundle must be a str path or None, got {type(path).__name__} {path!r}")
+    if not path:  # an unset variable, not a choice of the shipped bundle (that is None)
+        raise ValueError("bundle is an empty path; name a bundle directory, or None for the shipped bundle")
     root = os.path.abspath(path)
     return None if root == os.path.abspath(DEFAULT_BUNDLE) else root
 

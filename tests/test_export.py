@@ -204,22 +204,20 @@ def test_ctrl_c_that_native_code_turns_into_another_error_is_still_an_interrupti
 
     import export.__main__ as cli
 
-    def interrupted_inside_native_code(args):
+    def interrupted_inside_native_code(args, stops):
         try:
             signal.getsignal(signal.SIGINT)(signal.SIGINT, None)  # what Ctrl-C runs
         except KeyboardInterrupt:
             raise TypeError() from None
 
-    monkeypatch.setattr(cli._Interrupt, "seen", False)
     monkeypatch.setattr(cli, "_export", interrupted_inside_native_code)
     assert cli.main([str(tmp_path / "model"), "--out", str(tmp_path / "bundle")]) == 130
     assert capsys.readouterr().err.strip() == f"interrupted; nothing was published to {tmp_path / 'bundle'}"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
-    def broken(args):
+    def broken(args, stops):
         raise TypeError("a real bug")
 
-    monkeypatch.setattr(cli._Interrupt, "seen", False)
     monkeypatch.setattr(cli, "_export", broken)
     with pytest.raises(TypeError, match="a real bug"):
         cli.main([str(tmp_path / "model"), "--out", str(tmp_path / "bundle")])
@@ -241,21 +239,20 @@ def test_ctrl_c_swallowed_by_a_finalizer_prints_no_traceback_and_publishes_nothi
 
     published = []
 
-    def export_that_goes_on(args):
+    def export_that_goes_on(args, stops):
         Finalized()
         gc.collect()
-        cli._Interrupt.check()  # what export_bundle's before_publishing does
+        stops.check()  # what export_bundle's before_publishing does
         published.append(args.out)
         return 0
 
-    monkeypatch.setattr(cli._Interrupt, "seen", False)
     monkeypatch.setattr(cli, "_export", export_that_goes_on)
     hook = sys.unraisablehook
     assert cli.main([str(tmp_path / "model"), "--out", str(tmp_path / "bundle")]) == 130
     assert capsys.readouterr().err.strip() == f"interrupted; nothing was published to {tmp_path / 'bundle'}"
     assert not published and sys.unraisablehook is hook
 
-    def finalizer_error_without_ctrl_c(args):  # a real error in a finalizer is still reported
+    def finalizer_error_without_ctrl_c(args, stops):  # a real error in a finalizer is still reported
         class Broken:
             def __del__(self):
                 raise ValueError("a real finalizer bug")

@@ -172,6 +172,7 @@ def _symlink_out(m, bundle):
     (_set("artifacts.tflite-int8.golden_tolerance", "big"), "field 'artifacts.tflite-int8.golden_tolerance' must be a number"),
     (_outside_file, "field 'artifacts.tflite-int8.file' must be a file name inside the bundle"),
     (_symlink_out, "model_int8.tflite: points outside the bundle directory"),
+    (_set("model.float_test_accuracy", float("nan")), "unreadable manifest (NaN is not a number a bundle holds)"),
 ])
 def test_bad_manifests_are_one_line_errors_naming_the_field(tmp_path, change, message):
     bundle = _bundle_with(tmp_path, change)
@@ -215,6 +216,7 @@ def test_a_file_outside_the_bundle_is_never_opened(tmp_path, monkeypatch):
     (lambda c: c.predict("good", threshold=5), ValueError, "threshold must be a number between 0 and 1, got 5"),
     (lambda c: runtime.load(threshold=5), ValueError, "threshold must be a number between 0 and 1, got 5"),
     (lambda c: runtime.load(threshold=float("nan")), ValueError, "threshold must be a number between 0 and 1"),
+    (lambda c: runtime.load(""), ValueError, "bundle is an empty path"),
 ])
 def test_api_arguments_are_checked_at_the_door(call, error, message):
     clf = runtime.load()

@@ -142,6 +142,78 @@ def test_out_naming_an_input_is_refused_before_anything_is_read(tmp_path, review
     assert review.read_text() == REVIEW
 
 
+# --- directories the commands publish whole (model directory, bundle, benchmark report) ----------
+
+
+def test_an_output_directory_is_replaced_only_if_it_holds_nothing_but_its_last_output(tmp_path):
+    from runtime.atomic import UnsafeOutput, check_output_dir, staging_dir
+
+    def check(out):
+        check_output_dir(out, [], "config.json", "model directory", "recipe")
+
+    out = tmp_path / "model"
+    check(out)  # a new path
+    with staging_dir(out, "model directory") as stage:
+        (stage / "config.json").write_text('{"recipe": {}}')
+        (stage / "plots").mkdir()
+        (stage / "plots" / "loss.png").write_bytes(b"png")
+    check(out)  # what the last run published, and nothing else
+    (out / "plots" / ".loss.png.123.abcdefgh.tmp").write_bytes(b"")  # a killed run's temporary file
+    check(out)
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(UnsafeOutput, match=r"holds notes.txt, which the model directory there did not write"):
+        check(out)
+    (out / "notes.txt").unlink()
+    with pytest.raises(UnsafeOutput, match="holds a model directory, not a bundle"):
+        check_output_dir(out, [], "manifest.json", "bundle", "format")
+    other = tmp_path / "project"  # any folder with a file of the marker's name is not one
+    other.mkdir()
+    (other / "config.json").write_text("{}")
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(UnsafeOutput, match="not a model directory"):
+        check(other)
+    old = tmp_path / "old-model"  # published before the record existed: its marker says so
+    old.mkdir()
+    (old / "config.json").write_text('{"recipe": {"name": "ngram"}}')
+    check(old)
+    (tmp_path / "file").write_text("x")
+    for unmakeable, phrase in ((tmp_path / "file" / "model", "not a directory"),
+                               (Path("/proc/model-here"), "cannot write")):
+        with pytest.raises(UnsafeOutput, match=phrase):
+            check(unmakeable)
+
+
+def test_benchmarks_out_is_checked_before_anything_runs(tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(ROOT / "runtime" / "default_bundle", bundle)
+    before = sorted(p.name for p in bundle.iterdir())
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    for out_dir, phrase in ((bundle, "holds the input"), (bundle / "report", "inside the input"),
+                            (mine, "not a benchmark report")):
+        out = subprocess.run([sys.executable, "-m", "benchmarks", "--bundle", str(bundle), "--model-dir",
+                              str(tmp_path / "model"), "--out", str(out_dir), "--quick"],
+                             cwd=ROOT, capture_output=True, timeout=300)
+        assert out.returncode == 64 and phrase in _one_line(out.stderr), out.stderr
+    assert sorted(p.name for p in bundle.iterdir()) == before and (mine / "notes.txt").read_text() == "mine"
+
+
+def test_train_stopped_by_sigterm_leaves_nothing_and_says_so(tmp_path):
+    trec = ROOT.parent / "shared" / "data" / "textsets" / "trec" / "train.csv"
+    if not trec.exists():
+        pytest.skip(f"{trec} is missing")
+    out = tmp_path / "model"
+    proc = subprocess.Popen([sys.executable, "-m", "train", "--data", str(trec), "--out", str(out), "--quiet"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(8)  # reading, the vocabulary, the first fits: well before it publishes (about a minute)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, err[-800:]
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == f"stopped by SIGTERM; nothing was written to {out}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_parity_reports_are_never_written_over_the_bundle(tmp_path):
     bundle = tmp_path / "bundle"
     shutil.copytree(ROOT / "runtime" / "default_bundle", bundle)

@@ -306,6 +306,67 @@ def test_texts_shared_between_train_and_test_are_counted(tmp_path, capsys):
     assert "warning: 4 of the 5 test texts are also training texts" in capsys.readouterr().err
 
 
+
+def test_the_test_file_as_validation_is_refused_and_shared_texts_counted(tmp_path, capsys):
+    """Validation chooses settings and the refit trains on it: the test file there would
+    make the test figure one of seen text."""
+    from train import dataset
+
+    train = _csv(tmp_path / "train.csv", _rows(5))
+    test = _csv(tmp_path / "test.csv", [(f"{w} held {i}", w) for w in ("alpha", "beta", "gamma") for i in range(2)])
+    copy = tmp_path / "copy.csv"
+    copy.write_bytes(test.read_bytes())
+    _refused(tmp_path, capsys, ["--data", str(train), "--test", str(test), "--validation", str(copy)], UNUSABLE,
+             "copy.csv", "the same data as --test")
+    val = _csv(tmp_path / "val.csv", [("alpha held 0", "alpha"), ("fresh words", "beta")])
+    dataset.load(train, test, val)
+    assert "warning: 1 of the 6 test texts are also validation texts (the refit trains on them)" in \
+        capsys.readouterr().err
+
+
+def test_a_test_file_in_another_format_is_refused(tmp_path, capsys):
+    train = _csv(tmp_path / "train.csv", _rows(5))
+    test = tmp_path / "test.jsonl"
+    test.write_text(json.dumps({"text": "alpha words", "label": "alpha"}) + "\n", encoding="utf-8")
+    _refused(tmp_path, capsys, ["--data", str(train), "--test", str(test)], UNUSABLE, "test.jsonl",
+             "a jsonl file, but --data", "same format")
+
+
+@pytest.mark.parametrize("line, phrase", [
+    ('{"text": "a \\ud800 b", "label": "x"}', "lone surrogate"),
+    ('{"text": "a", "label": "\\ud800"}', "lone surrogate"),
+    ('{"text": "a", "label": "x\\u2028y"}', "line separator"),
+    ('{"text": "a", "label": "x\\u202ey"}', "bidirectional"),
+    ('{"text": "a", "label": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+])
+def test_json_that_is_not_text_is_refused_in_one_line(tmp_path, capsys, line, phrase):
+    data = tmp_path / "data.jsonl"
+    rows = [json.dumps({"text": t, "label": label}) for t, label in _rows(3)]
+    data.write_text("\n".join(rows[:4] + [line] + rows[4:]) + "\n", encoding="utf-8")
+    line = _refused(tmp_path, capsys, ["--data", str(data)], UNUSABLE, "data.jsonl", phrase)
+    assert "data.jsonl:5:" in line or "line 5" in line, line
+
+
+def test_a_column_named_twice_is_refused(tmp_path, capsys):
+    data = _csv(tmp_path / "data.csv", [(t, label, label) for t, label in _rows(3)], header="text,label,label")
+    _refused(tmp_path, capsys, ["--data", str(data)], UNUSABLE, "data.csv", "'label' 2 times")
+
+
+def test_options_that_cannot_work_are_usage_errors(tmp_path, capsys):
+    train = _csv(tmp_path / "train.csv", _rows(5))
+    fasttext = tmp_path / "data.txt"
+    fasttext.write_text("".join(f"__label__{label} {t}\n" for t, label in _rows(3)), encoding="utf-8")
+    _refused(tmp_path, capsys, ["--data", str(fasttext), "--text-column", "body"], USAGE, "--text-column",
+             "fasttext")
+    for option, value in (("--seed", "-1"), ("--vocab-size", "3"), ("--max-epochs", "0"), ("--subset", "-5")):
+        with pytest.raises(SystemExit) as stop:
+            _train(["--data", str(train), "--out", str(tmp_path / "model"), option, value], capsys)
+        assert stop.value.code == USAGE
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and option in err[0], err
+    assert not (tmp_path / "model").exists()
+
+
 # --- training on N labels ------------------------------------------------------------------
 
 def _subset(src: Path, dest: Path, n: int, step: int = 1) -> Path:

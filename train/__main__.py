@@ -43,9 +43,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--test", help="your own data: the test file (same format); default: a hold-out of --data")
     p.add_argument("--validation", help="your own data: the validation file; default: 10%% of the training data")
     p.add_argument("--format", choices=FORMATS, help="your own data's format (default: from the extension or layout)")
-    p.add_argument("--text-column", "--text-field", dest="text_column", default="text",
+    p.add_argument("--text-column", "--text-field", dest="text_column",
                    help="the CSV/TSV column or JSON Lines field of the text (default: text)")
-    p.add_argument("--label-column", "--label-field", dest="label_column", default="label",
+    p.add_argument("--label-column", "--label-field", dest="label_column",
                    help="the CSV/TSV column or JSON Lines field of the label (default: label)")
     p.add_argument("--test-fraction", type=float, default=0.1,
                    help="your own data without --test: the stratified share held out for the test figure")
@@ -68,14 +68,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--max-text-mb {args.max_text_mb}: expected MiB above 0 (at most 1048576)")
     if args.time_budget is not None and args.time_budget < 0:
         p.error("--time-budget: expected seconds >= 0")
+    if args.text_column is not None and args.text_column == args.label_column:
+        p.error(f"--text-column and --label-column both name {args.text_column!r}")
+    for option, value, least in (("--seed", args.seed, 0), ("--subset", args.subset, 1),
+                                 ("--vocab-size", args.vocab_size, 4), ("--max-epochs", args.max_epochs, 1)):
+        if value is not None and not least <= value < 1 << 32:
+            p.error(f"{option} {value}: expected a whole number from {least} to {(1 << 32) - 1}")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    stops = exitcodes.StopRequests()
+    return stops.run(lambda: _train(args), f"nothing was written to {args.out}")
+
+
+def _train(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from train import data, dataset, trainer, userdata
+    from runtime.errors import Error
     from train.errors import TrainError
+    from train.errors import UsageError as TrainUsageError
     from train.recipes import RECIPES
 
     own = args.data is not None and not dataset.is_imdb(args.data)
@@ -85,26 +98,35 @@ def main(argv: list[str] | None = None) -> int:
         return exitcodes.USAGE
     try:  # the model directory replaces --out whole: never an input, nor a directory of something else
         check_output_dir(args.out, [x for x in (args.data, args.test, args.validation) if x], "config.json",
-                         "model directory")
+                         "model directory", "recipe")
     except UnsafeOutput as e:
         print(f"python -m train: error: --out {e}", file=sys.stderr)
+        return exitcodes.USAGE
+    named = [o for o, v in (("--text-column", args.text_column), ("--label-column", args.label_column)) if v is not None]
+    if named and not own:
+        print(f"python -m train: error: {named[0]} is for your own data's CSV, TSV or JSON Lines file", file=sys.stderr)
         return exitcodes.USAGE
     recipe = RECIPES[args.recipe or ("ngram-cnn" if own else "seed-mlp")]
     userdata.allow_long_fields()
     try:
         if own:
-            corpus = dataset.load(args.data, args.test, args.validation, args.format, args.text_column,
-                                  args.label_column, args.test_fraction, args.seed, int(args.max_text_mb * (1 << 20)))
+            fmt = userdata.detect_format(Path(args.data), args.format)
+            if named and fmt not in ("csv", "tsv", "jsonl"):
+                raise TrainUsageError(f"{named[0]} names a column of a CSV, TSV or JSON Lines file; {args.data} is "
+                                      f"read as {fmt}, which has no columns")
+            corpus = dataset.load(args.data, args.test, args.validation, args.format, args.text_column or "text",
+                                  args.label_column or "label", args.test_fraction, args.seed,
+                                  int(args.max_text_mb * (1 << 20)))
         else:
             corpus = data.load(args.data)
         if args.subset:
             for i, name in enumerate(("train", "test")):
                 corpus.splits[name] = corpus.splits[name].sample(args.subset, args.seed + i)
-        if args.vocab_size:
+        if args.vocab_size is not None:
             recipe = dataclasses.replace(recipe, vocab_size=args.vocab_size)
-        if args.max_epochs:
+        if args.max_epochs is not None:
             recipe = dataclasses.replace(recipe, max_epochs=args.max_epochs)
-        keep = frozenset(k for k in ("vocab_size", "max_epochs") if getattr(args, k))
+        keep = frozenset(k for k in ("vocab_size", "max_epochs") if getattr(args, k) is not None)
         metrics = trainer.run(corpus, recipe, args.seed, args.out, verbose=0 if args.quiet else 2,
                               time_budget=args.time_budget, keep=keep)
     except CorpusError as e:
@@ -113,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.status
+    except Error as e:  # the runtime's own (a vocabulary, the output's publication)
+        print(f"error: {e}", file=sys.stderr)
+        return exitcodes.UNUSABLE
     if len(corpus.labels) > 2 or own:
         extra = f", macro-F1 {metrics['macro_f1']:.4f}, {len(corpus.labels)} labels, trained in " \
                 f"{metrics['training_seconds']:.1f} s"

@@ -119,6 +119,12 @@ def load(data: str | Path, test: str | Path | None = None, validation: str | Pat
     reading = {"format": userdata.detect_format(Path(data), fmt), "text_column": text_column,
                "label_column": label_column, "max_bytes": max_bytes}
     record: dict = {"labels": names, "seed": seed, "reading": reading, "files": files}
+    for option, other in (("--test", test), ("--validation", validation)):
+        # export reads every file again with the training file's format
+        if other is not None and fmt is None and userdata.detect_format(Path(other)) != reading["format"]:
+            raise DataError(f"{other}: a {userdata.detect_format(Path(other))} file, but --data {data} is "
+                            f"{reading['format']}; {option} takes the same format")
+    options["fmt"] = reading["format"]
 
     y = np.asarray([index[label] for label in train.labels])
     once = [names[v] for v, n in enumerate(np.bincount(y, minlength=len(names))) if n == 1]
@@ -147,10 +153,15 @@ def load(data: str | Path, test: str | Path | None = None, validation: str | Pat
         files["validation"] = _file_record(validation, val_records)
         _check_known(validation, val_records, index)
         val_split = _split(val_records, index, prefix="validation:")
+        if "test" in files and files["test"]["sha256"] == files["validation"]["sha256"]:
+            raise DataError(f"{validation}: the same data as --test {test}; settings are chosen on validation and "
+                            f"the model is refitted on it, so the test figure would not be of unseen text: pass "
+                            f"another file, or leave --validation out to hold out part of --data")
     record["test_ids"] = list(test_split.ids)
-    _warn_shared(train_split, test_split, "test")
+    _warn_shared(train_split, test_split, "test", "training")
     if val_split is not None:
-        _warn_shared(train_split, val_split, "validation")
+        _warn_shared(train_split, val_split, "validation", "training")
+        _warn_shared(val_split, test_split, "test", "validation", " (the refit trains on them)")
 
     digest = hashlib.sha256()
     for name in sorted(files):
@@ -170,12 +181,13 @@ def _key(text: str) -> bytes:
     return hashlib.blake2b(" ".join(text.split()).encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
-def _warn_shared(train: Split, other: Split, name: str) -> None:
-    """Warn with a count when texts of ``other`` are also training texts (up to whitespace)."""
-    seen = {_key(t) for t in train.texts}
+def _warn_shared(seen_split: Split, other: Split, name: str, seen_name: str, why: str = "") -> None:
+    """Warn with a count when texts of ``other`` (``name``) are also in ``seen_split``
+    (``seen_name``, ``why`` it matters), up to whitespace."""
+    seen = {_key(t) for t in seen_split.texts}
     shared = sum(_key(t) in seen for t in other.texts)
     if shared:
-        print(f"warning: {shared:,} of the {len(other):,} {name} texts are also training texts: the {name} "
+        print(f"warning: {shared:,} of the {len(other):,} {name} texts are also {seen_name} texts{why}: the {name} "
               f"figure will be higher than on unseen text", file=sys.stderr)
 
 

@@ -66,7 +66,7 @@ class ModelDirWriter:
 @contextmanager
 def publish(out: Path) -> Iterator[ModelDirWriter]:
     """A writer whose directory replaces ``out`` in one rename when the block succeeds."""
-    with staging_dir(out) as stage:
+    with staging_dir(out, "model directory") as stage:
         yield ModelDirWriter(stage)
 
 
@@ -175,3 +175,13 @@ class ModelDir:
         clean = build_model(recipe, self.encoder.length, len(self.vocab), dropout=0.0, labels=len(self.labels))
         clean.set_weights(model.get_weights())
         return clean
+
+
+def data_files(model_dir: str | Path) -> list[str]:
+    """The data files a model directory was trained on, as its config.json names them (none if
+    unreadable): the inputs a command that writes beside it must not overwrite."""
+    try:
+        files = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))["data"]["files"]
+        return [f["path"] for f in files.values() if isinstance(f, dict) and isinstance(f.get("path"), str)]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []

@@ -282,6 +282,10 @@ def _read_csv(lines: _Lines, records: Records, delimiter: str, text_column: str,
             option = "--text-column" if text_column in missing else "--label-column"
             raise DataError(f"{lines.path}: no column {missing[0]!r} (the header has "
                             f"{', '.join(repr(h) for h in header)}); name it with {option}")
+        for column in (text_column, label_column):
+            if header.count(column) > 1:
+                raise DataError(f"{lines.path}: the header names {column!r} {header.count(column)} times; "
+                                f"rename all but one")
         ti, li = header.index(text_column), header.index(label_column)
         start = lines.number + 1
         for row in rows:
@@ -300,6 +304,15 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not a number JSON allows")
 
 
+def _encodable(text: str) -> bool:
+    """Whether ``text`` is valid Unicode (JSON's ``\\ud800`` escapes can make a lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _read_jsonl(lines: _Lines, records: Records, text_field: str, label_field: str) -> None:
     kinds: dict[str, tuple[str, int]] = {}  # label name -> (JSON type it was read as, first line)
     for line in lines:
@@ -310,6 +323,8 @@ def _read_jsonl(lines: _Lines, records: Records, text_field: str, label_field: s
             obj = json.loads(line, parse_constant=_no_constant)
         except ValueError as e:
             raise DataError(f"{lines.path}:{lines.number}: not JSON ({e})") from None
+        except RecursionError:
+            raise DataError(f"{lines.path}:{lines.number}: not a record: JSON nested too deeply") from None
         if not isinstance(obj, dict):
             raise DataError(f"{lines.path}:{lines.number}: expected a JSON object, got {type(obj).__name__}")
         if text_field not in obj:
@@ -318,6 +333,9 @@ def _read_jsonl(lines: _Lines, records: Records, text_field: str, label_field: s
         text, label = obj[text_field], obj.get(label_field)
         if not isinstance(text, str):
             raise DataError(f"{lines.path}:{lines.number}: field {text_field!r} is {type(text).__name__}, not a string")
+        if not _encodable(text):
+            raise DataError(f"{lines.path}:{lines.number}: field {text_field!r} holds a lone surrogate escape "
+                            f"(\\ud800-\\udfff without its pair): not text")
         if isinstance(label, list):
             raise DataError(f"{lines.path}:{lines.number}: field {label_field!r} is a list: several labels per "
                             f"text (multi-label) is not supported")

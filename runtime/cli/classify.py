@@ -114,6 +114,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--explain K must be at least 1")
     if args.top is not None and args.top < 1:
         p.error("--top K must be at least 1")
+    if args.model == "":
+        p.error("--model: an empty path; name a bundle directory, or leave --model out for the shipped bundle")
     if args.explain is not None and (args.ray or (args.jobs is not None and args.jobs != 1)):
         p.error("--explain runs in this process: leave out --jobs and --ray")
     if not is_text_encoding(args.encoding):
@@ -454,9 +456,10 @@ def _run(args: argparse.Namespace) -> int:
     except (BundleError, EngineError) as e:
         print(f"error: {e}", file=sys.stderr)
         return exitcodes.UNUSABLE
-    except ValueError:  # --threshold with a bundle of more than two labels
-        print("python -m runtime.classify: error: --threshold is for a bundle of two labels; --uncertain P marks "
-              "a top probability at or below P", file=sys.stderr)
+    except ValueError as e:  # --threshold with a bundle of more than two labels, or another option's value
+        hint = ("--threshold is for a bundle of two labels; --uncertain P marks a top probability at or below P"
+                if args.threshold is not None and "threshold" in str(e) else str(e))
+        print(f"python -m runtime.classify: error: {hint}", file=sys.stderr)
         return exitcodes.USAGE
     if args.out is not None and clf.bundle is not None and Path(clf.bundle.root).resolve() in (
             Path(args.out).resolve().parents):
