@@ -41,6 +41,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.volume_copies is not None and args.volume_copies < 1:
         p.error("--volume-copies must be 1 or more")
+    if not 0 <= args.seed < 1 << 31:
+        p.error(f"--seed {args.seed}: expected a whole number from 0 to {(1 << 31) - 1}")
     return args
 
 
@@ -163,7 +165,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m benchmarks: error: --out {e}", file=sys.stderr)
         return exitcodes.USAGE
     stops = exitcodes.StopRequests()
-    return stops.run(lambda: _benchmark(args), f"nothing was written to {args.out}")
+    return stops.run(lambda: _published(args), f"nothing was written to {args.out}")
+
+
+def _published(args: argparse.Namespace) -> int:
+    from runtime.atomic import PublishFailed
+
+    try:
+        return _benchmark(args)
+    except PublishFailed as e:  # the finished report could not replace --out
+        print(f"error: {e}", file=sys.stderr)
+        return exitcodes.INTERNAL
 
 
 def _benchmark(args: argparse.Namespace) -> int:

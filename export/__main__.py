@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from runtime import exitcodes
-from runtime.atomic import UnsafeOutput, check_output_dir
+from runtime.atomic import PublishFailed, UnsafeOutput, check_output_dir
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -29,7 +29,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--validation-size", type=int, default=2500, help="held-out training reviews compared (>= 2000)")
     p.add_argument("--calibration-size", type=int, default=500, help="training reviews for int8 calibration")
     p.add_argument("--test-limit", type=int, help="use a seeded sample of the test split (quick checks only)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for option, value in (("--validation-size", args.validation_size), ("--calibration-size", args.calibration_size),
+                          ("--test-limit", args.test_limit)):
+        if value is not None and value < 1:
+            p.error(f"{option} {value}: expected a positive whole number")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +82,9 @@ def _export(args: argparse.Namespace, stops: exitcodes.StopRequests) -> int:
         stops.check()
         print(f"error: {e}", file=sys.stderr)
         return e.status
+    except PublishFailed as e:  # the validated bundle could not replace --out
+        print(f"error: {e}", file=sys.stderr)
+        return exitcodes.INTERNAL
     except (CorpusError, ModelDirError, ValueError, Error) as e:
         stops.check()
         print(f"error: {e}", file=sys.stderr)

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from runtime import exitcodes
 from runtime.errors import Error
 
 try:
@@ -216,40 +217,55 @@ def _remove_stale(out: Path) -> None:
 
 WRITTEN_LIST = ".written.json"  # what a published directory holds: its kind and every path in it
 MAX_LISTED = 100_000  # entries an existing output directory may hold for the check to look at
-_OUR_TEMPORARY = re.compile(r"(?:.*/)?\.[^/]+\.(?:\d+\.)?[a-z0-9_]{8}\.tmp")  # atomic_file's, of a killed run
+# atomic_file's temporary file of a killed run: ``.NAME.PID.XXXXXXXX.tmp`` beside a file NAME
+_OUR_TEMPORARY = re.compile(r"(?:(?P<dir>.*)/)?\.(?P<name>[^/]+)\.\d+\.[a-z0-9_]{8}\.tmp")
+_SYSTEM_FILES = frozenset({".DS_Store"})  # what a file manager adds to any folder it shows
+
+
+class PublishFailed(Error, OSError):
+    """The finished output could not replace the old one (its staging copy is kept and named)."""
 
 
 def _entries(root: Path) -> Iterator[str]:
-    """Every path below ``root`` (files, links and directories, not followed), relative, posix."""
-    for dirpath, dirnames, filenames in os.walk(root):
+    """Every path below ``root`` (files, links and directories, not followed), relative, posix.
+
+    Raises:
+        OSError: a directory below ``root`` (or ``root``) cannot be listed.
+    """
+    def fail(error: OSError) -> None:
+        raise error
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=fail):
         base = Path(dirpath).relative_to(root)
         for name in (*dirnames, *filenames):
             yield (base / name).as_posix()
 
 
-def _written_list(target: Path) -> dict | None:
-    """The ``WRITTEN_LIST`` record of a published directory, None if it has none or it is unreadable."""
+def _read_json(path: Path, limit: int = 64 << 20):
+    """The JSON value of ``path``, or None if it is missing, too large or not JSON."""
     try:
-        record = json.loads((target / WRITTEN_LIST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        if not path.is_file() or path.stat().st_size > limit:
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
         return None
-    ok = isinstance(record, dict) and isinstance(record.get("what"), str) and isinstance(record.get("paths"), list)
-    return record if ok else None
 
 
-def _marker_is_ours(path: Path, key: str) -> bool:
-    """Whether ``path`` is a JSON object with ``key`` (a directory published before the record existed)."""
-    try:
-        if not path.is_file() or path.stat().st_size > 64 << 20:
-            return False
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and key in data
+def _ours(path: str, written: set[str]) -> bool:
+    """Whether ``path`` is in the record, a killed run's temporary file of a recorded file, or
+    a file manager's."""
+    if path in written or path.rpartition("/")[2] in _SYSTEM_FILES:
+        return True
+    m = _OUR_TEMPORARY.fullmatch(path)
+    return bool(m) and (f"{m['dir']}/{m['name']}" if m["dir"] else m["name"]) in written
 
 
 def _check_writable(target: Path, out: str | os.PathLike) -> None:
-    """Refuse ``target`` if it cannot be made: a file on its path, or a place nobody can write."""
+    """Refuse ``target`` if it cannot be made or replaced: a file on its path, a mount point, a
+    directory or parent nobody here can write."""
+    if target.exists() and (os.path.ismount(target) or not os.access(target, os.R_OK | os.W_OK | os.X_OK)):
+        why = "a mount point" if os.path.ismount(target) else "a directory this user cannot read and write"
+        raise UnsafeOutput(f"{out}: {why}; it cannot be replaced: name a directory inside it or elsewhere")
     parent = target.parent
     while not parent.exists() and not parent.is_symlink() and parent != parent.parent:
         parent = parent.parent
@@ -266,12 +282,13 @@ def check_output_dir(out: str | os.PathLike, inputs: Iterable[str | os.PathLike]
                      marker_key: str) -> None:
     """Refuse an output directory that would destroy what the user did not name as output.
 
-    ``staging_dir`` replaces ``out`` whole, so ``out`` must not be an input, hold an input or
-    lie inside one, and must be a place that can be written (checked before any work starts).
-    An existing ``out`` must be empty or a directory this kind of command published: its
+    ``staging_dir`` replaces ``out`` whole, so ``out`` must not be empty (an unset variable),
+    the working directory or one holding it, an input, hold an input or lie inside one, and
+    must be a place that can be written and replaced (checked before any work starts). An
+    existing ``out`` must be empty or a directory this kind of command published: its
     ``WRITTEN_LIST`` names this kind and every path in it (a file the user added would be
-    deleted: refused). A directory published before that record existed is recognised by its
-    ``marker`` file, a JSON object with ``marker_key``.
+    deleted: refused; an unreadable record is not ours). A directory published before that
+    record existed is recognised by its ``marker`` file, a JSON object with ``marker_key``.
 
     Args:
         out: the directory the command will publish.
@@ -283,9 +300,17 @@ def check_output_dir(out: str | os.PathLike, inputs: Iterable[str | os.PathLike]
     Raises:
         UnsafeOutput: one line naming ``out`` and the cause.
     """
-    target = Path(out).resolve()
-    for given in inputs:
-        source = Path(given).resolve()
+    if not os.fspath(out):
+        raise UnsafeOutput(f"an empty path (an unset variable?); name a new or empty directory for the {what}")
+    try:
+        target = Path(out).resolve()
+        sources = [(given, Path(given).resolve()) for given in inputs]
+        here = Path.cwd().resolve()
+    except (OSError, RuntimeError) as e:  # a symbolic link loop, a deleted working directory
+        raise UnsafeOutput(f"{out}: {e}") from None
+    if target == here or target in here.parents:
+        raise UnsafeOutput(f"{out}: the working directory or one holding it; name a directory for the {what}")
+    for given, source in sources:
         if target == source or target in source.parents:
             raise UnsafeOutput(f"{out}: it holds the input {given}, which writing the {what} would delete")
         if source in target.parents:
@@ -296,27 +321,37 @@ def check_output_dir(out: str | os.PathLike, inputs: Iterable[str | os.PathLike]
     if not target.is_dir():
         raise UnsafeOutput(f"{out}: exists and is not a directory; name a new path for the {what}")
     present = []
-    for path in _entries(target):
-        present.append(path)
-        if len(present) > MAX_LISTED:
-            raise UnsafeOutput(f"{out}: holds over {MAX_LISTED:,} files, not a {what}; name a new or empty directory")
-    if not present:
-        _check_writable(target, out)
-        return
-    record = _written_list(target)
-    if record is None:
-        if not _marker_is_ours(target / marker, marker_key):
-            raise UnsafeOutput(f"{out}: an existing directory that is not a {what} (no {marker} of ours); it would "
-                               f"be replaced whole: name a new or empty directory")
-    elif record["what"] != what:
-        raise UnsafeOutput(f"{out}: holds a {record['what']}, not a {what}; name a new or empty directory")
-    else:
-        extra = sorted(p for p in set(present) - set(map(str, record["paths"])) - {WRITTEN_LIST}
-                       if not _OUR_TEMPORARY.fullmatch(p))
-        if extra:
-            more = f" and {len(extra) - 1} more" if len(extra) > 1 else ""
-            raise UnsafeOutput(f"{out}: holds {extra[0]}{more}, which the {what} there did not write; replacing "
-                               f"the directory would delete it: move it or name a new directory")
+    try:
+        for path in _entries(target):
+            present.append(path)
+            if len(present) > MAX_LISTED:
+                raise UnsafeOutput(f"{out}: holds over {MAX_LISTED:,} files, not a {what}; name a new or empty "
+                                   f"directory")
+    except OSError as e:
+        if isinstance(e, UnsafeOutput):
+            raise
+        raise UnsafeOutput(f"{out}: cannot list what it holds ({e.strerror or e}); name a new or empty "
+                           f"directory") from None
+    if present:
+        record = _read_json(target / WRITTEN_LIST)
+        ok = isinstance(record, dict) and isinstance(record.get("what"), str) and isinstance(record.get("paths"), list)
+        if WRITTEN_LIST in present and not ok:
+            raise UnsafeOutput(f"{out}: its {WRITTEN_LIST} is unreadable, so what it holds cannot be told from "
+                               f"your files; name a new or empty directory")
+        if not ok:
+            data = _read_json(target / marker)
+            if not (isinstance(data, dict) and marker_key in data):
+                raise UnsafeOutput(f"{out}: an existing directory that is not a {what} (no {marker} of ours); it "
+                                   f"would be replaced whole: name a new or empty directory")
+        elif record["what"] != what:
+            raise UnsafeOutput(f"{out}: holds a {record['what']}, not a {what}; name a new or empty directory")
+        else:
+            written = {str(x) for x in record["paths"]} | {WRITTEN_LIST}
+            extra = sorted(x for x in present if not _ours(x, written))
+            if extra:
+                more = f" and {len(extra) - 1} more" if len(extra) > 1 else ""
+                raise UnsafeOutput(f"{out}: holds {extra[0]}{more}, which the {what} there did not write; replacing "
+                                   f"the directory would delete it: move it or name a new directory")
     _check_writable(target, out)
 
 
@@ -339,17 +374,28 @@ def staging_dir(out: str | os.PathLike, what: str | None = None) -> Iterator[Pat
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
-    if what is not None:
-        try:
+    try:
+        if what is not None:
             record = {"what": what, "paths": sorted(_entries(stage))}
             (stage / WRITTEN_LIST).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-        except BaseException:
-            shutil.rmtree(stage, ignore_errors=True)
-            raise
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}{_OLD}"))
-        os.replace(out, old / out.name)
-    os.replace(stage, out)
+        exitcodes.check_stop()  # a stop the body did not see (swallowed in native code) publishes nothing
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    with exitcodes.signals_held():  # the two renames: ``out`` is never left missing by a stop
+        old = None
+        try:
+            if out.exists():
+                old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}{_OLD}"))
+                os.replace(out, old / out.name)
+            os.replace(stage, out)
+        except OSError as e:
+            if old is not None:
+                if (old / out.name).exists() and not out.exists():
+                    os.replace(old / out.name, out)
+                shutil.rmtree(old, ignore_errors=True)
+            raise PublishFailed(f"{out}: cannot be replaced ({e.strerror or e}); the new output is in {stage} "
+                                f"until the next run to {out.name}: move it elsewhere") from None
+        exitcodes.note_published(out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

@@ -95,6 +95,34 @@ def stop_signals_interrupt() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
+_active: StopRequests | None = None  # the command's, while its body runs (None in a library's caller)
+
+
+def check_stop() -> None:
+    """Raise the running command's stop if one was requested (nothing outside a command)."""
+    if _active is not None:
+        _active.check()
+
+
+def note_published(path) -> None:
+    """Tell the running command that ``path`` was published (a later stop says so)."""
+    if _active is not None:
+        _active.published.append(str(path))
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP wait until the block ends (main thread, POSIX; else nothing)."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, *STOP_SIGNALS})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 class StopRequests:
     """Ctrl-C, SIGTERM and SIGHUP for a long command's ``main`` (train, export, benchmarks).
 
@@ -110,6 +138,7 @@ class StopRequests:
 
     def __init__(self):
         self.seen: int | None = None
+        self.published: list[str] = []
 
     def _handler(self, signum, frame) -> None:
         if self.seen is None:
@@ -126,8 +155,11 @@ class StopRequests:
             sys.__unraisablehook__(report)
 
     def run(self, body, unwritten: str) -> int:
-        """``body()``'s exit status, or the status of a stop (one line naming what was not written)."""
-        previous, previous_unraisable = {}, sys.unraisablehook
+        """``body()``'s exit status, or the status of a stop (one line naming what was not written,
+        or what was, when the stop came after publishing)."""
+        global _active
+        previous, previous_unraisable, outer = {}, sys.unraisablehook, _active
+        _active = self
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, *STOP_SIGNALS):
                 handler = signal.getsignal(signum)
@@ -135,17 +167,23 @@ class StopRequests:
                     previous[signum] = signal.signal(signum, self._handler)
             sys.unraisablehook = self._unraisable
         try:
-            return body()
+            status = body()
+            if self.seen is None:
+                return status
+            error: BaseException | None = None  # the stop came and the body went on regardless
         except BaseException as e:
             if self.seen is None and not isinstance(e, KeyboardInterrupt):
                 raise
-            if self.seen is not None and self.seen != signal.SIGINT:
-                stop: KeyboardInterrupt = Stopped(self.seen)
-            else:
-                stop = e if isinstance(e, KeyboardInterrupt) else KeyboardInterrupt()
-            print(f"{interrupt_name(stop)}; {unwritten}", file=sys.stderr)
-            return status_of(stop)
+            error = e
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             sys.unraisablehook = previous_unraisable
+            _active = outer
+        if self.seen is not None and self.seen != signal.SIGINT:
+            stop: KeyboardInterrupt = Stopped(self.seen)
+        else:
+            stop = error if isinstance(error, KeyboardInterrupt) else KeyboardInterrupt()
+        done = f" after {', '.join(self.published)} was written" if self.published else f"; {unwritten}"
+        print(f"{interrupt_name(stop)}{done}", file=sys.stderr)
+        return status_of(stop)

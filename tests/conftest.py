@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import tarfile
 from pathlib import Path
 
@@ -13,6 +14,29 @@ ROOT = Path(__file__).resolve().parent.parent
 # Ray clusters the tests start listen on the loopback interface only (Ray's own switch).
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 SHARED_ARCHIVE = ROOT.parent / "shared" / "data" / "aclImdb_v1.tar.gz"
+
+
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+def default_signals() -> None:
+    """A child's ``preexec_fn``: the stop signals' default actions, as from a shell (a job
+    started in the background, or under ``nohup``, inherits them ignored)."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_DFL)
+
+
+@pytest.fixture
+def stop_handlers():
+    """This process's stop signals as in a terminal (Ctrl-C raises KeyboardInterrupt), whatever
+    the test run inherited; restored afterwards."""
+    saved = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for signum in STOP_SIGNALS[1:]:
+        signal.signal(signum, signal.SIG_DFL)
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
 
 
 def corpus_path() -> Path | None:

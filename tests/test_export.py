@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, default_signals
 from export.convert import ARTIFACTS, FAMILY_ARTIFACTS
 from runtime.engines.load import load_backend
 from runtime.bundle.directory import open_bundle
@@ -184,7 +184,7 @@ def test_ctrl_c_during_export_is_one_line_and_leaves_nothing(small_model, tmp_pa
     proc = subprocess.Popen([sys.executable, "-m", "export", str(small_model), "--out", str(out), "--data",
                              str(corpus_path()), "--validation-size", "2000", "--test-limit", "500"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=default_signals)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not list(tmp_path.glob(".bundle.staging-*")) and proc.poll() is None:
         time.sleep(0.05)
@@ -197,7 +197,8 @@ def test_ctrl_c_during_export_is_one_line_and_leaves_nothing(small_model, tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
-def test_ctrl_c_that_native_code_turns_into_another_error_is_still_an_interruption(monkeypatch, capsys, tmp_path):
+def test_ctrl_c_that_native_code_turns_into_another_error_is_still_an_interruption(monkeypatch, capsys, tmp_path,
+                                                                                   stop_handlers):
     """TensorFlow's C++ code can turn the KeyboardInterrupt raised inside it into a bare
     TypeError (seen in CI): after a Ctrl-C, whatever ends the export is the interruption."""
     import signal
@@ -224,7 +225,8 @@ def test_ctrl_c_that_native_code_turns_into_another_error_is_still_an_interrupti
 
 
 
-def test_ctrl_c_swallowed_by_a_finalizer_prints_no_traceback_and_publishes_nothing(monkeypatch, capsys, tmp_path):
+def test_ctrl_c_swallowed_by_a_finalizer_prints_no_traceback_and_publishes_nothing(monkeypatch, capsys, tmp_path,
+                                                                                   stop_handlers):
     """A KeyboardInterrupt raised inside a finalizer is not raised: Python reports it as
     "Exception ignored" with a traceback (seen in CI) and goes on. After a Ctrl-C such reports
     are dropped, and the export checks for the Ctrl-C before it publishes."""

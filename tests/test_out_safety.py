@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, default_signals
 
 REVIEW = "A wonderful, moving film. Superb acting, I loved every minute of it!\n"
 
@@ -183,6 +183,88 @@ def test_an_output_directory_is_replaced_only_if_it_holds_nothing_but_its_last_o
             check(unmakeable)
 
 
+def test_what_cannot_be_told_from_the_users_files_is_refused(tmp_path, monkeypatch):
+    from runtime.atomic import UnsafeOutput, check_output_dir, staging_dir
+
+    def check(out):
+        check_output_dir(out, [], "config.json", "model directory", "recipe")
+
+    out = tmp_path / "model"
+    with staging_dir(out, "model directory") as stage:
+        (stage / "config.json").write_text('{"recipe": {}}')
+    (out / ".DS_Store").write_bytes(b"")  # a file manager's
+    check(out)
+    (out / ".thesis.abcdefgh.tmp").write_text("mine")  # looks temporary, but no run of ours wrote it
+    with pytest.raises(UnsafeOutput, match=r"holds .thesis.abcdefgh.tmp"):
+        check(out)
+    (out / ".thesis.abcdefgh.tmp").unlink()
+    (out / ".written.json").write_text("[" * 100_000 + "]" * 100_000)  # unreadable: not ours
+    with pytest.raises(UnsafeOutput, match="unreadable"):
+        check(out)
+    for bad, phrase in (("", "empty path"), (tmp_path, "working directory or one holding it")):
+        monkeypatch.chdir(out)
+        with pytest.raises(UnsafeOutput, match=phrase):
+            check(bad)
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    with pytest.raises(UnsafeOutput, match="loop"):
+        check(loop)
+
+
+def test_a_stop_swallowed_by_native_code_publishes_nothing(tmp_path, capsys, stop_handlers):
+    from runtime import exitcodes
+    from runtime.atomic import staging_dir
+
+    out = tmp_path / "out"
+
+    def swallowed():
+        try:
+            signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)  # what SIGTERM runs
+        except KeyboardInterrupt:
+            pass  # as TensorFlow's C++ code or a finalizer may do
+        with staging_dir(out, "model directory") as stage:
+            (stage / "config.json").write_text("{}")
+        return 0
+
+    assert exitcodes.StopRequests().run(swallowed, f"nothing was written to {out}") == 143
+    assert capsys.readouterr().err.strip() == f"stopped by SIGTERM; nothing was written to {out}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+    def stopped_after_publishing():
+        with staging_dir(out, "model directory") as stage:
+            (stage / "config.json").write_text("{}")
+        signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+
+    assert exitcodes.StopRequests().run(stopped_after_publishing, f"nothing was written to {out}") == 130
+    assert capsys.readouterr().err.strip() == f"interrupted after {out} was written"
+    assert (out / "config.json").exists() and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_output_that_cannot_replace_the_old_one_keeps_both(tmp_path, monkeypatch):
+    import errno
+
+    from runtime import atomic
+
+    out = tmp_path / "out"
+    with atomic.staging_dir(out, "bundle") as stage:
+        (stage / "manifest.json").write_text("old")
+    real = os.replace
+
+    def busy(src, dst):
+        if Path(src).name.startswith(".out.staging-"):
+            raise OSError(errno.EBUSY, os.strerror(errno.EBUSY))
+        real(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", busy)
+    with pytest.raises(atomic.PublishFailed, match="cannot be replaced .* the new output is in") as e:
+        with atomic.staging_dir(out, "bundle") as stage:
+            (stage / "manifest.json").write_text("new")
+    assert (out / "manifest.json").read_text() == "old"
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith(".out.staging-")]
+    assert len(kept) == 1 and str(kept[0]) in str(e.value) and (kept[0] / "manifest.json").read_text() == "new"
+    assert not [p for p in tmp_path.iterdir() if ".old-" in p.name]
+
+
 def test_benchmarks_out_is_checked_before_anything_runs(tmp_path):
     bundle = tmp_path / "bundle"
     shutil.copytree(ROOT / "runtime" / "default_bundle", bundle)
@@ -205,7 +287,8 @@ def test_train_stopped_by_sigterm_leaves_nothing_and_says_so(tmp_path):
         pytest.skip(f"{trec} is missing")
     out = tmp_path / "model"
     proc = subprocess.Popen([sys.executable, "-m", "train", "--data", str(trec), "--out", str(out), "--quiet"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_signals)
     time.sleep(8)  # reading, the vocabulary, the first fits: well before it publishes (about a minute)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=300)
@@ -232,7 +315,7 @@ def _temporaries(directory: Path, name: str) -> list[str]:
 def _start_writing(tmp_path: Path) -> subprocess.Popen:
     """The command reading reviews from a pipe into --out, once its temporary file exists."""
     proc = subprocess.Popen([sys.executable, "-m", "runtime.classify", "--lines", "-", "--out", str(tmp_path / "out.txt")],
-                            cwd=ROOT, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+                            cwd=ROOT, stdin=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_signals)
     proc.stdin.write(REVIEW.encode() * 100)
     proc.stdin.flush()
     deadline = time.monotonic() + 120

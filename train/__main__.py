@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 from runtime import exitcodes
-from runtime.atomic import UnsafeOutput, check_output_dir
+from runtime.atomic import PublishFailed, UnsafeOutput, check_output_dir
 from runtime.checks.reviews import CorpusError
 
 
@@ -66,14 +66,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--test-fraction {args.test_fraction}: expected a number between 0 and 1")
     if not 0 < args.max_text_mb <= 1 << 20:
         p.error(f"--max-text-mb {args.max_text_mb}: expected MiB above 0 (at most 1048576)")
-    if args.time_budget is not None and args.time_budget < 0:
-        p.error("--time-budget: expected seconds >= 0")
-    if args.text_column is not None and args.text_column == args.label_column:
-        p.error(f"--text-column and --label-column both name {args.text_column!r}")
+    if args.time_budget is not None and not 0 <= args.time_budget < float("inf"):
+        p.error(f"--time-budget {args.time_budget}: expected seconds >= 0")
+    if (args.text_column or "text") == (args.label_column or "label"):
+        p.error(f"--text-column and --label-column both name {args.text_column or 'text'!r}")
     for option, value, least in (("--seed", args.seed, 0), ("--subset", args.subset, 1),
                                  ("--vocab-size", args.vocab_size, 4), ("--max-epochs", args.max_epochs, 1)):
-        if value is not None and not least <= value < 1 << 32:
-            p.error(f"{option} {value}: expected a whole number from {least} to {(1 << 32) - 1}")
+        # seeds below 2**31 leave room for the recipe's seed + i under the random generators' 2**32
+        if value is not None and not least <= value < 1 << 31:
+            p.error(f"{option} {value}: expected a whole number from {least} to {(1 << 31) - 1}")
     return args
 
 
@@ -110,8 +111,8 @@ def _train(args: argparse.Namespace) -> int:
     userdata.allow_long_fields()
     try:
         if own:
-            fmt = userdata.detect_format(Path(args.data), args.format)
-            if named and fmt not in ("csv", "tsv", "jsonl"):
+            fmt = userdata.detect_format(Path(args.data), args.format) if named and Path(args.data).exists() else None
+            if fmt is not None and fmt not in ("csv", "tsv", "jsonl"):
                 raise TrainUsageError(f"{named[0]} names a column of a CSV, TSV or JSON Lines file; {args.data} is "
                                       f"read as {fmt}, which has no columns")
             corpus = dataset.load(args.data, args.test, args.validation, args.format, args.text_column or "text",
@@ -135,7 +136,10 @@ def _train(args: argparse.Namespace) -> int:
     except TrainError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.status
-    except Error as e:  # the runtime's own (a vocabulary, the output's publication)
+    except PublishFailed as e:  # the finished model directory could not replace --out
+        print(f"error: {e}", file=sys.stderr)
+        return exitcodes.INTERNAL
+    except Error as e:  # the runtime's own (a vocabulary)
         print(f"error: {e}", file=sys.stderr)
         return exitcodes.UNUSABLE
     if len(corpus.labels) > 2 or own:

@@ -183,5 +183,5 @@ def data_files(model_dir: str | Path) -> list[str]:
     try:
         files = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))["data"]["files"]
         return [f["path"] for f in files.values() if isinstance(f, dict) and isinstance(f.get("path"), str)]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return []
