@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import sys
-import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -218,7 +217,8 @@ MAX_LABEL_CHARS = 200
 RESERVED_LABELS = ("uncertain", "error")  # what the command prints in a label's place
 
 
-_BIDI_CONTROLS = frozenset(map(chr, [*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C]))
+# the line and paragraph separators (str.splitlines breaks on them) and the bidirectional controls
+_BREAKING = frozenset(map(chr, [0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C]))
 
 
 def label_problem(label: str) -> str | None:
@@ -231,7 +231,7 @@ def label_problem(label: str) -> str | None:
         return f"label {label[:40]!r}... is longer than {MAX_LABEL_CHARS} characters"
     if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in label):
         return f"label {label[:40]!r} holds a control character (a tab or line break would break the output lines)"
-    if any(unicodedata.category(c) in ("Zl", "Zp", "Cs") or c in _BIDI_CONTROLS for c in label):
+    if any(c in _BREAKING or "\ud800" <= c <= "\udfff" for c in label):
         return (f"label {label[:40]!r} holds a line separator, a lone surrogate or a bidirectional control "
                 f"(it would break or reorder the output lines)")
     if label in RESERVED_LABELS:
