@@ -50,7 +50,7 @@ from runtime.engines.base import ENGINES
 
 ROOT = Path(__file__).resolve().parent.parent
 ENGINE, ENGINE_DIST = "litert", "ai-edge-litert"
-ENTRY_POINT = "imdb-classify = runtime.cli.classify:main"
+ENTRY_POINT = "imdb-classify = runtime.classify:entry"
 # Top-level folders of the checkout that only a checkout runs.
 CHECKOUT_ONLY = ("train", "export", "benchmarks", "tests", "scripts", "samples", "docs")
 # Not copied to the build folder: version control, environments and earlier build output.

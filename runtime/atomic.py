@@ -194,6 +194,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
         _lock(fd, wait=True)  # tells a later run's clean-up that this file is being written
         with os.fdopen(fd, "wb") as f:
             yield f
+        exitcodes.check_stop()  # a stop the command did not see (swallowed in an import) publishes nothing
         os.chmod(tmp, target.mode)
         os.replace(tmp, target.path)
     except BaseException:

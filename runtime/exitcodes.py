@@ -168,8 +168,8 @@ class StopRequests:
             sys.unraisablehook = self._unraisable
         try:
             status = body()
-            if self.seen is None:
-                return status
+            if self.seen is None or status in (INTERRUPTED, *(128 + s for s in STOP_SIGNALS)):
+                return status  # no stop, or the body reported it in its own line
             error: BaseException | None = None  # the stop came and the body went on regardless
         except BaseException as e:
             if self.seen is None and not isinstance(e, KeyboardInterrupt):

@@ -68,6 +68,11 @@ def text_of(value: object) -> tuple[str | None, str | None]:
     return None, f"not text: {type(value).__name__}"
 
 
+def _check_column(column: object) -> None:
+    if not isinstance(column, str) or not column:
+        raise TypeError(f"column must be a non-empty str, got {type(column).__name__} {column!r}")
+
+
 class ReviewScorer:
     """P(positive) for batches of reviews with one artifact of a bundle.
 
@@ -85,9 +90,11 @@ class ReviewScorer:
     def __init__(self, bundle: str | Path | None = None, artifact: str | None = None, backend: str = AUTO,
                  threshold: float | None = None, column: str = "text", num_threads: int | None = None,
                  uncertain: tuple[float, float] | None = None, *, options: ClassifierOptions | None = None):
+        _check_column(column)  # before the bundle is read, as every argument is
         self._start(load(bundle, artifact, backend, threshold, num_threads, uncertain, options=options), column)
 
     def _start(self, classifier: Classifier, column: str) -> None:
+        _check_column(column)
         self.classifier = classifier
         self.classifier.encoder.set_memo_size(BULK_MEMO_SIZE)
         self.column = column
@@ -161,6 +168,9 @@ class ReviewScorer:
             KeyError: a dict batch has no ``column``.
         """
         if isinstance(batch, dict):
+            if self.column not in batch:
+                shown = ", ".join(repr(k) for k in list(batch)[:10]) or "none"
+                raise KeyError(f"the batch has no column {self.column!r} (its columns: {shown})")
             probabilities, errors = self.score_values(batch[self.column])
             if probabilities.ndim == 2:  # more than two labels: the top one, and every label's column
                 names = np.array(self.classifier.labels, dtype=object)

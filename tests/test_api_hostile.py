@@ -328,3 +328,11 @@ def test_a_bad_bundle_is_caught_as_runtime_error(tmp_path):
     with pytest.raises(runtime.Error):
         runtime.load(tmp_path)
     assert os.path.isdir(tmp_path)
+
+
+def test_review_scorer_names_its_column_problems():
+    with pytest.raises(TypeError, match="column must be a non-empty str, got int 5"):
+        runtime.ReviewScorer(column=5)
+    scorer = runtime.ReviewScorer()
+    with pytest.raises(KeyError, match="the batch has no column 'text' \\(its columns: 'body'\\)"):
+        scorer({"body": ["a fine film"]})

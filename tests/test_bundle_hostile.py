@@ -261,6 +261,8 @@ def _explanation(i, key, value):
     (_golden_with(lambda g: {"reviews": []}), "field 'reviews' must be a non-empty list"),
     (_golden_with(lambda g: {"reviews": g["reviews"][:5]}), "holds 5 reviews, the manifest says 40"),
     (_golden_with(lambda g: g["reviews"].__setitem__(3, "text")), "field 'reviews[3]' must be an object"),
+    (_golden_with(lambda g: g["reviews"][0].__setitem__("text", "   ")),
+     "field 'reviews[0].text' must be a review with a word in it"),
     (_golden_with(_review(0, "text", KeyError)), "field 'reviews[0].text' is missing"),
     (_golden_with(_review(0, "text", 5)), "field 'reviews[0].text' must be a non-empty string, got 5"),
     (_golden_with(_review(1, "id", None)), "field 'reviews[1].id' must be a non-empty string, got None"),

@@ -179,3 +179,11 @@ def test_an_engine_that_cannot_load_the_default_falls_back(small_lstm_bundle, tm
                                "tflite-dynamic-int8", "-"], cwd=tmp_path, input="a film", capture_output=True,
                               text=True, timeout=120)
     assert explicit.returncode == 4 and "pip install ai-edge-litert" in explicit.stderr
+
+
+def test_one_path_for_both_reports_is_a_usage_error(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "runtime.parity", str(ROOT / "runtime" / "default_bundle"), "--json",
+                          str(tmp_path / "r"), "--junit", str(tmp_path / "." / "r")], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 64 and "one report would replace the other" in out.stderr
+    assert not (tmp_path / "r").exists()

@@ -277,3 +277,55 @@ def test_a_long_review_of_line_breaks_streamed_is_scored_as_whole(tmp_path):
     assert code == 0
     assert out == f"{whole.label}\t{whole.probability:.4f}\t{path}\n"
     assert err == [f"warning: {path}: no known words; the result is only the model's prior"]
+
+
+# --- a second hostile probe (stop 38) ---------------------------------------------------------------
+
+
+def test_blocks_of_tiny_records_stay_small():
+    """A block is at most MAX_BLOCK_LINES lines: 8 MB of empty lines once took 900 MB."""
+    import io
+
+    from runtime.cli.records import MAX_BLOCK_LINES, line_blocks
+
+    data = b"\n" * (3 * MAX_BLOCK_LINES + 5) + b"last"
+    blocks = list(line_blocks(io.BytesIO(data), "x"))
+    counts = [b.data.count(b"\n") + (not b.data.endswith(b"\n")) for b in blocks]
+    assert max(counts) <= MAX_BLOCK_LINES and sum(counts) == 3 * MAX_BLOCK_LINES + 6
+    assert [b.first for b in blocks] == [1 + sum(counts[:i]) for i in range(len(blocks))]
+    assert blocks[-1].data.endswith(b"last")
+
+
+def test_options_of_the_other_record_format_are_usage_errors(tmp_path):
+    path = tmp_path / "two.csv"
+    path.write_text("body,text\nawful,great\n", encoding="utf-8")
+    for args in (("--csv", "--field", "body"), ("--jsonl", "--column", "body"), ("--lines", "--column", "x"),
+                 ("--field", "body")):
+        status, out, err = run(*args, path)
+        assert status == 64 and out == "" and len(err) == 1 and args[-2] in err[0], (args, err)
+
+
+def test_ambiguous_or_oversized_records_are_one_error_each(tmp_path):
+    dup = tmp_path / "dup.csv"
+    dup.write_text("text,text\nawful,great\n", encoding="utf-8")
+    status, out, err = run("--csv", dup)
+    assert status == 2 and "names the column 'text' 2 times" in err[-1]
+    big = tmp_path / "big.jsonl"
+    big.write_text('{"text": "a fine film", "n": ' + "9" * 5000 + "}\n", encoding="utf-8")
+    status, out, err = run("--jsonl", big)
+    assert status == 2 and err[-1].endswith("malformed JSON (an integer of more than 4,300 digits)"), err
+
+
+def test_a_name_too_long_is_one_line():
+    status, out, err = run("--model", "/tmp/" + "a" * 5000, "-")
+    assert status == 4 and len(err) == 1 and "File name too long" in err[0]
+    proc = subprocess.run([sys.executable, "-m", "runtime.parity", "b" * 300], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 4 and "Traceback" not in proc.stderr and "too long" in proc.stderr
+
+
+def test_importing_the_package_loads_nothing_heavy():
+    """Commands take Ctrl-C from their first import: the package itself loads no numpy or engine."""
+    code = "import sys, runtime, runtime.exitcodes; print(sorted(m for m in ('numpy', 'onnxruntime') if m in sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "[]", proc.stderr

@@ -31,7 +31,7 @@ def test_the_wheel_holds_the_runtime_only_and_the_sdist_no_checkout_folders(buil
     assert {"manifest.json", "vocab.txt", "golden.json"} <= bundle
     assert {n.rsplit("/", 1)[1] for n in names if n.startswith("runtime/default_bundle/")} == bundle
     assert "runtime/cli/classify.py" in names and "runtime/classify.py" in names
-    assert "imdb-classify = runtime.cli.classify:main" in entry_points
+    assert "imdb-classify = runtime.classify:entry" in entry_points
     requires = [line for line in meta.splitlines() if line.startswith("Requires-Dist:")]
     plain = [line for line in requires if "extra ==" not in line]
     assert plain == ["Requires-Dist: numpy>=1.26"]

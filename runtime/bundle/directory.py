@@ -154,9 +154,13 @@ def open_bundle(root: str | Path) -> Bundle:
     """Read and check a bundle's manifest (files are verified when used)."""
     root = Path(root)
     path = root / MANIFEST
-    if not root.is_dir():
+    try:
+        is_dir, has_manifest = root.is_dir(), os.path.lexists(path)
+    except OSError as e:  # a name too long, a loop of symbolic links
+        raise BundleError(f"{str(root)[:200]}: {e.strerror or e}") from None
+    if not is_dir:
         raise BundleError(f"{root}: not a bundle directory")
-    if not os.path.lexists(path):
+    if not has_manifest:
         raise BundleError(f"{path}: missing; {root} is not a bundle")
     try:
         data = json.loads(read_inside(root, MANIFEST, MAX_MANIFEST_BYTES, "manifest").decode("utf-8"))

@@ -180,7 +180,9 @@ def _check_golden(data: object, where: str, artifacts: list[str], expected: int 
         raise BundleError(f"{where}: holds {len(reviews)} reviews, the manifest says {expected}")
     for i, item in enumerate(reviews):
         r = _Fields(item, where, f"reviews[{i}]")
-        r.text("id"), r.text("text")
+        r.text("id")
+        if not r.text("text").strip():  # a review parity can classify: not whitespace alone
+            raise r._fail("text", "a review with a word in it", item["text"])
         if many:
             label = r.get("label", str, f"one of the {len(labels)} labels", optional=True)
             if label is not None and label not in labels:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
@@ -249,6 +250,9 @@ def run(bundle_path: str | Path, engines: list[str] | None = None, data: str | P
     for skipped in corpus.skipped if corpus is not None else []:
         checks.append(Check("-", "-", None, "corpus", None, f"skipped (not a review): {skipped}"))
     reference = _float_reference(bundle) if corpus is not None else None
+    if corpus is not None and reference is None:  # said in the report, not dropped silently
+        checks.append(Check("-", "-", None, "corpus", None, f"not compared: the bundle has no float32 artifact that "
+                                                          f"runs here to compare {data} against"))
     ref_probs = None
     if corpus is not None and reference is not None:
         reference_clf = Classifier._from_bundle(bundle, ClassifierOptions(artifact=reference))
@@ -333,6 +337,9 @@ def _main(argv: list[str] | None) -> int:
     p.add_argument("--json", type=Path, help="write the checks as JSON here")
     p.add_argument("--junit", type=Path, help="write JUnit XML here, for CI systems")
     args = p.parse_args(argv)
+    if args.json is not None and args.junit is not None and os.path.realpath(args.json) == os.path.realpath(args.junit):
+        print(f"error: --json and --junit both name {args.json}; one report would replace the other", file=sys.stderr)
+        return exitcodes.USAGE
     for out in (args.json, args.junit):
         if out is not None and not out.parent.is_dir():
             print(f"error: {out}: its directory {out.parent} does not exist", file=sys.stderr)

@@ -142,10 +142,14 @@ def read_reviews(path: str | Path, limit: int | None = None, seed: int = 0) -> R
     when every file has one. ``limit`` keeps a seeded sample.
     """
     path = Path(path)
-    if not path.exists():
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+    except OSError as e:  # a name too long, a loop of symbolic links
+        raise CorpusError(f"{str(path)[:200]}: {e.strerror or e}") from None
+    if not exists:
         raise CorpusError(f"{path}: no such file or directory")
     skipped: list[str] = []
-    if path.is_dir():
+    if is_dir:
         members = file_members(path, sorted(path.rglob("*.txt")), skipped)
         items = _usable(members, skipped)
     else:

@@ -90,9 +90,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          help="each file holds one JSON object per line (see --field)")
     formats.add_argument("--csv", dest="format", action="store_const", const=CSV,
                          help="each file is a CSV with a header row (see --column)")
-    p.add_argument("--field", default="text", help="--jsonl: the field holding the review (default: text); "
+    p.add_argument("--field", help="--jsonl: the field holding the review (default: text); "
                    "the other fields are carried to --json output")
-    p.add_argument("--column", default="text", help="--csv: the column holding the review (default: text)")
+    p.add_argument("--column", help="--csv: the column holding the review (default: text)")
     p.add_argument("--jobs", type=int, metavar="N",
                    help="with --lines/--jsonl/--csv: score in N processes, this one and N - 1 workers, "
                         "0 = one per core (default: 1); "
@@ -114,6 +114,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--explain K must be at least 1")
     if args.top is not None and args.top < 1:
         p.error("--top K must be at least 1")
+    for option, value, fmt in (("--field", args.field, JSONL), ("--column", args.column, CSV)):
+        if value is not None and args.format != fmt:
+            p.error(f"{option} names where the review is in a {'--jsonl' if fmt == JSONL else '--csv'} file; "
+                    f"it does nothing {'without one' if args.format is None else 'here'}")
+    args.field, args.column = args.field or "text", args.column or "text"
     if args.model == "":
         p.error("--model: an empty path; name a bundle directory, or leave --model out for the shipped bundle")
     if args.explain is not None and (args.ray or (args.jobs is not None and args.jobs != 1)):

@@ -34,6 +34,7 @@ from runtime.encoding.text import EMPTY_REVIEW, is_blank
 
 MAX_RECORD = 4 << 20  # bytes (characters for CSV) of one record
 MAX_RECORD_LINES = 1000  # lines one CSV record may span (a quoted field holding newlines)
+MAX_BLOCK_LINES = 16_384  # lines a block holds at most: each costs a few hundred bytes downstream
 BINARY = "binary file (contains NUL bytes), not text"
 LINES, JSONL, CSV = "lines", "jsonl", "csv"
 FORMATS = (LINES, JSONL, CSV)
@@ -76,9 +77,18 @@ def _blocks(f: BinaryIO, first: bytes | None) -> Iterator[bytes]:
         yield block
 
 
+def _nth_newline(block: bytes, start: int, n: int) -> int:
+    """The position of the ``n``-th newline of ``block`` from ``start`` (``start - 1`` for n = 0;
+    the caller knows there are at least ``n``)."""
+    pos = start - 1
+    for _ in range(n):
+        pos = block.find(b"\n", pos + 1)
+    return pos
+
+
 def line_blocks(f: BinaryIO, name: str, size: int = BLOCK, first: bytes | None = None) -> Iterator[Lines]:
     """The lines of ``f`` (after ``first``, its bytes already read) in blocks of about ``size``
-    bytes. A line over ``MAX_RECORD`` is skipped as it is read, not stored, and left empty in
+    bytes and at most ``MAX_BLOCK_LINES`` lines. A line over ``MAX_RECORD`` is skipped as it is read, not stored, and left empty in
     its block, so memory stays bounded; if it holds a NUL byte the file is binary (/dev/zero
     is one endless such line) and ``InputError`` stops it."""
     number, parts, held, count, too_long = 1, [], 0, 0, []
@@ -109,11 +119,17 @@ def line_blocks(f: BinaryIO, name: str, size: int = BLOCK, first: bytes | None =
             carry, carried, skipping = [], 0, False
             start = end + 1
         last = block.rfind(b"\n", start)
-        if last >= 0:
-            parts.append(block[start : last + 1])
-            held += last + 1 - start
-            count += block.count(b"\n", start, last + 1)
-            start = last + 1
+        while last >= start:  # the read's whole lines, at most MAX_BLOCK_LINES a block
+            room = MAX_BLOCK_LINES - count
+            lines = block.count(b"\n", start, last + 1)
+            cut = last if lines <= room else _nth_newline(block, start, room)
+            parts.append(block[start : cut + 1])
+            held += cut + 1 - start
+            count += min(lines, room)
+            start = cut + 1
+            if count >= MAX_BLOCK_LINES:
+                yield Lines(name, number, b"".join(parts), tuple(too_long))
+                number, parts, held, count, too_long = number + count, [], 0, 0, []
         if start < len(block):
             carry, carried = [block[start:]], len(block) - start  # shorter than BLOCK <= MAX_RECORD
         if held and held + carried >= size:  # a read's worth with the line begun: blocks of even size
@@ -190,6 +206,8 @@ def _jsonl_record(source: str, data: bytes | None, encoding: str, key: str) -> R
     try:
         obj = _JSON.decode(line)
     except ValueError as e:
+        if "integer string conversion" in str(e):  # Python's own limit on digits, named in its terms
+            return Record(source, None, "malformed JSON (an integer of more than 4,300 digits)")
         return Record(source, None, f"malformed JSON ({e})")
     except RecursionError:
         return Record(source, None, "malformed JSON (nested too deeply)")
@@ -327,6 +345,9 @@ def read_csv(f: BinaryIO, name: str, encoding: str, column: str, first: bytes | 
     if column not in header:
         shown_header = ", ".join(shown(h) for h in header[:10]) + (", ..." if len(header) > 10 else "")
         raise InputError(f"no column {column!r} in the CSV header (columns: {shown_header})")
+    if header.count(column) > 1:
+        raise InputError(f"the CSV header names the column {column!r} {header.count(column)} times; which one "
+                         f"holds the review cannot be told")
     index, width = header.index(column), len(header)
     name = shown(name)
     while True:
