@@ -11,7 +11,7 @@ The names below are imported when first used (PEP 562): importing ``runtime`` it
 nothing heavy, so the command line takes Ctrl-C and SIGTERM before numpy and the engines load.
 """
 
-from importlib import import_module
+from importlib import import_module as _import_module
 
 from runtime.errors import Error
 
@@ -25,7 +25,7 @@ __all__ = ["Classifier", "ClassifierOptions", "DEFAULT_BUNDLE", "Error", "Explan
 
 def __getattr__(name: str):
     if name in _WHERE:
-        value = getattr(import_module(_WHERE[name]), name)
+        value = getattr(_import_module(_WHERE[name]), name)
         globals()[name] = value  # once
         return value
     raise AttributeError(f"module 'runtime' has no attribute {name!r}")

@@ -195,8 +195,10 @@ def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
         with os.fdopen(fd, "wb") as f:
             yield f
         exitcodes.check_stop()  # a stop the command did not see (swallowed in an import) publishes nothing
-        os.chmod(tmp, target.mode)
-        os.replace(tmp, target.path)
+        with exitcodes.signals_held():
+            os.chmod(tmp, target.mode)
+            os.replace(tmp, target.path)
+            exitcodes.note_published(target.path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

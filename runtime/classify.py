@@ -15,12 +15,13 @@ def main(argv: list[str] | None = None) -> int:
     """``runtime.cli.classify.main``, imported when called."""
     from runtime.cli.classify import main as command
 
+    exitcodes.check_stop()  # a stop the imports swallowed ends the run here, before any work
     return command(argv)
 
 
 def entry() -> int:
     """The command's exit status (its stop handling included)."""
-    return exitcodes.StopRequests().run(main, "its output may be incomplete")
+    return exitcodes.StopRequests().run(main, "nothing was written", "its output may be incomplete")
 
 
 if __name__ == "__main__":

@@ -124,7 +124,7 @@ def signals_held() -> Iterator[None]:
 
 
 class StopRequests:
-    """Ctrl-C, SIGTERM and SIGHUP for a long command's ``main`` (train, export, benchmarks).
+    """Ctrl-C, SIGTERM and SIGHUP for a command's ``main`` (every ``python -m`` command).
 
     ``run(body, unwritten)`` calls ``body()`` with the three signals raising
     ``KeyboardInterrupt`` / ``Stopped`` in the main thread (each only if it has its default
@@ -154,9 +154,10 @@ class StopRequests:
         if self.seen is None:
             sys.__unraisablehook__(report)
 
-    def run(self, body, unwritten: str) -> int:
-        """``body()``'s exit status, or the status of a stop (one line naming what was not written,
-        or what was, when the stop came after publishing)."""
+    def run(self, body, unwritten: str, went_on: str | None = None) -> int:
+        """``body()``'s exit status, or the status of a stop: one line naming what was not written
+        (``unwritten``), what was when the stop came after publishing, or ``went_on`` (default
+        ``unwritten``) when the body ended normally after a stop it did not see."""
         global _active
         previous, previous_unraisable, outer = {}, sys.unraisablehook, _active
         _active = self
@@ -184,6 +185,7 @@ class StopRequests:
             stop: KeyboardInterrupt = Stopped(self.seen)
         else:
             stop = error if isinstance(error, KeyboardInterrupt) else KeyboardInterrupt()
-        done = f" after {', '.join(self.published)} was written" if self.published else f"; {unwritten}"
+        done = (f" after {', '.join(self.published)} was written" if self.published
+                else f"; {went_on or unwritten}" if error is None else f"; {unwritten}")
         print(f"{interrupt_name(stop)}{done}", file=sys.stderr)
         return status_of(stop)

@@ -13,6 +13,7 @@ def main(argv: list[str] | None = None) -> int:
     """``runtime.checks.parity.main``, imported when called."""
     from runtime.checks.parity import main as command
 
+    exitcodes.check_stop()  # a stop the imports swallowed ends the run here, before any work
     return command(argv)
 
 

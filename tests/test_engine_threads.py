@@ -16,6 +16,7 @@ from conftest import ROOT
 THREADS_SCRIPT = r"""
 import os, sys, threading
 import runtime
+import runtime.classifier  # numpy and its own threads start here, before the measure (runtime loads lazily)
 
 def ticks():
     out = {}

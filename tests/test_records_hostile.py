@@ -329,3 +329,31 @@ def test_importing_the_package_loads_nothing_heavy():
     code = "import sys, runtime, runtime.exitcodes; print(sorted(m for m in ('numpy', 'onnxruntime') if m in sys.modules))"
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == "[]", proc.stderr
+
+
+def test_blocks_keep_every_line_and_its_number_whatever_the_reads(monkeypatch):
+    """Random files read in random short pieces, with a cap of 1 to 4 lines a block: the blocks
+    hold every line once, in order, numbered from 1, none over the cap."""
+    import io
+    import random
+
+    from runtime.cli import records
+
+    def split(data: bytes) -> list[bytes]:
+        parts = data.split(b"\n") if data else []
+        return parts[:-1] if data.endswith(b"\n") else parts
+
+    for trial in range(3000):
+        rnd = random.Random(trial)
+        monkeypatch.setattr(records, "MAX_BLOCK_LINES", rnd.randint(1, 4))
+        data = bytes(rnd.choice(b"\nx\n") for _ in range(rnd.randint(0, 30)))
+
+        class Short(io.BytesIO):
+            def read(self, n=-1):
+                return super().read(min(n, rnd.randint(1, 5)))
+
+        blocks = list(records.line_blocks(Short(data), "x", size=rnd.choice([2, 4, 64])))
+        assert [line for b in blocks for line in split(b.data)] == split(data), trial
+        assert [b.first + i for b in blocks for i in range(len(split(b.data)))] == list(
+            range(1, len(split(data)) + 1)), trial
+        assert all(len(split(b.data)) <= records.MAX_BLOCK_LINES for b in blocks), trial

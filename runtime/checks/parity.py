@@ -341,7 +341,12 @@ def _main(argv: list[str] | None) -> int:
         print(f"error: --json and --junit both name {args.json}; one report would replace the other", file=sys.stderr)
         return exitcodes.USAGE
     for out in (args.json, args.junit):
-        if out is not None and not out.parent.is_dir():
+        try:
+            missing = out is not None and not out.parent.is_dir()
+        except OSError as e:  # a name too long, a loop of symbolic links
+            print(f"error: {str(out)[:200]}: {e.strerror or e}", file=sys.stderr)
+            return exitcodes.USAGE
+        if missing:
             print(f"error: {out}: its directory {out.parent} does not exist", file=sys.stderr)
             return exitcodes.USAGE
         try:

@@ -118,7 +118,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if value is not None and args.format != fmt:
             p.error(f"{option} names where the review is in a {'--jsonl' if fmt == JSONL else '--csv'} file; "
                     f"it does nothing {'without one' if args.format is None else 'here'}")
-    args.field, args.column = args.field or "text", args.column or "text"
+    args.field = "text" if args.field is None else args.field
+    args.column = "text" if args.column is None else args.column
     if args.model == "":
         p.error("--model: an empty path; name a bundle directory, or leave --model out for the shipped bundle")
     if args.explain is not None and (args.ray or (args.jobs is not None and args.jobs != 1)):
@@ -466,6 +467,7 @@ def _run(args: argparse.Namespace) -> int:
                 if args.threshold is not None and "threshold" in str(e) else str(e))
         print(f"python -m runtime.classify: error: {hint}", file=sys.stderr)
         return exitcodes.USAGE
+    exitcodes.check_stop()  # a stop swallowed while the engine loaded ends the run before any work
     if args.out is not None and clf.bundle is not None and Path(clf.bundle.root).resolve() in (
             Path(args.out).resolve().parents):
         print(f"python -m runtime.classify: error: --out {args.out}: inside the bundle in use; write it elsewhere",

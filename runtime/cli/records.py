@@ -87,8 +87,8 @@ def _nth_newline(block: bytes, start: int, n: int) -> int:
 
 
 def line_blocks(f: BinaryIO, name: str, size: int = BLOCK, first: bytes | None = None) -> Iterator[Lines]:
-    """The lines of ``f`` (after ``first``, its bytes already read) in blocks of about ``size``
-    bytes and at most ``MAX_BLOCK_LINES`` lines. A line over ``MAX_RECORD`` is skipped as it is read, not stored, and left empty in
+    """The lines of ``f`` (after ``first``, its bytes already read) in blocks of about
+    ``size`` bytes and at most ``MAX_BLOCK_LINES`` lines. A line over ``MAX_RECORD`` is skipped as it is read, not stored, and left empty in
     its block, so memory stays bounded; if it holds a NUL byte the file is binary (/dev/zero
     is one endless such line) and ``InputError`` stops it."""
     number, parts, held, count, too_long = 1, [], 0, 0, []
@@ -118,9 +118,12 @@ def line_blocks(f: BinaryIO, name: str, size: int = BLOCK, first: bytes | None =
             count += 1
             carry, carried, skipping = [], 0, False
             start = end + 1
+            if count >= MAX_BLOCK_LINES:
+                yield Lines(name, number, b"".join(parts), tuple(too_long))
+                number, parts, held, count, too_long = number + count, [], 0, 0, []
         last = block.rfind(b"\n", start)
         while last >= start:  # the read's whole lines, at most MAX_BLOCK_LINES a block
-            room = MAX_BLOCK_LINES - count
+            room = max(MAX_BLOCK_LINES - count, 0)
             lines = block.count(b"\n", start, last + 1)
             cut = last if lines <= room else _nth_newline(block, start, room)
             parts.append(block[start : cut + 1])
